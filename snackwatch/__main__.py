@@ -1,0 +1,5 @@
+"""Entry point for `python -m snackwatch`."""
+
+from snackwatch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Per-snack exponential backoff for failing repairs and flap (fight) detection: pure, clock passed in."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """Delays of a crash-loop style backoff: initial, doubling, capped."""
+
+    initial: float = 0.1
+    factor: float = 2.0
+    cap: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        """The wait after the `attempt`-th consecutive failure (1-based)."""
+        return float(min(self.cap, self.initial * self.factor ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True)
+class FightPolicy:
+    """When repeated deletions are a fight with another process, and how to back off from it.
+
+    A deletion within `window` seconds of our own restore is a flap; `threshold` flaps in a row is
+    a fight. Churn (a snack deleted about once a second) never reaches it. A restored snack that
+    stays `quiet` seconds ends the fight.
+    """
+
+    window: float = 0.05
+    threshold: int = 20
+    backoff: BackoffPolicy = BackoffPolicy(initial=0.1, cap=5.0)
+    quiet: float = 1.0
+
+
+class Change(Enum):
+    """A change in a snack's health worth one log line."""
+
+    STARTED_FAILING = "started failing"
+    RECOVERED = "recovered"
+    FIGHT_STARTED = "fight started"
+    FIGHT_OVER = "fight over"
+
+
+@dataclass
+class SnackHealth:
+    """What the daemon remembers about one snack between events."""
+
+    failures: int = 0
+    error: str = ""
+    flaps: int = 0
+    fighting: bool = False
+    restored_at: float | None = None
+    due: float | None = None
+
+
+@dataclass
+class Health:
+    """Health of every snack that needs remembering, and a schedule of when to look again."""
+
+    backoff: BackoffPolicy = BackoffPolicy()
+    fight: FightPolicy = FightPolicy()
+    snacks: dict[str, SnackHealth] = field(default_factory=dict)
+    _schedule: list[tuple[float, str]] = field(default_factory=list)
+
+    def _state(self, name: str) -> SnackHealth:
+        state = self.snacks.get(name)
+        if state is None:
+            state = self.snacks[name] = SnackHealth()
+        return state
+
+    def _schedule_at(self, name: str, when: float) -> None:
+        self._state(name).due = when
+        heapq.heappush(self._schedule, (when, name))
+
+    def deleted(self, name: str, now: float) -> tuple[float, Change | None]:
+        """A snack was removed: how long to wait before restoring it (0: now) and any change."""
+        state = self.snacks.get(name)
+        if state is None or state.restored_at is None:
+            return 0.0, None
+        if now - state.restored_at > self.fight.window:
+            state.flaps = 0
+            was_fighting, state.fighting = state.fighting, False
+            return 0.0, Change.FIGHT_OVER if was_fighting else None
+        state.flaps += 1
+        if state.flaps < self.fight.threshold:
+            return 0.0, None
+        change = None if state.fighting else Change.FIGHT_STARTED
+        state.fighting = True
+        delay = self.fight.backoff.delay(state.flaps - self.fight.threshold + 1)
+        self._schedule_at(name, now + delay)
+        return delay, change
+
+    def repaired(self, name: str, now: float) -> Change | None:
+        """We restored the snack."""
+        state = self._state(name)
+        state.restored_at = now
+        change = self._recover(state)
+        if state.fighting:
+            self._schedule_at(name, now + self.fight.quiet)
+        return change
+
+    def present(self, name: str, now: float) -> Change | None:
+        """The snack was found in place (restored by someone, or still there after a fight)."""
+        state = self.snacks.get(name)
+        if state is None:
+            return None
+        change = self._recover(state)
+        if state.fighting and state.restored_at is not None and now - state.restored_at >= self.fight.quiet:
+            state.fighting = False
+            state.flaps = 0
+            change = Change.FIGHT_OVER
+        return change
+
+    def _recover(self, state: SnackHealth) -> Change | None:
+        if state.failures == 0:
+            return None
+        state.failures = 0
+        state.error = ""
+        state.due = None
+        return Change.RECOVERED
+
+    def failed(self, name: str, now: float, error: str) -> tuple[float, Change | None]:
+        """A repair failed: the delay before the next try, and STARTED_FAILING the first time."""
+        state = self._state(name)
+        state.failures += 1
+        state.error = error
+        delay = self.backoff.delay(state.failures)
+        self._schedule_at(name, now + delay)
+        return delay, Change.STARTED_FAILING if state.failures == 1 else None
+
+    def is_waiting(self, name: str, now: float) -> bool:
+        """True while a backoff or fight delay holds this snack back from an immediate repair."""
+        state = self.snacks.get(name)
+        if state is None or state.due is None or state.due <= now:
+            return False
+        return state.failures > 0 or state.fighting
+
+    def failing(self) -> list[str]:
+        """Names whose last repair failed."""
+        return [name for name, state in self.snacks.items() if state.failures > 0]
+
+    def retry_failing_now(self, now: float) -> None:
+        """Something relevant happened (space freed, permissions changed): retry failing snacks at once."""
+        for name in self.failing():
+            self._schedule_at(name, now)
+
+    def pop_due(self, now: float) -> list[str]:
+        """Names whose wait is over; each is returned once per scheduled time."""
+        names = []
+        while self._schedule and self._schedule[0][0] <= now:
+            when, name = heapq.heappop(self._schedule)
+            state = self.snacks.get(name)
+            if state is not None and state.due == when:
+                state.due = None
+                names.append(name)
+        return names
+
+    def next_due(self) -> float | None:
+        """When the earliest live scheduled look is due, or None when nothing is (idle)."""
+        while self._schedule:
+            when, name = self._schedule[0]
+            state = self.snacks.get(name)
+            if state is not None and state.due == when:
+                return when
+            heapq.heappop(self._schedule)
+        return None
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop the state of snacks no longer in the spec."""
+        for name in [name for name in self.snacks if name not in keep]:
+            del self.snacks[name]

@@ -1,0 +1,118 @@
+"""argparse: parse the command line, call into the library, map the outcome to an exit code; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from snackwatch import __version__
+from snackwatch.daemon import Daemon, Options
+from snackwatch.errors import SnackwatchError, SpecError
+from snackwatch.logsetup import setup_logging
+from snackwatch.plan import plan, render
+from snackwatch.reconcile import Status, observe_spec, reconcile_all
+from snackwatch.spec import Spec, load_spec
+from snackwatch.watcher import BACKENDS
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def default_config() -> Path:
+    """-c, else $SNACKWATCH_CONFIG, else $XDG_CONFIG_HOME/snackwatch/snacks.yaml (~/.config by default)."""
+    if os.environ.get("SNACKWATCH_CONFIG"):
+        return Path(os.environ["SNACKWATCH_CONFIG"])
+    config_home = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    return Path(config_home) / "snackwatch" / "snacks.yaml"
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snackwatch", description="Keep declared files present, instantly.")
+    parser.add_argument("--version", action="version", version=f"snackwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            help="spec file (default: $SNACKWATCH_CONFIG, ~/.config/snackwatch/snacks.yaml)",
+        )
+        return sub
+
+    run = command("run", "watch and keep the pantry in the desired state until stopped")
+    run.add_argument("--dry-run", action="store_true", help="log what would be restored, change nothing")
+    run.add_argument("--polling", action="store_true", help="use the polling observer (same as --watcher polling)")
+    run.add_argument("--watcher", choices=BACKENDS, default="auto", help="event source (default: inotify on Linux)")
+    run.add_argument("--resync", type=_positive_seconds, metavar="SECONDS", help="also run a full pass this often")
+    run.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", default="text", choices=["text", "json"])
+    run.add_argument("--log-file", help="also log to this file (rotated at 10 MB, 5 kept)")
+
+    once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
+    once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
+    command("check", "validate the spec; exit 0 valid, 2 invalid")
+    command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config: Path = args.config or default_config()
+    try:
+        if args.command == "run":
+            return _run(args, config)
+        spec = load_spec(config)
+        if args.command == "check":
+            print(f"{config}: ok ({len(spec.snacks)} snacks, pantry {spec.pantry})")
+            return EXIT_OK
+        if args.command == "diff":
+            lines = render(plan(spec.snacks, observe_spec(spec)))
+            print("\n".join(lines) if lines else "no drift")
+            return EXIT_FAILURE if lines else EXIT_OK
+        return _once(spec, dry_run=args.dry_run)
+    except SpecError as error:
+        print(f"snackwatch: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (SnackwatchError, OSError) as error:
+        print(f"snackwatch: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _run(args: argparse.Namespace, config: Path) -> int:
+    setup_logging(args.log_level, args.log_format, args.log_file)
+    options = Options(dry_run=args.dry_run, watcher="polling" if args.polling else args.watcher, resync=args.resync)
+    return Daemon(config, options).run()
+
+
+def _once(spec: Spec, *, dry_run: bool) -> int:
+    unrepaired = 0
+    for outcome in reconcile_all(spec, dry_run=dry_run):
+        name = outcome.snack.name
+        if outcome.status is Status.CREATED:
+            print(f"created {name}")
+        elif outcome.status is Status.WOULD_CREATE:
+            print(f"would create {name}")
+            unrepaired += 1
+        elif outcome.status is Status.CONFLICT:
+            kind = outcome.kind.value if outcome.kind else "something"
+            print(f"conflict: a {kind} stands where {name} should be", file=sys.stderr)
+            unrepaired += 1
+        elif outcome.status is Status.FAILED:
+            print(f"cannot create {name}: {outcome.error}", file=sys.stderr)
+            unrepaired += 1
+    return EXIT_FAILURE if unrepaired else EXIT_OK

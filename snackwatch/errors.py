@@ -1,0 +1,33 @@
+"""Typed errors that carry what a user needs to act: file, line, snack, errno text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SnackwatchError(Exception):
+    """Base of every error snackwatch reports to the user as one line."""
+
+
+class SpecError(SnackwatchError):
+    """An invalid spec: `path:line: message` (line is None when the file itself is the problem)."""
+
+    def __init__(self, path: Path | str, line: int | None, message: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else f"{self.path}"
+        return f"{where}: {self.message}"
+
+
+class AlreadyRunning(SnackwatchError):
+    """Another daemon holds the lock for this spec."""
+
+    def __init__(self, spec: Path, pid: int | None) -> None:
+        self.spec = spec
+        self.pid = pid
+        who = f"pid {pid}" if pid is not None else "pid unknown"
+        super().__init__(f"already running ({who}) for spec {spec}")

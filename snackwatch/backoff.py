@@ -108,7 +108,7 @@ class Health:
         if state is None:
             return None
         change = self._recover(state)
-        if state.fighting and state.restored_at is not None and now - state.restored_at >= self.fight.quiet:
+        if state.fighting and state.restored_at is not None and now >= state.restored_at + self.fight.quiet:
             state.fighting = False
             state.flaps = 0
             change = Change.FIGHT_OVER

@@ -25,7 +25,7 @@ from snackwatch.lock import SpecLock
 from snackwatch.notify import Notifier
 from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_names
 from snackwatch.spec import Spec, parse_spec, read_spec_bytes
-from snackwatch.watcher import Mark, Watcher
+from snackwatch.watcher import POLL_INTERVAL, Mark, Watcher
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
 NAMES_PER_LINE = 10  # a log line about many snacks names the first few and counts the rest
@@ -131,7 +131,7 @@ class Daemon:
         self.spec_problem = ""  # the last spec error or warning logged, so it is logged once
         self.armed_pantry: tuple[int, int] | None = None  # (dev, ino) of the watched pantry
         self.arm_retry = Health(options.backoff)  # backoff for re-arming an unwatchable pantry
-        self.next_resync = None if options.resync is None else time.monotonic() + options.resync
+        self.next_resync: float | None = None
         self.next_watchdog: float | None = None
         self.error_retry = Health(options.backoff)
 
@@ -143,8 +143,10 @@ class Daemon:
         self._install_signals()
         try:
             self._arm(time.monotonic())  # watches before the first reconcile: no deletion is missed
-            logger.bind(event="start").info(
-                "snackwatch {} started: spec {}, pantry {}, {} snacks, watcher {}{}",
+            self._full_pass(time.monotonic())
+            self._resync_due(time.monotonic())
+            logger.bind(event="start", backend=self.watcher.backend).info(
+                "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
                 __version__,
                 self.spec_path,
                 self.spec.pantry,
@@ -152,7 +154,6 @@ class Daemon:
                 self.watcher.backend,
                 " (dry run)" if self.options.dry_run else "",
             )
-            self._full_pass(time.monotonic())
             self.notifier.ready(self._status_line())
             if self.notifier.watchdog_interval is not None:
                 self.next_watchdog = time.monotonic()
@@ -233,9 +234,7 @@ class Daemon:
             full_pass = True
         if self.error_retry.pop_due(now):
             full_pass = True
-        if self.next_resync is not None and now >= self.next_resync and self.options.resync is not None:
-            self.next_resync = now + self.options.resync
-            full_pass = True
+        full_pass |= self._resync_due(now)
         if Mark.PANTRY in marks:
             self.health.retry_failing_now(now)
         if full_pass:
@@ -244,6 +243,20 @@ class Daemon:
         else:
             self._repair(now, self._deleted(names, now) + self.health.pop_due(now))
         self.notifier.status(self._status_line())
+
+    def _resync_due(self, now: float) -> bool:
+        """--resync, and always the poll interval when polling: a poll may miss a change between snapshots."""
+        interval = self.options.resync
+        if self.watcher.backend == "polling":
+            interval = min(interval or POLL_INTERVAL, POLL_INTERVAL)
+        if interval is None:
+            self.next_resync = None
+        elif self.next_resync is None:
+            self.next_resync = now + interval
+        elif now >= self.next_resync:
+            self.next_resync = now + interval
+            return True
+        return False
 
     def _deleted(self, names: Iterable[str], now: float) -> list[str]:
         """Names to repair now; a snack in a fight or backoff waits for its scheduled time."""

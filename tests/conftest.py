@@ -1,0 +1,134 @@
+"""Shared test helpers: write specs, run the real daemon as a subprocess, wait on conditions with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+SnackEntry = str | dict[str, str]
+IS_LINUX = sys.platform.startswith("linux")
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.002)
+
+
+def write_spec(path: Path, snacks: Sequence[SnackEntry], pantry: str = "./pantry", extra: str = "") -> Path:
+    """Write a valid spec file (atomically, like an editor's save by rename)."""
+    lines = ["version: 1", f"pantry: {pantry}", "snacks:"]
+    for snack in snacks:
+        if isinstance(snack, str):
+            lines.append(f"  - {json.dumps(snack)}")
+        else:
+            lines.append(f"  - name: {json.dumps(snack['name'])}")
+            lines.extend(f"    {key}: {json.dumps(value)}" for key, value in snack.items() if key != "name")
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text("\n".join(lines) + "\n" + extra)
+    temp.rename(path)
+    return path
+
+
+@dataclass
+class Running:
+    """A `snackwatch run` subprocess logging JSON lines to a file."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    pantry: Path
+    _offset: int = field(default=0)
+
+    def logs(self) -> list[dict[str, Any]]:
+        entries = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                entries.append({"message": line, "raw": True})
+        return entries
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [entry for entry in self.logs() if entry.get("event") == event]
+
+    def wait_event(self, event: str, timeout: float = 5.0, count: int = 1) -> list[dict[str, Any]]:
+        def found() -> list[dict[str, Any]] | None:
+            assert self.proc.poll() is None or event == "stop", f"daemon exited early: {self.log_path.read_text()}"
+            matches = self.events(event)
+            return matches if len(matches) >= count else None
+
+        return wait_until(found, timeout, f"log event {event!r} x{count}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    """A spec path in its own directory with a pantry next to it (./pantry)."""
+    config = tmp_path / "config"
+    config.mkdir()
+    return config / "snacks.yaml"
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
+    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG"):
+        env.pop(name, None)
+    return env
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callable[..., Running]]:
+    """Start `python -m snackwatch run` on a spec; wait until it is running; kill leftovers at teardown."""
+    started: list[Running] = []
+
+    def start(
+        spec: Path,
+        *args: str,
+        wait: bool = True,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> Running:
+        log_path = tmp_path / f"daemon-{len(started)}.log"
+        command = [*prefix, sys.executable, "-m", "snackwatch", "run", "-c", str(spec), "--log-format", "json", *args]
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(command, stdout=log, stderr=log, env=env or daemon_env)
+        running = Running(proc, log_path, spec.parent / "pantry")
+        started.append(running)
+        if wait:
+            running.wait_event("start", timeout=10)
+        return running
+
+    yield start
+    for running in started:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait(5)
+
+
+def needs_root_linux(reason: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not (IS_LINUX and IS_ROOT), reason=f"needs root on Linux: {reason}")

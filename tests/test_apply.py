@@ -1,0 +1,124 @@
+"""Creation and reconcile on real directories: O_EXCL, no symlink following, atomic content, untouched files."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from snackwatch.apply import create_snack, open_pantry
+from snackwatch.plan import Kind
+from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_names
+from snackwatch.spec import RESERVED_PREFIX, Snack, Spec
+
+
+def make_spec(pantry: Path, *snacks: Snack) -> Spec:
+    return Spec(pantry.parent / "snacks.yaml", pantry, snacks)
+
+
+def test_plain_snack_is_an_empty_file_with_default_mode(tmp_path: Path) -> None:
+    fd = open_pantry(tmp_path)
+    try:
+        assert create_snack(fd, Snack("Goldfish")) is True
+        assert create_snack(fd, Snack("Goldfish")) is False
+    finally:
+        os.close(fd)
+    info = os.lstat(tmp_path / "Goldfish")
+    assert stat.S_ISREG(info.st_mode) and info.st_size == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(info.st_mode) == 0o666 & ~umask
+
+
+def test_content_and_mode_are_published_atomically(tmp_path: Path) -> None:
+    fd = open_pantry(tmp_path)
+    try:
+        assert create_snack(fd, Snack("StringCheese", content="mozzarella\n", mode=0o640))
+    finally:
+        os.close(fd)
+    assert (tmp_path / "StringCheese").read_text() == "mozzarella\n"
+    assert stat.S_IMODE(os.lstat(tmp_path / "StringCheese").st_mode) == 0o640
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(RESERVED_PREFIX)]
+
+
+def test_existing_file_is_never_modified_or_touched(tmp_path: Path) -> None:
+    target = tmp_path / "StringCheese"
+    target.write_text("cheddar")
+    os.utime(target, (1_000_000, 1_000_000))
+    before = os.stat(target)
+    outcomes = reconcile_all(make_spec(tmp_path, Snack("StringCheese", content="mozzarella\n", mode=0o600)))
+    assert outcomes == []
+    after = os.stat(target)
+    assert target.read_text() == "cheddar"
+    assert (after.st_mtime_ns, after.st_mode, after.st_ino) == (before.st_mtime_ns, before.st_mode, before.st_ino)
+
+
+@pytest.mark.parametrize("snack", [Snack("x"), Snack("x", content="secret")])
+def test_dangling_symlink_is_never_followed(tmp_path: Path, snack: Snack) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    outside = tmp_path / "outside"
+    (pantry / "x").symlink_to(outside)
+    outcomes = reconcile_all(make_spec(pantry, snack))
+    assert [(o.status, o.kind) for o in outcomes] == [(Status.CONFLICT, Kind.SYMLINK)]
+    assert not outside.exists()
+    assert reconcile_names(make_spec(pantry, snack), ["x"])[0].status is Status.CONFLICT
+    assert not outside.exists()
+
+
+def test_symlink_to_a_file_elsewhere_is_not_written_through(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    (pantry / "x").symlink_to(victim)
+    outcomes = reconcile_names(make_spec(pantry, Snack("x", content="overwrite")), ["x"])
+    assert outcomes[0].status is Status.CONFLICT
+    assert victim.read_text() == "keep me"
+
+
+def test_directory_in_a_snacks_place_is_a_conflict(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    outcomes = reconcile_all(make_spec(tmp_path, Snack("x"), Snack("y")))
+    assert {(o.snack.name, o.status, o.kind) for o in outcomes} == {
+        ("x", Status.CONFLICT, Kind.DIRECTORY),
+        ("y", Status.CREATED, None),
+    }
+    assert (tmp_path / "x").is_dir()
+
+
+def test_reconcile_all_creates_a_missing_pantry(tmp_path: Path) -> None:
+    pantry = tmp_path / "a" / "b" / "pantry"
+    outcomes = reconcile_all(make_spec(pantry, Snack("x")))
+    assert [o.status for o in outcomes] == [Status.CREATED]
+    assert (pantry / "x").is_file()
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    assert [o.status for o in reconcile_all(make_spec(pantry, Snack("x")), dry_run=True)] == [Status.WOULD_CREATE]
+    assert not pantry.exists()
+    pantry.mkdir()
+    assert [o.status for o in reconcile_names(make_spec(pantry, Snack("x")), ["x"], dry_run=True)] == [
+        Status.WOULD_CREATE
+    ]
+    assert os.listdir(pantry) == []
+
+
+def test_observe_classifies_entries(tmp_path: Path) -> None:
+    (tmp_path / "f").touch()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "l").symlink_to("f")
+    os.mkfifo(tmp_path / "p")
+    fd = open_pantry(tmp_path)
+    try:
+        assert observe(fd) == {"f": Kind.FILE, "d": Kind.DIRECTORY, "l": Kind.SYMLINK, "p": Kind.OTHER}
+    finally:
+        os.close(fd)
+
+
+def test_names_not_in_spec_are_ignored(tmp_path: Path) -> None:
+    assert reconcile_names(make_spec(tmp_path, Snack("x")), ["unrelated"]) == []
+    assert os.listdir(tmp_path) == []

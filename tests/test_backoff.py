@@ -1,0 +1,100 @@
+"""Backoff and fight detection with an injected clock: no sleeps, no filesystem."""
+
+from __future__ import annotations
+
+from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
+
+
+def test_policy_doubles_from_initial_to_cap() -> None:
+    policy = BackoffPolicy(initial=0.1, factor=2, cap=300)
+    delays = [policy.delay(attempt) for attempt in range(1, 15)]
+    assert delays[:4] == [0.1, 0.2, 0.4, 0.8]
+    assert delays[-1] == 300
+    assert delays == sorted(delays)
+
+
+def test_failures_back_off_and_log_once_then_recover() -> None:
+    health = Health()
+    delay, change = health.failed("a", 0.0, "No space left on device")
+    assert (delay, change) == (0.1, Change.STARTED_FAILING)
+    assert health.pop_due(0.05) == []
+    assert health.pop_due(0.1) == ["a"]
+    delay, change = health.failed("a", 0.1, "No space left on device")
+    assert (delay, change) == (0.2, None)
+    assert health.failing() == ["a"]
+    assert health.is_waiting("a", 0.2)
+    assert health.repaired("a", 0.3) is Change.RECOVERED
+    assert health.failing() == []
+    assert health.next_due() is None
+
+
+def test_retry_failing_now_moves_the_schedule_forward() -> None:
+    health = Health()
+    for attempt in range(10):
+        health.failed("a", float(attempt), "Permission denied")
+    assert health.next_due() is not None and health.next_due() > 20  # type: ignore[operator]
+    health.retry_failing_now(10.0)
+    assert health.pop_due(10.0) == ["a"]
+
+
+def test_log_lines_while_failing_are_bounded() -> None:
+    """At most 1 STARTED_FAILING per failure streak whatever the retry count."""
+    health = Health()
+    now, changes = 0.0, []
+    while now < 600:
+        delay, change = health.failed("a", now, "Read-only file system")
+        changes.append(change)
+        now += delay
+    assert [c for c in changes if c is not None] == [Change.STARTED_FAILING]
+    assert len(changes) < 20  # 10 minutes of retries is a handful of attempts, not thousands
+
+
+def test_churn_is_not_a_fight() -> None:
+    health = Health()
+    now = 0.0
+    for _ in range(100):
+        health.repaired("a", now)
+        now += 1.0  # deleted about once a second
+        assert health.deleted("a", now) == (0.0, None)
+
+
+def test_tight_delete_loop_becomes_a_fight_once_and_backs_off() -> None:
+    fight = FightPolicy(window=0.05, threshold=20, backoff=BackoffPolicy(0.1, 2, 5.0), quiet=1.0)
+    health = Health(fight=fight)
+    now, started = 0.0, []
+    delays = []
+    for _ in range(40):
+        health.repaired("a", now)
+        now += 0.001  # removed within a millisecond of each restore
+        delay, change = health.deleted("a", now)
+        started.append(change)
+        delays.append(delay)
+        now += delay
+    assert started.count(Change.FIGHT_STARTED) == 1
+    assert started.index(Change.FIGHT_STARTED) == 19
+    assert delays[:19] == [0.0] * 19
+    assert delays[19:23] == [0.1, 0.2, 0.4, 0.8]
+    assert max(delays) == 5.0
+
+
+def test_fight_ends_when_the_restored_snack_stays() -> None:
+    health = Health(fight=FightPolicy(threshold=3, quiet=1.0))
+    now = 0.0
+    for _ in range(3):
+        health.repaired("a", now)
+        now += 0.001
+        health.deleted("a", now)
+    health.repaired("a", now)
+    assert health.next_due() == now + 1.0  # a quiet check is scheduled
+    assert health.present("a", now + 0.5) is None
+    assert health.present("a", now + 1.0) is Change.FIGHT_OVER
+    assert health.deleted("a", now + 1.001)[0] == 0.0  # the next deletion after a quiet period is repaired at once
+
+
+def test_forget_drops_state_of_removed_snacks() -> None:
+    health = Health()
+    health.failed("a", 0.0, "x")
+    health.failed("b", 0.0, "x")
+    health.forget({"b"})
+    assert health.failing() == ["b"]
+    assert health.pop_due(1.0) == ["b"]

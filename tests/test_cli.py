@@ -1,0 +1,93 @@
+"""The command line as a user runs it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import write_spec
+
+from snackwatch import __version__
+
+
+def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "snackwatch", *args], capture_output=True, text=True, timeout=30, env=env
+    )
+
+
+def test_version() -> None:
+    result = snackwatch("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"snackwatch {__version__}")
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).with_name("snackwatch")
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == f"snackwatch {__version__}"
+
+
+def test_check_valid_and_invalid(spec_path: Path) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    result = snackwatch("check", "-c", str(spec_path))
+    assert result.returncode == 0 and "ok (1 snacks" in result.stdout
+    spec_path.write_text("pantry: ./p\nsnacks:\n  - Goldfish\n  - name: x\n    colour: red\n")
+    result = snackwatch("check", "-c", str(spec_path))
+    assert result.returncode == 2
+    expected = f"snackwatch: {spec_path}:5: unknown key 'colour' in a snack (allowed: name, content, mode)\n"
+    assert result.stderr == expected
+
+
+def test_check_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = snackwatch("check", "-c", str(tmp_path / "absent.yaml"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "No such file or directory" in result.stderr
+
+
+def test_config_from_environment(spec_path: Path) -> None:
+    write_spec(spec_path, ["a", "b"])
+    env = {**os.environ, "SNACKWATCH_CONFIG": str(spec_path)}
+    assert "ok (2 snacks" in snackwatch("check", env=env).stdout
+    env = {**os.environ, "XDG_CONFIG_HOME": str(spec_path.parent.parent)}
+    env.pop("SNACKWATCH_CONFIG", None)
+    (spec_path.parent.parent / "snackwatch").mkdir()
+    write_spec(spec_path.parent.parent / "snackwatch" / "snacks.yaml", ["c"])
+    assert "ok (1 snacks" in snackwatch("check", env=env).stdout
+
+
+def test_diff_once_and_dry_run(spec_path: Path) -> None:
+    write_spec(spec_path, ["Goldfish", {"name": "StringCheese", "mode": "0600"}])
+    pantry = spec_path.parent / "pantry"
+    result = snackwatch("diff", "-c", str(spec_path))
+    assert (result.returncode, result.stdout) == (1, "+ Goldfish\n+ StringCheese (mode 0600)\n")
+    result = snackwatch("once", "--dry-run", "-c", str(spec_path))
+    assert result.returncode == 1 and "would create Goldfish" in result.stdout
+    assert not pantry.exists()
+    result = snackwatch("once", "-c", str(spec_path))
+    assert (result.returncode, result.stdout) == (0, "created Goldfish\ncreated StringCheese\n")
+    assert sorted(os.listdir(pantry)) == ["Goldfish", "StringCheese"]
+    assert snackwatch("diff", "-c", str(spec_path)).returncode == 0
+    assert snackwatch("once", "-c", str(spec_path)).returncode == 0
+
+
+def test_once_exits_1_when_something_is_left_unrepaired(spec_path: Path) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    (spec_path.parent / "pantry" / "Goldfish").mkdir(parents=True)
+    result = snackwatch("once", "-c", str(spec_path))
+    assert result.returncode == 1 and "conflict: a directory stands where Goldfish should be" in result.stderr
+    diff = snackwatch("diff", "-c", str(spec_path))
+    assert diff.returncode == 1 and diff.stdout.startswith("! Goldfish")
+
+
+def test_usage_errors_exit_2() -> None:
+    assert snackwatch("frobnicate").returncode == 2
+    assert snackwatch("run", "--resync", "0").returncode == 2
+
+
+def test_run_with_invalid_spec_exits_2_without_traceback(spec_path: Path) -> None:
+    spec_path.write_text("pantry: ./p\nsnacks: [a, a]\n")
+    result = snackwatch("run", "-c", str(spec_path))
+    assert result.returncode == 2
+    assert result.stderr == f"snackwatch: {spec_path}:2: duplicate snack 'a' (first declared on line 2)\n"

@@ -53,7 +53,8 @@ class SnackHealth:
     flaps: int = 0
     fighting: bool = False
     restored_at: float | None = None
-    due: float | None = None
+    due: float | None = None  # when the schedule looks at this snack next
+    held_until: float = 0.0  # no repair before this (backoff or fight)
 
 
 @dataclass
@@ -71,6 +72,10 @@ class Health:
             state = self.snacks[name] = SnackHealth()
         return state
 
+    def _hold(self, name: str, until: float) -> None:
+        self._state(name).held_until = until
+        self._schedule_at(name, until)
+
     def _schedule_at(self, name: str, when: float) -> None:
         self._state(name).due = when
         heapq.heappush(self._schedule, (when, name))
@@ -78,6 +83,8 @@ class Health:
     def deleted(self, name: str, now: float) -> tuple[float, Change | None]:
         """A snack was removed: how long to wait before restoring it (0: now) and any change."""
         state = self.snacks.get(name)
+        if state is not None and state.held_until > now:
+            return state.held_until - now, None  # already waiting: the schedule repairs it
         if state is None or state.restored_at is None:
             return 0.0, None
         if now - state.restored_at > self.fight.window:
@@ -90,7 +97,7 @@ class Health:
         change = None if state.fighting else Change.FIGHT_STARTED
         state.fighting = True
         delay = self.fight.backoff.delay(state.flaps - self.fight.threshold + 1)
-        self._schedule_at(name, now + delay)
+        self._hold(name, now + delay)
         return delay, change
 
     def repaired(self, name: str, now: float) -> Change | None:
@@ -119,6 +126,7 @@ class Health:
             return None
         state.failures = 0
         state.error = ""
+        state.held_until = 0.0
         state.due = None
         return Change.RECOVERED
 
@@ -128,15 +136,8 @@ class Health:
         state.failures += 1
         state.error = error
         delay = self.backoff.delay(state.failures)
-        self._schedule_at(name, now + delay)
+        self._hold(name, now + delay)
         return delay, Change.STARTED_FAILING if state.failures == 1 else None
-
-    def is_waiting(self, name: str, now: float) -> bool:
-        """True while a backoff or fight delay holds this snack back from an immediate repair."""
-        state = self.snacks.get(name)
-        if state is None or state.due is None or state.due <= now:
-            return False
-        return state.failures > 0 or state.fighting
 
     def failing(self) -> list[str]:
         """Names whose last repair failed."""
@@ -145,7 +146,7 @@ class Health:
     def retry_failing_now(self, now: float) -> None:
         """Something relevant happened (space freed, permissions changed): retry failing snacks at once."""
         for name in self.failing():
-            self._schedule_at(name, now)
+            self._hold(name, now)
 
     def pop_due(self, now: float) -> list[str]:
         """Names whose wait is over; each is returned once per scheduled time."""

@@ -22,13 +22,15 @@ from snackwatch.apply import ensure_pantry
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
 from snackwatch.errors import SpecError
 from snackwatch.lock import SpecLock
+from snackwatch.mounts import MountTable
 from snackwatch.notify import Notifier
 from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_names
 from snackwatch.spec import Spec, parse_spec, read_spec_bytes
 from snackwatch.watcher import POLL_INTERVAL, Mark, Watcher
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
-NAMES_PER_LINE = 10  # a log line about many snacks names the first few and counts the rest
+NAMES_PER_LINE = 10
+OVERFLOW_LOG_INTERVAL = 10.0  # a log line about many snacks names the first few and counts the rest
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,11 @@ class Daemon:
         self.health = Health(options.backoff, options.fight)
         self.counters = Counters()
         self.dirty = DirtySet()
+        self.mounts = MountTable()
+        self.poller = select.poll()
+        self.poller.register(self.dirty.read_fd, select.POLLIN)
+        self.mounts.register(self.poller)
+        self.overflow_logged_at: float | None = None
         self.notifier = Notifier()
         self.watcher = Watcher(self.dirty.mark, options.watcher)
         self.stopping = False
@@ -164,6 +171,7 @@ class Daemon:
             self.notifier.stopping()
             self.watcher.close()
             self.dirty.close()
+            self.mounts.close()
             lock.release()
             logger.bind(event="stop").info("snackwatch stopped ({} repairs)", self.counters.repairs)
         return 0
@@ -194,8 +202,11 @@ class Daemon:
         return min(pending) if pending else None
 
     def _wait(self, deadline: float | None) -> None:
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        select.select([self.dirty.read_fd], [], [], timeout)
+        timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
+        for fd, _ in self.poller.poll(timeout):
+            if fd == self.mounts.fd:  # the mount table changed: retry failures, check the pantry's identity
+                self.dirty.mark(Mark.PANTRY, "")
+                self.dirty.mark(Mark.PANTRY_GONE, "")
 
     def _guarded_step(self) -> None:
         try:
@@ -230,7 +241,7 @@ class Daemon:
         if Mark.PANTRY_GONE in marks or self.arm_retry.pop_due(now):
             full_pass |= self._pantry_gone(now)
         if Mark.OVERFLOW in marks:
-            logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): full resync")
+            self._overflowed(now)
             full_pass = True
         if self.error_retry.pop_due(now):
             full_pass = True
@@ -243,6 +254,12 @@ class Daemon:
         else:
             self._repair(now, self._deleted(names, now) + self.health.pop_due(now))
         self.notifier.status(self._status_line())
+
+    def _overflowed(self, now: float) -> None:
+        # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
+        if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
+            logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
+        self.overflow_logged_at = now
 
     def _resync_due(self, now: float) -> bool:
         """--resync, and always the poll interval when polling: a poll may miss a change between snapshots."""
@@ -262,7 +279,7 @@ class Daemon:
         """Names to repair now; a snack in a fight or backoff waits for its scheduled time."""
         todo = []
         for name in names:
-            if name not in self.spec.by_name or self.health.is_waiting(name, now):
+            if name not in self.spec.by_name:
                 continue
             delay, change = self.health.deleted(name, now)
             if change is Change.FIGHT_STARTED:
@@ -355,6 +372,8 @@ class Daemon:
         try:
             data = read_spec_bytes(self.spec_path)
             if data == self.spec_bytes and not forced:
+                if self.spec_problem:
+                    logger.bind(event="spec_ok").info("{} is valid again, unchanged", self.spec_path)
                 self._spec_ok()
                 return False
             new = parse_spec(data, self.spec_path)
@@ -408,7 +427,8 @@ class Daemon:
             pass
         if self.armed_pantry is not None:
             logger.bind(event="pantry_gone").warning(
-                "pantry {} disappeared: recreating it, re-arming watches", self.spec.pantry
+                "pantry {} was removed, moved or mounted over: recreating it if needed, re-arming watches",
+                self.spec.pantry,
             )
         return self._arm(now)
 

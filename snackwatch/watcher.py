@@ -109,7 +109,11 @@ class Watcher:
 
 if HAVE_INOTIFY:
     C = InotifyConstants
-    _PANTRY_MASK = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_ATTRIB | C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_ONLYDIR
+    # IN_MOVED_TO: a rename over a snack may put a symlink or directory in its place. No IN_CREATE:
+    # our own restores would wake us for nothing.
+    _PANTRY_MASK = (
+        C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO | C.IN_ATTRIB | C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_ONLYDIR
+    )
     _SPEC_DIR_MASK = (
         C.IN_CLOSE_WRITE | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB | C.IN_ONLYDIR
     )
@@ -130,7 +134,7 @@ class _PantryCallback:
         elif not event.name:
             if event.is_attrib:
                 self.sink(Mark.PANTRY, "")
-        elif event.is_delete or event.is_moved_from:
+        elif event.is_delete or event.is_moved_from or event.is_moved_to:
             name = os.fsdecode(event.name)
             if not name.startswith(RESERVED_PREFIX):
                 self.sink(Mark.SNACK, name)
@@ -233,7 +237,7 @@ class _Handler(FileSystemEventHandler):
                 self.sink(Mark.PANTRY_GONE, "")
             if parent == self.spec_dir and kind in ("created", "moved", "deleted", "closed", "modified"):
                 self.sink(Mark.SPEC, "")
-            if parent == self.pantry and kind in ("deleted", "moved") and index == 0:
+            if parent == self.pantry and kind in ("deleted", "moved"):
                 self.sink(Mark.SNACK, name)
                 self.sink(Mark.PANTRY, "")
             if path == self.pantry and kind == "attrib":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
 
 
@@ -22,7 +24,7 @@ def test_failures_back_off_and_log_once_then_recover() -> None:
     delay, change = health.failed("a", 0.1, "No space left on device")
     assert (delay, change) == (0.2, None)
     assert health.failing() == ["a"]
-    assert health.is_waiting("a", 0.2)
+    assert health.deleted("a", 0.25) == (pytest.approx(0.05), None)  # held: events do not bypass the backoff
     assert health.repaired("a", 0.3) is Change.RECOVERED
     assert health.failing() == []
     assert health.next_due() is None
@@ -75,6 +77,7 @@ def test_tight_delete_loop_becomes_a_fight_once_and_backs_off() -> None:
     assert delays[:19] == [0.0] * 19
     assert delays[19:23] == [0.1, 0.2, 0.4, 0.8]
     assert max(delays) == 5.0
+    assert health.deleted("a", now - 0.05)[0] > 0  # a deletion while held waits for the schedule
 
 
 def test_fight_ends_when_the_restored_snack_stays() -> None:

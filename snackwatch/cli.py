@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from snackwatch import __version__
+from snackwatch import __version__, units
 from snackwatch.daemon import Daemon, Options
 from snackwatch.errors import SnackwatchError, SpecError
 from snackwatch.logsetup import setup_logging
@@ -65,11 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
     command("check", "validate the spec; exit 0 valid, 2 invalid")
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
+    unit = commands.add_parser("unit", help="print the systemd unit (ExecStart= this install) to stdout")
+    unit.add_argument("--user", action="store_true", help="the user unit (systemctl --user), not the system one")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "unit":
+        print(units.for_this_interpreter(user=args.user), end="")
+        return EXIT_OK
     config: Path = args.config or default_config()
     try:
         if args.command == "run":

@@ -1,0 +1,74 @@
+"""The shipped systemd units (package data in snackwatch/systemd/), rendered to run a given Python's snackwatch."""
+
+from __future__ import annotations
+
+import os
+import string
+import sys
+from collections.abc import Iterable, Sequence
+from importlib import resources
+
+TEMPLATE_COMMAND = "/usr/local/bin/snackwatch"  # what the shipped units' ExecStart= runs
+HOME_ROOTS = ("/home", "/root", "/run/user")  # what ProtectHome=yes hides from the system unit
+_PLAIN = frozenset(string.ascii_letters + string.digits + "/._-+,:@=~")
+
+
+def template(*, user: bool) -> str:
+    """The shipped unit file: systemd/user/snackwatch.service or systemd/snackwatch.service."""
+    folder = resources.files("snackwatch") / "systemd"
+    return ((folder / "user") if user else folder).joinpath("snackwatch.service").read_text(encoding="utf-8")
+
+
+def quote(word: str, *, in_command: bool = False) -> str:
+    """One word of a unit setting: specifiers (%) escaped, `$` too in a command, quoted unless plain."""
+    escaped = word.replace("%", "%%")
+    if in_command:
+        escaped = escaped.replace("$", "$$")
+    if all(char in _PLAIN for char in word):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(python: str, *, user: bool = False, home_paths: Sequence[str] = ()) -> str:
+    """The unit with ExecStart= running `python -m snackwatch`; the system unit can still read `home_paths`."""
+    text = template(user=user)
+    old = f"ExecStart={TEMPLATE_COMMAND} "
+    if text.count(old) != 1:
+        raise ValueError(f"the shipped unit has no single {old!r} line")
+    command = " ".join(quote(word, in_command=True) for word in (python, "-m", "snackwatch"))
+    text = text.replace(old, f"ExecStart={command} ")
+    if home_paths and not user:
+        binds = "".join(f"BindReadOnlyPaths={quote(path)}\n" for path in home_paths)
+        text = text.replace("ProtectHome=yes\n", f"ProtectHome=tmpfs\n{binds}", 1)
+    return text
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def hidden_by_protect_home(paths: Iterable[str]) -> list[str]:
+    """Those of `paths` under /home, /root or /run/user, dropping any inside another: what to bind back."""
+    normalized = {os.path.normpath(path) for path in paths}
+    hidden = sorted(path for path in normalized if any(_inside(path, root) for root in HOME_ROOTS))
+    return [path for index, path in enumerate(hidden) if not any(_inside(path, outer) for outer in hidden[:index])]
+
+
+def interpreter_paths() -> list[str]:
+    """Where this Python, its standard library, its packages and snackwatch itself live."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    candidates = [
+        os.path.dirname(os.path.realpath(sys.executable)),
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        package_parent,
+        *sys.path[1:],  # sys.path[0] is the current or script directory, not the install
+    ]
+    return [os.path.abspath(path) for path in candidates if path and os.path.exists(path)]
+
+
+def for_this_interpreter(*, user: bool) -> str:
+    """The unit for the Python running now (what `snackwatch unit [--user]` prints)."""
+    return render(sys.executable, user=user, home_paths=hidden_by_protect_home(interpreter_paths()))

@@ -31,6 +31,7 @@ class FightPolicy:
 
     window: float = 0.05
     threshold: int = 20
+    quiet_after: int = 3  # flaps after which single restores are no longer logged (the fight line says it)
     backoff: BackoffPolicy = BackoffPolicy(initial=0.1, cap=5.0)
     quiet: float = 1.0
 
@@ -52,6 +53,7 @@ class SnackHealth:
     error: str = ""
     flaps: int = 0
     fighting: bool = False
+    unlogged_restores: int = 0
     restored_at: float | None = None
     due: float | None = None  # when the schedule looks at this snack next
     held_until: float = 0.0  # no repair before this (backoff or fight)
@@ -104,6 +106,8 @@ class Health:
         """We restored the snack."""
         state = self._state(name)
         state.restored_at = now
+        if state.flaps >= self.fight.quiet_after:
+            state.unlogged_restores += 1
         change = self._recover(state)
         if state.fighting:
             self._schedule_at(name, now + self.fight.quiet)
@@ -129,6 +133,18 @@ class Health:
         state.held_until = 0.0
         state.due = None
         return Change.RECOVERED
+
+    def loggable_restore(self, name: str) -> bool:
+        """False while a snack flaps: its restores are counted, and reported when the fight ends."""
+        state = self.snacks.get(name)
+        return state is None or state.flaps < self.fight.quiet_after
+
+    def take_unlogged_restores(self, name: str) -> int:
+        state = self.snacks.get(name)
+        if state is None:
+            return 0
+        count, state.unlogged_restores = state.unlogged_restores, 0
+        return count
 
     def failed(self, name: str, now: float, error: str) -> tuple[float, Change | None]:
         """A repair failed: the delay before the next try, and STARTED_FAILING the first time."""

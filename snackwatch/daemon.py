@@ -291,7 +291,7 @@ class Daemon:
                     self.options.fight.backoff.cap,
                 )
             elif change is Change.FIGHT_OVER:
-                logger.bind(event="fight_over", snack=name).info("{} is no longer being fought over", name)
+                self._fight_over(name)
             if delay == 0:
                 todo.append(name)
         return todo
@@ -316,7 +316,8 @@ class Daemon:
             seen.add(name)
             change: Change | None = None
             if outcome.status is Status.CREATED:
-                restored.append(name)
+                if self.health.loggable_restore(name):
+                    restored.append(name)
                 self.counters.repairs += 1
                 self.counters.conflicts.discard(name)
                 change = self.health.repaired(name, now)
@@ -339,7 +340,7 @@ class Daemon:
             if change is Change.RECOVERED:
                 recovered.append(name)
             elif change is Change.FIGHT_OVER:
-                logger.bind(event="fight_over", snack=name).info("{} stayed in place: no longer fighting", name)
+                self._fight_over(name)
         if everything:
             self._full_pass_present(seen, now, recovered)
         if restored:
@@ -355,6 +356,13 @@ class Daemon:
             )
         if recovered:
             logger.bind(event="recovered", snacks=recovered).info("recovered: {} restored again", _name_list(recovered))
+
+    def _fight_over(self, name: str) -> None:
+        logger.bind(event="fight_over", snack=name).info(
+            "{} stays in place again: the fight is over ({} restores not logged one by one)",
+            name,
+            self.health.take_unlogged_restores(name),
+        )
 
     def _full_pass_present(self, seen: set[str], now: float, recovered: list[str]) -> None:
         """After a full pass, every snack without an outcome is present: clear its failure/conflict state."""

@@ -112,9 +112,10 @@ def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callabl
         wait: bool = True,
         env: dict[str, str] | None = None,
         prefix: Sequence[str] = (),
+        launcher: Sequence[str] = (sys.executable, "-m", "snackwatch"),
     ) -> Running:
         log_path = tmp_path / f"daemon-{len(started)}.log"
-        command = [*prefix, sys.executable, "-m", "snackwatch", "run", "-c", str(spec), "--log-format", "json", *args]
+        command = [*prefix, *launcher, "run", "-c", str(spec), "--log-format", "json", *args]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=log, env=env or daemon_env)
         running = Running(proc, log_path, spec.parent / "pantry")

@@ -1,0 +1,453 @@
+"""Real faults against the real daemon: full disks, no permission, read-only mounts, fights, overflow, lost watches."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IS_LINUX, Running, needs_root_linux, wait_until, write_spec
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+pytestmark = pytest.mark.skipif(not IS_LINUX, reason="fault injection uses Linux mounts, sysctls and /proc")
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "snackwatch-test", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@contextlib.contextmanager
+def sysctl(name: str, value: int) -> Iterator[None]:
+    knob = Path("/proc/sys") / name.replace(".", "/")
+    original = knob.read_text()
+    knob.write_text(f"{value}\n")
+    try:
+        yield
+    finally:
+        knob.write_text(original)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of every thread of `pid`."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def resources(pid: int) -> dict[str, int]:
+    """Threads, open fds and inotify watches held by `pid`."""
+    fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    watches = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == "anon_inode:inotify":
+                info = Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text()
+                watches += sum(1 for line in info.splitlines() if line.startswith("inotify wd:"))
+    return {"threads": len(list(Path(f"/proc/{pid}/task").iterdir())), "fds": len(fds), "watches": watches}
+
+
+def lines_about(running: Running, name: str, since: int = 0) -> list[dict[str, object]]:
+    return [
+        entry
+        for entry in running.logs()[since:]
+        if name in str(entry.get("message")) or name == entry.get("snack") or name in list(entry.get("snacks", []))
+    ]
+
+
+# --- failing repairs: backoff, bounded logs, instant recovery ---------------------------------------
+
+
+@needs_root_linux("mounts a tiny tmpfs")
+def test_disk_full_backs_off_then_recovers_when_space_is_freed(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    pantry = spec_path.parent / "pantry"
+    with tmpfs(pantry, "size=64k,nr_inodes=8"):
+        fillers = []
+        with contextlib.suppress(OSError):
+            for index in range(100):
+                (pantry / f"filler-{index}").touch()
+                fillers.append(pantry / f"filler-{index}")
+        write_spec(spec_path, ["Goldfish"])
+        running = start_daemon(spec_path)
+        failing = running.wait_event("failing")[0]
+        assert failing["snacks"] == ["Goldfish"] and "No space left on device" in failing["message"]
+        start_ticks = cpu_ticks(running.proc.pid)
+        window_start = time.monotonic()
+        time.sleep(3)  # a fault window: retries go on in it, and must stay quiet and cheap
+        ticks = cpu_ticks(running.proc.pid) - start_ticks
+        assert len(lines_about(running, "Goldfish")) == 1  # one line when it starts failing, none per retry
+        assert ticks / CLOCK_TICKS < 0.1 * (time.monotonic() - window_start)
+        before = time.monotonic()
+        fillers[0].unlink()  # freeing space in the pantry retries at once
+        wait_until((pantry / "Goldfish").exists, 1.0, "Goldfish back within 1 s of freeing space")
+        assert time.monotonic() - before < 1.0
+        assert running.wait_event("recovered")[0]["snacks"] == ["Goldfish"]
+        running.stop()
+
+
+@needs_root_linux("drops capabilities to act as an unprivileged process")
+def test_permission_denied_backs_off_then_recovers_when_permissions_change(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    """The daemon runs as uid 0 with every capability dropped (setpriv): a real unprivileged process that
+    can still reach the interpreter under /root. The pantry belongs to another user, 0755: EACCES."""
+    pantry = spec_path.parent / "pantry"
+    pantry.mkdir()
+    os.chown(pantry, 65534, 65534)
+    pantry.chmod(0o755)
+    write_spec(spec_path, ["Goldfish", "FruitGummies"])
+    no_caps = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
+    running = start_daemon(spec_path, prefix=no_caps)
+    failing = running.wait_event("failing")[0]
+    assert failing["snacks"] == ["Goldfish", "FruitGummies"] and "Permission denied" in failing["message"]
+    status = Path(f"/proc/{running.proc.pid}/status").read_text()
+    assert "CapEff:\t0000000000000000" in status
+    before = time.monotonic()
+    pantry.chmod(0o777)  # the pantry's permissions change: retry at once
+    wait_until(lambda: (pantry / "Goldfish").exists() and (pantry / "FruitGummies").exists(), 1.0, "snacks back")
+    assert time.monotonic() - before < 1.0
+    running.wait_event("recovered")
+
+
+@needs_root_linux("remounts a tmpfs read-only")
+def test_read_only_filesystem_recovers_when_remounted_read_write(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    pantry = spec_path.parent / "pantry"
+    with tmpfs(pantry, "size=1m"):
+        subprocess.run(["mount", "-o", "remount,ro", str(pantry)], check=True)
+        write_spec(spec_path, ["Goldfish"])
+        running = start_daemon(spec_path)
+        failing = running.wait_event("failing")[0]
+        assert "Read-only file system" in failing["message"]
+        before = time.monotonic()
+        subprocess.run(["mount", "-o", "remount,rw", str(pantry)], check=True)
+        wait_until((pantry / "Goldfish").exists, 1.0, "Goldfish back after remount rw")
+        assert time.monotonic() - before < 1.0
+        running.wait_event("recovered")
+        running.stop()
+
+
+# --- fights ---------------------------------------------------------------------------------------
+
+FIGHTER = """
+import os, sys, time
+path, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+"""
+
+
+def test_fight_is_noticed_once_and_backed_off(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
+    write_spec(spec_path, ["Goldfish", "FruitGummies"])
+    running = start_daemon(spec_path)
+    goldfish = running.pantry / "Goldfish"
+    since = len(running.logs())
+    start_ticks = cpu_ticks(running.proc.pid)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", FIGHTER, str(goldfish), "10"], check=True)
+    elapsed = time.monotonic() - started
+    cpu_share = (cpu_ticks(running.proc.pid) - start_ticks) / CLOCK_TICKS / elapsed
+    fight_lines = lines_about(running, "Goldfish", since)
+    assert cpu_share < 0.20, f"daemon used {cpu_share:.0%} of a core during the fight"
+    assert len(fight_lines) <= 10, fight_lines
+    warnings = running.events("fight")
+    assert len(warnings) == 1 and warnings[0]["snack"] == "Goldfish"
+    assert "something else keeps deleting it" in warnings[0]["message"]
+    # The fighter has stopped: the snack comes back (within the 5 s fight backoff cap) and stays.
+    wait_until(goldfish.exists, 7.0, "Goldfish back after the fight")
+    running.wait_event("fight_over", timeout=3.0)
+    assert goldfish.exists()
+    (running.pantry / "FruitGummies").unlink()  # the other snack was never held back
+    wait_until((running.pantry / "FruitGummies").exists, 1.0, "FruitGummies restored")
+
+
+def test_deleting_a_snack_once_a_second_is_not_a_fight(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path)
+    goldfish = running.pantry / "Goldfish"
+    for _ in range(25):  # more deletions than the fight threshold, each well after the last restore
+        wait_until(goldfish.exists, 1.0, "Goldfish restored")
+        time.sleep(0.06)  # just past the 50 ms flap window: churn, not a fight
+        goldfish.unlink()
+    wait_until(goldfish.exists, 1.0, "Goldfish restored")
+    assert running.events("fight") == []
+
+
+# --- overflow, lost directories, leaks ------------------------------------------------------------
+
+
+@needs_root_linux("lowers /proc/sys/fs/inotify/max_queued_events")
+@pytest.mark.parametrize("backend", ["inotify", "observer"])
+def test_queue_overflow_leads_to_a_full_resync(
+    spec_path: Path, start_daemon: Callable[..., Running], backend: str
+) -> None:
+    names = [f"snack-{index:04d}" for index in range(2000)]
+    write_spec(spec_path, names)
+    with sysctl("fs.inotify.max_queued_events", 64):  # applies to inotify instances created from now on
+        running = start_daemon(spec_path, "--watcher", backend)
+    pantry = running.pantry
+    for name in names:
+        (pantry / name).unlink()
+    wait_until(lambda: all((pantry / name).exists() for name in names), 10.0, "all 2000 snacks back")
+    assert len(os.listdir(pantry)) == 2000
+    overflow = running.wait_event("overflow")
+    assert len(overflow) == 1 and "full resync" in overflow[0]["message"]
+
+
+def remove_pantry_once(pantry: Path, how: str, graveyard: Path) -> None:
+    old = pantry.stat().st_ino
+    if how == "move":
+        pantry.rename(graveyard / f"moved-{time.monotonic_ns()}")
+        return
+
+    def rm_rf() -> bool:  # rm -rf can race the daemon's restores (ENOTEMPTY); like a user, try again
+        shutil.rmtree(pantry, ignore_errors=True)
+        return not pantry.exists() or pantry.stat().st_ino != old
+
+    wait_until(rm_rf, 3.0, "rm -rf pantry")
+
+
+def test_pantry_removed_or_moved_20_times_without_leaks(
+    spec_path: Path, start_daemon: Callable[..., Running], tmp_path: Path
+) -> None:
+    snacks = ["Goldfish", "FruitGummies", "StringCheese"]
+    write_spec(spec_path, snacks)
+    running = start_daemon(spec_path)
+    pantry = running.pantry
+    graveyard = tmp_path / "graveyard"
+    graveyard.mkdir()
+    baseline = resources(running.proc.pid)
+    for round_ in range(20):
+        remove_pantry_once(pantry, "move" if round_ % 2 else "rm", graveyard)
+        wait_until(
+            lambda: pantry.is_dir() and sorted(os.listdir(pantry)) == sorted(snacks), 3.0, f"pantry back ({round_})"
+        )
+        (pantry / "Goldfish").unlink()  # proves the watch was re-armed on the new directory
+        wait_until((pantry / "Goldfish").exists, 2.0, f"Goldfish restored after re-arm ({round_})")
+    after = resources(running.proc.pid)
+    assert after == baseline
+    assert len(running.events("pantry_gone")) == 20  # one line per removal
+    assert running.proc.poll() is None
+
+
+# --- the spec file ---------------------------------------------------------------------------------
+
+
+def test_spec_deleted_keeps_last_good_and_is_picked_up_again(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path)
+    spec_path.unlink()
+    warning = running.wait_event("spec_missing")[0]
+    assert warning["level"] == "WARNING" and "keeping the last good spec (1 snacks)" in warning["message"]
+    (running.pantry / "Goldfish").unlink()
+    wait_until((running.pantry / "Goldfish").exists, 2.0, "Goldfish restored from the last good spec")
+    write_spec(spec_path, ["Goldfish", "Popcorn"])
+    wait_until((running.pantry / "Popcorn").exists, 2.0, "spec picked up when it came back")
+    assert len(running.events("spec_missing")) == 1
+
+
+def test_configmap_style_symlink_swap_reloads(tmp_path: Path, start_daemon: Callable[..., Running]) -> None:
+    """Kubernetes mounts a ConfigMap as snacks.yaml -> ..data/snacks.yaml, ..data -> ..<timestamp>/; an update
+    writes a new timestamped dir and renames a new ..data symlink over the old one."""
+    config = tmp_path / "configmap"
+    config.mkdir()
+
+    def publish(version: int, snacks: list[str]) -> None:
+        data = config / f"..2026_11_25_{version}"
+        data.mkdir()
+        write_spec(data / "snacks.yaml", snacks, pantry=str(tmp_path / "pantry"))
+        (config / "..data_tmp").symlink_to(data.name)
+        os.rename(config / "..data_tmp", config / "..data")
+
+    publish(1, ["Goldfish"])
+    (config / "snacks.yaml").symlink_to("..data/snacks.yaml")
+    running = start_daemon(config / "snacks.yaml")
+    publish(2, ["Goldfish", "Popcorn"])
+    wait_until((tmp_path / "pantry" / "Popcorn").exists, 2.0, "Popcorn created after the swap")
+    assert running.wait_event("reload")[0]["added"] == ["Popcorn"]
+
+
+def billion_laughs() -> str:
+    lines = ['lol0: &lol0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"lol{i}: &lol{i} [" + ",".join([f"*lol{i - 1}"] * 10) + "]" for i in range(1, 12)]
+    return "\n".join(lines) + "\npantry: ./pantry\nsnacks: *lol11\n"
+
+
+BAD_SPECS: dict[str, Callable[[Path], object]] = {
+    "typo": lambda path: path.write_text("pantry: ./pantry\nsnacks:\n  - Goldfish\n snacks: x\n"),
+    "zero bytes": lambda path: path.write_text(""),
+    "half written": lambda path: path.write_text('pantry: ./pantry\nsnacks:\n  - name: "Gold'),
+    "billion laughs": lambda path: path.write_text(billion_laughs()),
+    "100 MB": lambda path: os.truncate(path, 100 * 1024 * 1024),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_SPECS))
+def test_check_rejects_bad_specs_quickly_with_bounded_memory(tmp_path: Path, kind: str) -> None:
+    spec = tmp_path / "snacks.yaml"
+    spec.touch()
+    BAD_SPECS[kind](spec)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "snackwatch", "check", "-c", str(spec)], stderr=subprocess.PIPE, text=True
+    )
+    _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: it reports the child's peak RSS
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.returncode == 2
+    assert time.monotonic() - started < 5.0
+    assert usage.ru_maxrss < 80 * 1024, f"{usage.ru_maxrss} KiB"  # the 100 MB file is never read whole
+    assert stderr.count("\n") == 1 and stderr.startswith(f"snackwatch: {spec}:") and "Traceback" not in stderr
+
+
+def test_running_daemon_survives_every_bad_spec(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path)
+    for count, (kind, write) in enumerate(BAD_SPECS.items(), start=1):
+        temp = spec_path.with_name(".bad.tmp")
+        temp.touch()
+        write(temp)
+        temp.rename(spec_path)
+        errors = running.wait_event("spec_invalid", count=count)
+        assert "keeping the last good spec (1 snacks)" in errors[-1]["message"], kind
+        (running.pantry / "Goldfish").unlink()
+        wait_until((running.pantry / "Goldfish").exists, 2.0, f"Goldfish restored under the last good spec ({kind})")
+    assert len(running.events("spec_invalid")) == len(BAD_SPECS)
+    assert running.proc.poll() is None
+    assert "Traceback" not in running.log_path.read_text()
+
+
+# --- symlinks and directories in a snack's place ---------------------------------------------------
+
+
+def test_symlinks_and_directories_in_a_snacks_place_are_conflicts(
+    spec_path: Path, start_daemon: Callable[..., Running], tmp_path: Path
+) -> None:
+    write_spec(spec_path, ["Goldfish", {"name": "StringCheese", "content": "mozzarella\n"}, "Pretzels"])
+    running = start_daemon(spec_path)
+    pantry = running.pantry
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    dangling = tmp_path / "nowhere"
+
+    def plant_symlink(name: str, target: Path) -> None:
+        temp = pantry / f"plant-{name}"
+        temp.symlink_to(target)
+        os.rename(temp, pantry / name)  # atomically replaces the snack
+
+    plant_symlink("Goldfish", dangling)
+    plant_symlink("StringCheese", victim)
+    shutil.rmtree(pantry / "Pretzels", ignore_errors=True)
+    (pantry / "Pretzels").unlink()
+    with contextlib.suppress(FileExistsError):
+        (pantry / "Pretzels").mkdir()  # may lose the race to the restore: then it is a file, as it should be
+    wait_until(lambda: len(running.events("conflict")) >= 2, 2.0, "conflicts reported")
+    conflicts = {entry["snack"]: entry["message"] for entry in running.events("conflict")}
+    assert "a symlink stands where snack Goldfish should be" in conflicts["Goldfish"]
+    assert "a symlink stands where snack StringCheese should be" in conflicts["StringCheese"]
+    if (pantry / "Pretzels").is_dir():
+        wait_until(lambda: "Pretzels" in {e["snack"] for e in running.events("conflict")}, 2.0, "dir conflict")
+    assert not dangling.exists() and victim.read_text() == "keep me"
+    assert (pantry / "Goldfish").is_symlink()  # never removed either
+    running.proc.send_signal(signal.SIGHUP)  # a full pass does not report the same conflicts again
+    running.wait_event("reload")
+    assert len(running.events("conflict")) == len(conflicts)
+
+
+# --- one daemon per spec, watch limits --------------------------------------------------------------
+
+
+def test_second_instance_exits_1_and_lock_survives_sigkill(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    first = start_daemon(spec_path)
+    second = start_daemon(spec_path, wait=False)
+    assert second.proc.wait(10) == 1
+    assert f"already running (pid {first.proc.pid})" in second.log_path.read_text()
+    first.stop(signal.SIGKILL)
+    third = start_daemon(spec_path)  # flock died with the process
+    assert third.stop() == 0
+    fourth = start_daemon(spec_path)  # and is released on a clean exit
+    assert fourth.proc.poll() is None
+
+
+@needs_root_linux("lowers the inotify sysctls")
+@pytest.mark.parametrize("knob", ["fs.inotify.max_user_instances", "fs.inotify.max_user_watches"])
+def test_inotify_limits_fall_back_to_polling(spec_path: Path, start_daemon: Callable[..., Running], knob: str) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    with sysctl(knob, 0):
+        running = start_daemon(spec_path)
+    assert "watcher polling" in running.events("start")[0]["message"]
+    warnings = [entry for entry in running.logs() if "falling back to polling" in entry["message"]]
+    assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"
+    (running.pantry / "Goldfish").unlink()
+    wait_until((running.pantry / "Goldfish").exists, 3.0, "restored by polling")
+
+
+# --- unexpected errors, resync --------------------------------------------------------------------
+
+INJECT = """
+import sys
+import snackwatch.daemon as daemon, snackwatch.watcher as watcher
+mode = sys.argv.pop(1)
+if mode == "raise-once":
+    real, calls = daemon.reconcile_names, []
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected fault")
+        return real(*args, **kwargs)
+    daemon.reconcile_names = flaky
+elif mode == "deaf":  # the pantry watch hears nothing: only --resync can notice deletions
+    watcher._PantryCallback.on_event = lambda self, event: None
+from snackwatch.cli import main
+raise SystemExit(main())
+"""
+
+
+def test_unexpected_exception_is_logged_and_the_daemon_goes_on(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path, launcher=[sys.executable, "-c", INJECT, "raise-once"])
+    (running.pantry / "Goldfish").unlink()
+    error = running.wait_event("internal_error")[0]
+    assert error["level"] == "ERROR" and "continuing" in error["message"]
+    assert "RuntimeError: injected fault" in error["exception"]
+    wait_until((running.pantry / "Goldfish").exists, 2.0, "restored by the resync after the error")
+    (running.pantry / "Goldfish").unlink()
+    wait_until((running.pantry / "Goldfish").exists, 2.0, "later deletions still repaired")
+    assert running.proc.poll() is None
+
+
+def test_resync_repairs_what_events_missed(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path, "--resync", "0.3", launcher=[sys.executable, "-c", INJECT, "deaf"])
+    (running.pantry / "Goldfish").unlink()
+    wait_until((running.pantry / "Goldfish").exists, 2.0, "restored by the periodic full pass")
+    assert running.events("restored")[-1]["snacks"] == ["Goldfish"]

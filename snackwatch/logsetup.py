@@ -30,7 +30,8 @@ def under_journald(stream: TextIO) -> bool:
 
 
 def _journald_format(record: Record) -> str:
-    return f"<{PRIORITY.get(record['level'].name, 6)}>{{message}}\n{{exception}}"
+    # loguru reads "<6>" in a format as a color tag (and rejects it): "\<" is a literal "<"
+    return f"\\<{PRIORITY.get(record['level'].name, 6)}>{{message}}\n{{exception}}"
 
 
 def _json_sink(stream: TextIO) -> Callable[[Message], None]:

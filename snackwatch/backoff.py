@@ -14,6 +14,9 @@ class BackoffPolicy:
     initial: float = 0.1
     factor: float = 2.0
     cap: float = 300.0
+    # After a relevant event (a file removed, permissions changed) a failing repair is retried after these
+    # delays, without escalating: the event can come just before the space is actually freed.
+    nudges: tuple[float, ...] = (0.02, 0.2)
 
     def delay(self, attempt: int) -> float:
         """The wait after the `attempt`-th consecutive failure (1-based)."""
@@ -53,6 +56,7 @@ class SnackHealth:
     error: str = ""
     flaps: int = 0
     fighting: bool = False
+    nudges: tuple[float, ...] = ()
     unlogged_restores: int = 0
     restored_at: float | None = None
     due: float | None = None  # when the schedule looks at this snack next
@@ -130,6 +134,7 @@ class Health:
             return None
         state.failures = 0
         state.error = ""
+        state.nudges = ()
         state.held_until = 0.0
         state.due = None
         return Change.RECOVERED
@@ -149,8 +154,12 @@ class Health:
     def failed(self, name: str, now: float, error: str) -> tuple[float, Change | None]:
         """A repair failed: the delay before the next try, and STARTED_FAILING the first time."""
         state = self._state(name)
-        state.failures += 1
         state.error = error
+        if state.failures and state.nudges:
+            delay, state.nudges = state.nudges[0], state.nudges[1:]
+            self._hold(name, now + delay)
+            return delay, None
+        state.failures += 1
         delay = self.backoff.delay(state.failures)
         self._hold(name, now + delay)
         return delay, Change.STARTED_FAILING if state.failures == 1 else None
@@ -159,10 +168,14 @@ class Health:
         """Names whose last repair failed."""
         return [name for name, state in self.snacks.items() if state.failures > 0]
 
-    def retry_failing_now(self, now: float) -> None:
+    def nudge(self, now: float) -> None:
         """Something relevant happened (space freed, permissions changed): retry failing snacks at once."""
+        if not self.backoff.nudges:
+            return
         for name in self.failing():
-            self._hold(name, now)
+            state = self.snacks[name]
+            state.nudges = self.backoff.nudges[1:]
+            self._hold(name, now + self.backoff.nudges[0])
 
     def pop_due(self, now: float) -> list[str]:
         """Names whose wait is over; each is returned once per scheduled time."""

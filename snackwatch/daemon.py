@@ -62,6 +62,7 @@ class DirtySet:
             with self._lock:
                 if mark is Mark.SNACK:
                     self._names.add(name)
+                    self._marks.add(Mark.PANTRY)  # any removal may have freed space: failing repairs retry
                 else:
                     self._marks.add(mark)
                 if self._woken:
@@ -140,7 +141,8 @@ class Daemon:
         self.arm_retry = Health(options.backoff)  # backoff for re-arming an unwatchable pantry
         self.next_resync: float | None = None
         self.next_watchdog: float | None = None
-        self.error_retry = Health(options.backoff)
+        self.errors_in_a_row = 0
+        self.error_resync_at: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -193,7 +195,7 @@ class Daemon:
         deadlines = [
             self.health.next_due(),
             self.arm_retry.next_due(),
-            self.error_retry.next_due(),
+            self.error_resync_at,
             self.spec_settle_at,
             self.next_resync,
             self.next_watchdog,
@@ -210,21 +212,23 @@ class Daemon:
 
     def _guarded_step(self) -> None:
         try:
-            self._step(time.monotonic())
-            self.error_retry.present("step", time.monotonic())
-        except Exception:  # no exception ever kills the daemon: log it, resync soon
-            now = time.monotonic()
-            delay, _ = self.error_retry.failed("step", now, "unexpected error")
+            if self._step(time.monotonic()):
+                self.errors_in_a_row = 0  # a full pass got through: the error streak is over
+        except Exception:  # no exception ever kills the daemon: log it, resync soon (with backoff)
+            self.errors_in_a_row += 1
+            delay = self.options.backoff.delay(self.errors_in_a_row)
+            self.error_resync_at = time.monotonic() + delay
             logger.opt(exception=True).bind(event="internal_error").error(
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
 
     # --- one turn of the loop ---------------------------------------------------------------
 
-    def _step(self, now: float) -> None:
+    def _step(self, now: float) -> bool:
+        """One turn; True if it ran a full pass."""
         names, marks = self.dirty.take()
         if self.stopping:
-            return
+            return False
         if self.next_watchdog is not None and now >= self.next_watchdog and self.notifier.watchdog_interval:
             self.notifier.watchdog()
             self.next_watchdog = now + self.notifier.watchdog_interval
@@ -243,17 +247,19 @@ class Daemon:
         if Mark.OVERFLOW in marks:
             self._overflowed(now)
             full_pass = True
-        if self.error_retry.pop_due(now):
+        if self.error_resync_at is not None and now >= self.error_resync_at:
+            self.error_resync_at = None
             full_pass = True
         full_pass |= self._resync_due(now)
         if Mark.PANTRY in marks:
-            self.health.retry_failing_now(now)
+            self.health.nudge(now)
         if full_pass:
             self._full_pass(now)
             self.health.pop_due(now)
         else:
             self._repair(now, self._deleted(names, now) + self.health.pop_due(now))
         self.notifier.status(self._status_line())
+        return full_pass
 
     def _overflowed(self, now: float) -> None:
         # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.

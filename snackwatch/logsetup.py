@@ -66,11 +66,13 @@ def setup_logging(
     stream = stream or sys.stderr
     logger.remove()
     if fmt == "json":
-        logger.add(_json_sink(stream), level=level, format="{message}")
+        logger.add(_json_sink(stream), level=level, format="{message}", diagnose=False)
     elif under_journald(stream):
-        logger.add(stream, level=level, format=_journald_format, colorize=False)
+        logger.add(stream, level=level, format=_journald_format, colorize=False, diagnose=False)
     else:
-        logger.add(stream, level=level, format=TEXT_FORMAT, colorize=False)
+        logger.add(stream, level=level, format=TEXT_FORMAT, colorize=False, diagnose=False)
     if log_file:
-        logger.add(log_file, level=level, format=TEXT_FORMAT, rotation="10 MB", retention=5, colorize=False)
+        logger.add(
+            log_file, level=level, format=TEXT_FORMAT, rotation="10 MB", retention=5, colorize=False, diagnose=False
+        )
     logging.basicConfig(handlers=[_Intercept()], level=logging.WARNING, force=True)

@@ -38,7 +38,7 @@ except (ImportError, OSError):  # pragma: no cover - exercised on macOS
 class Mark(Enum):
     """What a filesystem event says the daemon should look at."""
 
-    SNACK = "snack"  # a name in the pantry was deleted or moved away
+    SNACK = "snack"  # a name in the pantry was deleted, moved away or replaced (implies PANTRY)
     PANTRY = "pantry"  # the pantry changed in a way that may unblock failing repairs
     PANTRY_GONE = "pantry gone"  # the pantry itself was removed, moved or unmounted
     SPEC = "spec"  # something changed in the spec's directory
@@ -138,7 +138,6 @@ class _PantryCallback:
             name = os.fsdecode(event.name)
             if not name.startswith(RESERVED_PREFIX):
                 self.sink(Mark.SNACK, name)
-                self.sink(Mark.PANTRY, "")
 
     def on_watch_deleted(self, wd: WatchDescriptor) -> None:
         # IN_IGNORED: the directory is gone or unmounted; the watch with it.
@@ -239,7 +238,6 @@ class _Handler(FileSystemEventHandler):
                 self.sink(Mark.SPEC, "")
             if parent == self.pantry and kind in ("deleted", "moved"):
                 self.sink(Mark.SNACK, name)
-                self.sink(Mark.PANTRY, "")
             if path == self.pantry and kind == "attrib":
                 self.sink(Mark.PANTRY, "")
 

@@ -126,6 +126,7 @@ def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callabl
 
     yield start
     for running in started:
+        print(f"--- daemon log {running.log_path.name} ---\n{running.log_path.read_text(errors='replace')}")
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait(5)

@@ -31,13 +31,17 @@ def test_failures_back_off_and_log_once_then_recover() -> None:
     assert health.next_due() is None
 
 
-def test_retry_failing_now_moves_the_schedule_forward() -> None:
-    health = Health()
+def test_a_nudge_retries_soon_twice_without_escalating() -> None:
+    health = Health(BackoffPolicy(nudges=(0.02, 0.2)))
     for attempt in range(10):
         health.failed("a", float(attempt), "Permission denied")
-    assert health.next_due() is not None and health.next_due() > 20  # type: ignore[operator]
-    health.retry_failing_now(10.0)
-    assert health.pop_due(10.0) == ["a"]
+    assert health.next_due() == 9.0 + 51.2
+    health.nudge(10.0)
+    assert health.pop_due(10.0) == [] and health.pop_due(10.02) == ["a"]
+    assert health.failed("a", 10.02, "Permission denied") == (0.2, None)  # the second chance
+    assert health.pop_due(10.22) == ["a"]
+    delay, change = health.failed("a", 10.22, "Permission denied")
+    assert (delay, change) == (102.4, None)  # then the normal backoff resumes where it was
 
 
 def test_log_lines_while_failing_are_bounded() -> None:

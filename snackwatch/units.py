@@ -19,11 +19,12 @@ def template(*, user: bool) -> str:
     return ((folder / "user") if user else folder).joinpath("snackwatch.service").read_text(encoding="utf-8")
 
 
-def quote(word: str, *, in_command: bool = False) -> str:
-    """One word of a unit setting: specifiers (%) escaped, `$` too in a command, quoted unless plain."""
+def quote(word: str) -> str:
+    """A path as one word of a unit setting: specifiers (%) escaped, quoted unless plain.
+
+    (`$` needs no escape: systemd expands variables in a command's arguments, not in its executable.)
+    """
     escaped = word.replace("%", "%%")
-    if in_command:
-        escaped = escaped.replace("$", "$$")
     if all(char in _PLAIN for char in word):
         return escaped
     return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -35,8 +36,7 @@ def render(python: str, *, user: bool = False, home_paths: Sequence[str] = ()) -
     old = f"ExecStart={TEMPLATE_COMMAND} "
     if text.count(old) != 1:
         raise ValueError(f"the shipped unit has no single {old!r} line")
-    command = " ".join(quote(word, in_command=True) for word in (python, "-m", "snackwatch"))
-    text = text.replace(old, f"ExecStart={command} ")
+    text = text.replace(old, f"ExecStart={quote(python)} -m snackwatch ")
     if home_paths and not user:
         binds = "".join(f"BindReadOnlyPaths={quote(path)}\n" for path in home_paths)
         text = text.replace("ProtectHome=yes\n", f"ProtectHome=tmpfs\n{binds}", 1)

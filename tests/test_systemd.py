@@ -1,0 +1,452 @@
+"""snackwatch under a real systemd: the shipped units, run by a private `systemd --user` manager."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IS_LINUX, IS_ROOT, Running, wait_until, write_spec
+
+from snackwatch import units
+
+SYSTEMD = shutil.which("systemd") or next(
+    (path for path in ("/usr/lib/systemd/systemd", "/lib/systemd/systemd") if os.access(path, os.X_OK)), None
+)
+HAVE_SYSTEMD = IS_LINUX and SYSTEMD is not None and shutil.which("systemctl") is not None
+HAVE_ANALYZE = IS_LINUX and shutil.which("systemd-analyze") is not None
+SHIPPED = Path(__file__).resolve().parent.parent / "systemd"
+UNIT = "snackwatch.service"
+HARDENED_UNIT = "snackwatch-hardened.service"
+WATCHDOG_SEC = 2
+IGNORED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_", "JOURNAL_STREAM", "LISTEN_", "INVOCATION_ID", "MANAGERPID", "DBUS_")
+ROOT_MANAGER_TRACES = ("system", "unit-root", "systemd-units-load")  # what a root systemd --user adds to /run/systemd
+
+
+def _manager_missing() -> str:
+    if not HAVE_SYSTEMD:
+        return "systemd is not installed (no systemd or systemctl)"
+    return "" if IS_ROOT else "a private systemd --user manager needs root here (own cgroups, /run/systemd/system)"
+
+
+MANAGER_MISSING = _manager_missing()
+needs_manager = pytest.mark.skipif(bool(MANAGER_MISSING), reason=MANAGER_MISSING)
+needs_analyze = pytest.mark.skipif(not HAVE_ANALYZE, reason="systemd is not installed (no systemd-analyze)")
+# `python -c` prefix that hands the daemon what systemd would: JOURNAL_STREAM naming its stderr
+WITH_JOURNAL_STREAM = (
+    "import os, sys; st = os.fstat(2); os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'; "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+# `python -c` launcher: join the cgroups (their cgroup.procs files) listed before "--", then exec what follows
+JOIN_CGROUPS_AND_EXEC = (
+    "import os, sys; from pathlib import Path; cut = sys.argv.index('--'); "
+    "[Path(procs).write_text(str(os.getpid())) for procs in sys.argv[1:cut]]; "
+    "os.execv(sys.argv[cut + 1], sys.argv[cut + 1 :])"
+)
+
+
+def tmp_env(tmp_path: Path) -> dict[str, str]:
+    """systemd-analyze's scratch (TMPDIR) and, for --user, its runtime directory, inside `tmp_path`."""
+    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
+    return dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"), TMPDIR=str(tmp_path))
+
+
+def snackwatch_unit(*args: str) -> str:
+    """What `snackwatch unit [--user]` prints for this interpreter."""
+    done = subprocess.run([sys.executable, "-m", "snackwatch", "unit", *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# --- a private cgroup and a private systemd --user manager -------------------------------------
+
+
+def own_cgroup_dirs() -> list[Path]:
+    """This process's cgroup directory in every mounted hierarchy (cgroup v1 controllers and v2)."""
+    own = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        own[controllers] = path
+    dirs = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        fstype, options = fields[fields.index("-") + 1], set(fields[fields.index("-") + 3].split(","))
+        if fstype == "cgroup2":
+            key: str | None = ""
+        elif fstype == "cgroup":
+            key = next((name for name in own if name and set(name.split(",")) <= options), None)
+        else:
+            continue
+        if key is not None and key in own:
+            dirs.append(Path(fields[4]) / os.path.relpath(own[key], fields[3]))
+    return dirs
+
+
+class PrivateCgroup:
+    """A child of our cgroup in every hierarchy. A manager started in it owns only what it starts
+    (in the root cgroup, `systemd --user` would move every process on the machine into its init.scope),
+    and teardown can find and kill anything left in it."""
+
+    def __init__(self, name: str) -> None:
+        self.dirs: list[Path] = []
+        try:
+            for parent in own_cgroup_dirs():
+                (parent / name).mkdir()
+                self.dirs.append(parent / name)
+                for knob in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset child starts empty: no task could join
+                    if (parent / knob).exists():
+                        (parent / name / knob).write_text((parent / knob).read_text())
+        except OSError:
+            self.remove()
+            raise
+
+    def run_inside(self, command: list[str]) -> list[str]:
+        """`command`, prefixed so that it joins these cgroups before it starts."""
+        return [
+            sys.executable,
+            "-c",
+            JOIN_CGROUPS_AND_EXEC,
+            *(str(path / "cgroup.procs") for path in self.dirs),
+            "--",
+            *command,
+        ]
+
+    def pids(self) -> set[int]:
+        every_procs = (procs for path in filter(Path.exists, self.dirs) for procs in path.rglob("cgroup.procs"))
+        return {int(pid) for procs in every_procs for pid in procs.read_text().split()}
+
+    def remove(self) -> None:
+        """Kill whatever is left inside, then remove every directory, deepest first."""
+        for pid in self.pids():
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not self.pids(), 10, "the private cgroup to empty")
+        for path in filter(Path.exists, self.dirs):
+            for child in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+                child.rmdir()
+            path.rmdir()
+
+
+class UserManager:
+    """`systemd --user` with its own runtime and config directories (the spec's %E) under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.runtime_dir = root / "run"
+        self.config_home = root / "config"
+        self.unit_dir = self.config_home / "systemd" / "user"
+        self.runtime_dir.mkdir(mode=0o700, parents=True)
+        self.unit_dir.mkdir(parents=True)
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith(IGNORED_ENV)}
+        self.env.update(XDG_RUNTIME_DIR=str(self.runtime_dir), XDG_CONFIG_HOME=str(self.config_home))
+        self.log_path = root / "manager.log"
+        self.cgroup = PrivateCgroup(f"snackwatch-test-{os.getpid()}")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert SYSTEMD is not None
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.cgroup.run_inside([SYSTEMD, "--user"]),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        wait_until(self._listening, 10, "the private systemd --user manager's socket")
+
+    def _listening(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, f"systemd --user exited: {self.log_path.read_text()}"
+        return (self.runtime_dir / "systemd" / "private").exists()
+
+    def close(self) -> None:
+        """SIGTERM: the manager stops its units and exits; then nothing may be left in its cgroup."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.cgroup.remove()
+
+    def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["systemctl", "--user", *args], env=self.env, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 or not check, f"systemctl --user {' '.join(args)}: {done.stdout}{done.stderr}"
+        return done
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        shown = {}
+        for line in self.systemctl("show", unit, f"--property={','.join(properties)}").stdout.splitlines():
+            name, _, value = line.partition("=")
+            shown[name] = value
+        return shown
+
+    def install(self, name: str, text: str, drop_in: str = "") -> None:
+        (self.unit_dir / name).write_text(text)
+        if drop_in:
+            (self.unit_dir / f"{name}.d").mkdir(exist_ok=True)
+            (self.unit_dir / f"{name}.d" / "test.conf").write_text(drop_in)
+        self.systemctl("daemon-reload")
+
+
+@pytest.fixture(scope="module")
+def systemd_marker() -> Iterator[None]:
+    """systemd --user exits at once unless /run/systemd/system exists (the "booted with systemd" marker);
+    run as root, it also leaves unit-root/ and systemd-units-load there. What we added goes again."""
+    run = Path("/run/systemd")
+    added = [run / name for name in ROOT_MANAGER_TRACES if not (run / name).exists()]
+    (run / "system").mkdir(parents=True, exist_ok=True)
+    yield
+    for path in added:
+        with contextlib.suppress(OSError):  # only if still empty: never someone else's
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def box() -> Iterator[Path]:
+    """Scratch space outside /tmp: the hardened unit has PrivateTmp=yes, and must still see the spec,
+    its pantry and the manager's notify socket."""
+    root = Path(tempfile.mkdtemp(prefix="snackwatch-test-", dir="/var/lib"))
+    yield root
+    shutil.rmtree(root)
+
+
+@pytest.fixture(scope="module")
+def manager(systemd_marker: None, box: Path) -> Iterator[UserManager]:
+    started = UserManager(box / "manager")
+    try:
+        started.start()
+        yield started
+    finally:
+        started.close()
+
+
+# --- the user unit -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def user_unit(manager: UserManager) -> str:
+    """The user unit as `snackwatch unit --user` prints it, installed with WatchdogSec=2s."""
+    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n")
+    return UNIT
+
+
+@pytest.fixture
+def user_spec(manager: UserManager, user_unit: str, box: Path) -> Iterator[Path]:
+    """A fresh %E/snackwatch/snacks.yaml, a symlink to spec/snacks.yaml: an edit there is seen only on reload."""
+    for folder in (manager.config_home / "snackwatch", box / "spec"):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir()
+    target = write_spec(box / "spec" / "snacks.yaml", ["Goldfish", "Pretzels"], pantry=str(box / "spec" / "pantry"))
+    (manager.config_home / "snackwatch" / "snacks.yaml").symlink_to(target)
+    yield target
+    manager.systemctl("stop", user_unit)
+    manager.systemctl("reset-failed", user_unit, check=False)
+
+
+def start(manager: UserManager, unit: str) -> dict[str, str]:
+    manager.systemctl("start", unit)
+    return manager.show(unit, "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "Result")
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    fields = (line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return {name: value.strip() for name, value in fields}
+
+
+@needs_manager
+def test_start_returns_once_ready_after_the_first_reconcile(manager: UserManager, user_spec: Path) -> None:
+    state = start(manager, UNIT)
+    assert (state["ActiveState"], state["SubState"]) == ("active", "running")
+    assert sorted(os.listdir(user_spec.parent / "pantry")) == ["Goldfish", "Pretzels"]  # READY=1 came after them
+    assert "2/2 snacks ok" in state["StatusText"]
+
+
+@needs_manager
+def test_a_deleted_snack_comes_back_and_status_counts_it(manager: UserManager, user_spec: Path) -> None:
+    start(manager, UNIT)
+    snack = user_spec.parent / "pantry" / "Goldfish"
+    snack.unlink()
+    wait_until(snack.exists, 5, "Goldfish to be restored")
+    wait_until(lambda: "3 repairs" in manager.show(UNIT, "StatusText")["StatusText"], 5, "STATUS= to count it")
+
+
+@needs_manager
+def test_reload_applies_an_edited_spec(manager: UserManager, user_spec: Path) -> None:
+    start(manager, UNIT)
+    # the daemon watches the symlink's directory, not this one: only the reload (SIGHUP) can pick this edit up
+    write_spec(user_spec, ["Goldfish", "Pretzels", "Popcorn"], pantry=str(user_spec.parent / "pantry"))
+    manager.systemctl("reload", UNIT)
+    wait_until((user_spec.parent / "pantry" / "Popcorn").exists, 5, "Popcorn after the reload")
+    wait_until(lambda: "3/3 snacks ok" in manager.show(UNIT, "StatusText")["StatusText"], 5, "STATUS= after reload")
+    assert manager.show(UNIT, "ActiveState")["ActiveState"] == "active"  # RELOADING=1 was followed by READY=1
+
+
+@needs_manager
+def test_watchdog_pings_keep_a_healthy_service_running(manager: UserManager, user_spec: Path) -> None:
+    before = start(manager, UNIT)
+    first_ping = int(manager.show(UNIT, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
+    time.sleep(2.5 * WATCHDOG_SEC)  # deliberate: outlive a few watchdog periods
+    after = manager.show(UNIT, "ActiveState", "MainPID", "NRestarts", "WatchdogTimestampMonotonic")
+    assert (after["ActiveState"], after["MainPID"], after["NRestarts"]) == ("active", before["MainPID"], "0")
+    assert int(after["WatchdogTimestampMonotonic"]) > first_ping
+
+
+@needs_manager
+def test_watchdog_restarts_a_hung_daemon(manager: UserManager, user_spec: Path) -> None:
+    hung = int(start(manager, UNIT)["MainPID"])
+    os.kill(hung, signal.SIGSTOP)  # the loop stops: no more WATCHDOG=1
+    try:
+        wait_until(lambda: manager.show(UNIT, "Result")["Result"] == "watchdog", 3 * WATCHDOG_SEC, "the watchdog")
+    finally:
+        os.kill(hung, signal.SIGKILL)  # systemd's SIGABRT waits for SIGCONT; spare the test TimeoutAbortSec=
+    restarted = wait_until(lambda: _restarted(manager), 10, "Restart=on-failure to start it again")
+    assert restarted["MainPID"] != str(hung)
+
+
+def _restarted(manager: UserManager) -> dict[str, str] | None:
+    state = manager.show(UNIT, "ActiveState", "SubState", "NRestarts", "MainPID")
+    running = (state["ActiveState"], state["SubState"]) == ("active", "running")
+    return state if running and state["NRestarts"] == "1" else None
+
+
+@needs_manager
+def test_stop_leaves_it_inactive_with_result_success(manager: UserManager, user_spec: Path) -> None:
+    start(manager, UNIT)
+    manager.systemctl("stop", UNIT)
+    state = manager.show(UNIT, "ActiveState", "Result", "ExecMainStatus")
+    assert (state["ActiveState"], state["Result"], state["ExecMainStatus"]) == ("inactive", "success", "0")
+
+
+# --- the hardened system unit ----------------------------------------------------------------
+
+
+@needs_manager
+def test_hardened_system_unit_creates_snacks_without_capabilities(manager: UserManager, box: Path) -> None:
+    """`snackwatch unit` with every sandboxing setting kept; only its spec and pantry move into the box."""
+    (box / "system").mkdir()
+    spec = write_spec(
+        box / "system" / "snacks.yaml", ["Goldfish", {"name": "Cheese", "content": "brie\n", "mode": "0640"}]
+    )
+    pantry = box / "system" / "pantry"  # missing: ExecStartPre= creates it
+    text = snackwatch_unit().replace("/etc/snackwatch/snacks.yaml", str(spec))
+    assert text.count("/pantry\n") == 2  # ExecStartPre= and ReadWritePaths=
+    manager.install(HARDENED_UNIT, text.replace("/pantry\n", f"{pantry}\n"))
+    try:
+        state = start(manager, HARDENED_UNIT)
+        assert state["ActiveState"] == "active"
+        assert sorted(os.listdir(pantry)) == ["Cheese", "Goldfish"]
+        assert (pantry / "Cheese").read_text() == "brie\n" and (pantry / "Cheese").stat().st_mode & 0o777 == 0o640
+        sandbox = proc_status(int(state["MainPID"]))
+        assert (sandbox["NoNewPrivs"], sandbox["Seccomp"]) == ("1", "2")
+        assert int(sandbox["CapEff"], 16) == int(sandbox["CapBnd"], 16) == 0
+        (pantry / "Goldfish").unlink()
+        wait_until((pantry / "Goldfish").exists, 5, "Goldfish restored inside the sandbox")
+        manager.systemctl("stop", HARDENED_UNIT)
+        assert manager.show(HARDENED_UNIT, "Result")["Result"] == "success"
+    finally:
+        manager.systemctl("stop", HARDENED_UNIT, check=False)
+
+
+# --- the unit files themselves -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
+def test_the_package_data_is_the_systemd_folder(user: bool) -> None:
+    shipped = SHIPPED / "user" / UNIT if user else SHIPPED / UNIT
+    assert units.template(user=user) == shipped.read_text()
+
+
+def test_render_runs_the_given_python() -> None:
+    system, user = units.render("/opt/sw/bin/python3"), units.render("/opt/sw/bin/python3", user=True)
+    assert "ExecStart=/opt/sw/bin/python3 -m snackwatch run -c /etc/snackwatch/snacks.yaml\n" in system
+    assert "ExecStart=/opt/sw/bin/python3 -m snackwatch run -c %E/snackwatch/snacks.yaml\n" in user
+    assert units.TEMPLATE_COMMAND not in system + user
+
+
+def test_render_quotes_and_escapes_an_awkward_path() -> None:
+    text = units.render("/srv/Jane Doe/100%/$venv/bin/python3")
+    assert 'ExecStart="/srv/Jane Doe/100%%/$venv/bin/python3" -m snackwatch run' in text
+
+
+def test_render_binds_an_install_in_a_home_back_into_the_system_unit() -> None:
+    text = units.render("/root/venv/bin/python3", home_paths=["/root/venv", "/home/a b/lib"])
+    assert 'ProtectHome=tmpfs\nBindReadOnlyPaths=/root/venv\nBindReadOnlyPaths="/home/a b/lib"\n' in text
+    assert "ProtectHome=yes" not in text
+    assert "BindReadOnlyPaths" not in units.render("/root/venv/bin/python3", user=True, home_paths=["/root/venv"])
+
+
+def test_hidden_by_protect_home_keeps_the_outermost_home_paths() -> None:
+    paths = ["/usr/lib/python3", "/root/.pyenv/x/lib", "/root/.pyenv/x/", "/home/a/venv", "/run/user/0/v", "/homes/b"]
+    assert units.hidden_by_protect_home(paths) == ["/home/a/venv", "/root/.pyenv/x", "/run/user/0/v"]
+
+
+@needs_analyze
+def test_awkward_paths_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    python = tmp_path / "Jane Doe" / "100%" / "$venv" / "python3"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    unit = tmp_path / UNIT
+    unit.write_text(units.render(str(python), home_paths=["/home/Jane Doe/100%"]))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, env=tmp_env(tmp_path)
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+@needs_analyze
+@pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
+def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, user: bool) -> None:
+    flags = ["--user"] if user else []
+    unit = tmp_path / UNIT
+    unit.write_text(snackwatch_unit(*flags))
+    done = subprocess.run(
+        ["systemd-analyze", *flags, "verify", str(unit)], capture_output=True, text=True, env=tmp_env(tmp_path)
+    )
+    assert (done.returncode, done.stdout + done.stderr) == (0, "")
+
+
+@needs_analyze
+@pytest.mark.parametrize("rendered", [False, True], ids=["shipped", "rendered"])
+def test_system_unit_exposure_is_at_most_2(tmp_path: Path, rendered: bool) -> None:
+    unit = SHIPPED / UNIT
+    if rendered:
+        unit = tmp_path / UNIT
+        unit.write_text(snackwatch_unit())
+    command = ["systemd-analyze", "security", "--offline=true", "--threshold=20", "--no-pager", str(unit)]
+    done = subprocess.run(command, capture_output=True, text=True, env=tmp_env(tmp_path))
+    score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
+    assert done.returncode == 0 and score is not None, done.stdout + done.stderr
+    assert float(score.group(1)) <= 2.0
+
+
+# --- journald ----------------------------------------------------------------------------------
+
+
+def test_journal_lines_carry_their_priority_and_no_timestamp(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    """What systemd does when stderr goes to the journal: JOURNAL_STREAM names stderr's device:inode."""
+    write_spec(spec_path, ["Goldfish", "Pretzels"])
+    (spec_path.parent / "pantry" / "Pretzels").mkdir(parents=True)  # a conflict: a warning
+    running = start_daemon(
+        spec_path, "--log-format", "text", wait=False, prefix=[sys.executable, "-c", WITH_JOURNAL_STREAM]
+    )
+    wait_until(lambda: "<6>snackwatch" in running.log_path.read_text(), 10, "the start line")
+    assert running.stop() == 0
+    lines = running.log_path.read_text().splitlines()
+    assert all(re.match(r"<[0-7]>[^<\d]", line) for line in lines), lines
+    assert "<6>restored Goldfish" in lines
+    assert any(line.startswith("<4>conflict: a directory stands where snack Pretzels") for line in lines), lines
+    assert any(line.startswith("<6>snackwatch stopped") for line in lines), lines

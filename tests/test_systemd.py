@@ -329,6 +329,14 @@ def test_stop_leaves_it_inactive_with_result_success(manager: UserManager, user_
     assert (state["ActiveState"], state["Result"], state["ExecMainStatus"]) == ("inactive", "success", "0")
 
 
+@needs_manager
+def test_a_broken_spec_fails_the_start_without_restarts(manager: UserManager, user_spec: Path) -> None:
+    user_spec.write_text("version: 1\nsnacks: [Goldfish\n")
+    assert manager.systemctl("start", UNIT, check=False).returncode != 0
+    state = manager.show(UNIT, "ActiveState", "Result", "ExecMainStatus", "NRestarts")
+    assert state == {"ActiveState": "failed", "Result": "exit-code", "ExecMainStatus": "2", "NRestarts": "0"}
+
+
 # --- the hardened system unit ----------------------------------------------------------------
 
 

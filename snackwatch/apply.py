@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from snackwatch.spec import RESERVED_PREFIX, Snack
+from snackwatch.state import OwnershipRecord
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def open_pantry(pantry: Path) -> int:
+def open_pantry(pantry: str | Path) -> int:
     """An fd for the pantry directory, so every name below is resolved inside it and nowhere else."""
     return os.open(pantry, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
 
-def ensure_pantry(pantry: Path) -> bool:
+def ensure_pantry(pantry: str | Path) -> bool:
     """Create the pantry (and parents) if missing; True if it had to be created."""
     if os.path.isdir(pantry):
         return False
@@ -25,8 +27,10 @@ def ensure_pantry(pantry: Path) -> bool:
     return True
 
 
-def create_snack(pantry_fd: int, snack: Snack) -> bool:
-    """Create `snack` unless anything (file, dir, symlink, even dangling) holds its name; True if created.
+def create_snack(directory_fd: int, name: str, snack: Snack) -> os.stat_result | None:
+    """Create file `name` for `snack` unless anything (file, dir, symlink, even dangling) holds the name.
+
+    Returns the new file's stat (its identity goes into the ownership record), None if the name was taken.
 
     A plain snack is one O_CREAT|O_EXCL|O_NOFOLLOW open: an empty file is complete the moment it
     exists. A snack with content or mode is written to a temp file in the pantry, then published
@@ -34,16 +38,31 @@ def create_snack(pantry_fd: int, snack: Snack) -> bool:
     """
     if snack.content is None and snack.mode is None:
         try:
-            os.close(os.open(snack.name, _CREATE_FLAGS, 0o666, dir_fd=pantry_fd))
+            fd = os.open(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd)
         except FileExistsError:
-            return False
-        return True
-    return _publish(pantry_fd, snack)
+            return None
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+    return _publish(directory_fd, name, snack)
 
 
-def _publish(pantry_fd: int, snack: Snack) -> bool:
+def remove_owned_file(path: str, owned: OwnershipRecord) -> bool:
+    """Delete `path` only if it is still the regular file we created (same dev/ino): True if deleted."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or not owned.matches(path, info):
+        return False
+    os.unlink(path)
+    return True
+
+
+def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | None:
     temp = f"{RESERVED_PREFIX}{os.getpid()}-{secrets.token_hex(6)}.tmp"
-    fd = os.open(temp, _CREATE_FLAGS, 0o666, dir_fd=pantry_fd)
+    fd = os.open(temp, _CREATE_FLAGS, 0o666, dir_fd=directory_fd)
     try:
         try:
             if snack.content:
@@ -53,12 +72,13 @@ def _publish(pantry_fd: int, snack: Snack) -> bool:
             if snack.mode is not None:
                 os.fchmod(fd, snack.mode)
             os.fsync(fd)
+            identity = os.fstat(fd)
         finally:
             os.close(fd)
-        os.link(temp, snack.name, src_dir_fd=pantry_fd, dst_dir_fd=pantry_fd, follow_symlinks=False)
+        os.link(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
     except FileExistsError:
-        return False
+        return None
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp, dir_fd=pantry_fd)
-    return True
+            os.unlink(temp, dir_fd=directory_fd)
+    return identity

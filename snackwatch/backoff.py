@@ -71,6 +71,7 @@ class Health:
     fight: FightPolicy = FightPolicy()
     snacks: dict[str, SnackHealth] = field(default_factory=dict)
     _schedule: list[tuple[float, str]] = field(default_factory=list)
+    _failing: set[str] = field(default_factory=set)
 
     def _state(self, name: str) -> SnackHealth:
         state = self.snacks.get(name)
@@ -112,7 +113,7 @@ class Health:
         state.restored_at = now
         if state.flaps >= self.fight.quiet_after:
             state.unlogged_restores += 1
-        change = self._recover(state)
+        change = self._recover(name, state)
         if state.fighting:
             self._schedule_at(name, now + self.fight.quiet)
         return change
@@ -122,16 +123,17 @@ class Health:
         state = self.snacks.get(name)
         if state is None:
             return None
-        change = self._recover(state)
+        change = self._recover(name, state)
         if state.fighting and state.restored_at is not None and now >= state.restored_at + self.fight.quiet:
             state.fighting = False
             state.flaps = 0
             change = Change.FIGHT_OVER
         return change
 
-    def _recover(self, state: SnackHealth) -> Change | None:
+    def _recover(self, name: str, state: SnackHealth) -> Change | None:
         if state.failures == 0:
             return None
+        self._failing.discard(name)
         state.failures = 0
         state.error = ""
         state.nudges = ()
@@ -160,13 +162,14 @@ class Health:
             self._hold(name, now + delay)
             return delay, None
         state.failures += 1
+        self._failing.add(name)
         delay = self.backoff.delay(state.failures)
         self._hold(name, now + delay)
         return delay, Change.STARTED_FAILING if state.failures == 1 else None
 
     def failing(self) -> list[str]:
         """Names whose last repair failed."""
-        return [name for name, state in self.snacks.items() if state.failures > 0]
+        return sorted(self._failing)
 
     def nudge(self, now: float) -> None:
         """Something relevant happened (space freed, permissions changed): retry failing snacks at once."""
@@ -202,3 +205,4 @@ class Health:
         """Drop the state of snacks no longer in the spec."""
         for name in [name for name in self.snacks if name not in keep]:
             del self.snacks[name]
+            self._failing.discard(name)

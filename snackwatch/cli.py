@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
-from snackwatch import __version__, units
+from snackwatch import __version__, status, units
 from snackwatch.daemon import Daemon, Options
+from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError, SpecError
+from snackwatch.lock import running_pid
 from snackwatch.logsetup import setup_logging
 from snackwatch.plan import plan, render
-from snackwatch.reconcile import Status, observe_spec, reconcile_all
-from snackwatch.spec import Spec, load_spec
+from snackwatch.reconcile import Status, observe_desired, reconcile_all
+from snackwatch.specset import SpecSet
 from snackwatch.watcher import BACKENDS
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
 
 def default_config() -> Path:
@@ -63,8 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
+    run.add_argument("--metrics-file", type=Path, help="keep a Prometheus textfile-collector file up to date")
     command("check", "validate the spec; exit 0 valid, 2 invalid")
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
+    status = command("status", "what the running daemon is doing; exit 3 if none runs for this config")
+    status.add_argument("--json", action="store_true", help="the status data as JSON")
+    why = command("why", "which spec declares a snack, and what happened to it; exit 1 if none does")
+    why.add_argument("name", help="a snack name (as in the spec) or a file path")
+    prune = command("prune", "list files that left a spec with prune: true; --yes deletes them once")
+    prune.add_argument("--yes", action="store_true", help="confirm, past the circuit breaker, once")
     unit = commands.add_parser("unit", help="print the systemd unit (ExecStart= this install) to stdout")
     unit.add_argument("--user", action="store_true", help="the user unit (systemctl --user), not the system one")
     return parser
@@ -79,15 +89,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args, config)
-        spec = load_spec(config)
+        desired = SpecSet.load(config).desired
         if args.command == "check":
-            print(f"{config}: ok ({len(spec.snacks)} snacks, pantry {spec.pantry})")
+            pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
+            print(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
             return EXIT_OK
         if args.command == "diff":
-            lines = render(plan(spec.snacks, observe_spec(spec)))
-            print("\n".join(lines) if lines else "no drift")
-            return EXIT_FAILURE if lines else EXIT_OK
-        return _once(spec, dry_run=args.dry_run)
+            return _diff(desired)
+        if args.command == "status":
+            return _status(config, desired, as_json=args.json)
+        if args.command == "why":
+            text, found = status.why(args.name, desired, status.read_status(config))
+            print(text)
+            return EXIT_OK if found else EXIT_FAILURE
+        if args.command == "prune":
+            return _prune(config, desired, confirmed=args.yes)
+        return _once(desired, dry_run=args.dry_run)
     except SpecError as error:
         print(f"snackwatch: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -100,14 +117,44 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, config: Path) -> int:
     setup_logging(args.log_level, args.log_format, args.log_file)
-    options = Options(dry_run=args.dry_run, watcher="polling" if args.polling else args.watcher, resync=args.resync)
+    watcher = "polling" if args.polling else args.watcher
+    options = Options(args.dry_run, watcher, args.resync, args.metrics_file)
     return Daemon(config, options).run()
 
 
-def _once(spec: Spec, *, dry_run: bool) -> int:
+def _diff(desired: Desired) -> int:
+    observed = observe_desired(desired)
+    actions = []
+    for directory in desired.directories:
+        wanted = {name: entry.snack for name, entry in desired.files[directory].items()}
+        actions += plan(wanted, observed.get(directory, {}))
+    lines = render(actions)
+    print("\n".join(lines) if lines else "no drift")
+    return EXIT_FAILURE if lines else EXIT_OK
+
+
+def _status(config: Path, desired: Desired, *, as_json: bool) -> int:
+    data = status.read_status(config)
+    if running_pid(config) is None or data is None:
+        print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    print(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data, desired))
+    return EXIT_OK
+
+
+def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
+    if confirmed:
+        print(status.confirm_prune(config, desired))
+        return EXIT_OK
+    pending = [file for files in status.prune_pending(config, desired).values() for file in files]
+    print("\n".join(f"would prune {file}" for file in pending) or "nothing to prune")
+    return EXIT_OK
+
+
+def _once(desired: Desired, *, dry_run: bool) -> int:
     unrepaired = 0
-    for outcome in reconcile_all(spec, dry_run=dry_run):
-        name = outcome.snack.name
+    for outcome in reconcile_all(desired, dry_run=dry_run):
+        name = desired.display(outcome.entry)
         if outcome.status is Status.CREATED:
             print(f"created {name}")
         elif outcome.status is Status.WOULD_CREATE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import select
 import signal
@@ -18,19 +19,30 @@ from types import FrameType
 from loguru import logger
 
 from snackwatch import __version__
-from snackwatch.apply import ensure_pantry
+from snackwatch.apply import remove_owned_file
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
+from snackwatch.desired import Desired, Entry
 from snackwatch.errors import SpecError
 from snackwatch.lock import SpecLock
 from snackwatch.mounts import MountTable
 from snackwatch.notify import Notifier
-from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_names
-from snackwatch.spec import Spec, parse_spec, read_spec_bytes
+from snackwatch.plan import breaker_allows, prune_candidates
+from snackwatch.reconcile import BlockedPath, Outcome, Status, open_directory, reconcile_all, reconcile_names
+from snackwatch.specset import SpecSet
+from snackwatch.state import (
+    OwnershipRecord,
+    metrics_text,
+    owned_path,
+    prune_confirm_path,
+    status_path,
+    write_atomically,
+)
 from snackwatch.watcher import POLL_INTERVAL, Mark, Watcher
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
-NAMES_PER_LINE = 10
-OVERFLOW_LOG_INTERVAL = 10.0  # a log line about many snacks names the first few and counts the rest
+STATE_SETTLE = 0.05  # status/metrics files are rewritten at most this often, and only after a change
+NAMES_PER_LINE = 10  # a log line about many snacks names the first few and counts the rest
+OVERFLOW_LOG_INTERVAL = 10.0
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,7 @@ class Options:
     dry_run: bool = False
     watcher: str = "auto"
     resync: float | None = None
+    metrics_file: Path | None = None
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
 
@@ -53,16 +66,19 @@ class DirtySet:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._names: set[str] = set()
+        self._names: set[tuple[str, str]] = set()
+        self._gone: set[str] = set()
         self._marks: set[Mark] = set()
         self._woken = False
 
-    def mark(self, mark: Mark, name: str) -> None:
+    def mark(self, mark: Mark, directory: str, name: str) -> None:
         try:
             with self._lock:
                 if mark is Mark.SNACK:
-                    self._names.add(name)
-                    self._marks.add(Mark.PANTRY)  # any removal may have freed space: failing repairs retry
+                    self._names.add((directory, name))
+                    self._marks.add(Mark.NUDGE)  # any removal may have freed space: failing repairs retry
+                elif mark is Mark.GONE:
+                    self._gone.add(directory)
                 else:
                     self._marks.add(mark)
                 if self._woken:
@@ -77,17 +93,15 @@ class DirtySet:
         with contextlib.suppress(BlockingIOError):  # a full pipe means the loop is awake anyway
             os.write(self._write_fd, b"!")
 
-    def take(self) -> tuple[set[str], set[Mark]]:
-        try:
+    def take(self) -> tuple[set[tuple[str, str]], set[str], set[Mark]]:
+        with contextlib.suppress(BlockingIOError):
             while os.read(self.read_fd, 4096):
                 pass
-        except BlockingIOError:
-            pass
         with self._lock:
-            names, marks = self._names, self._marks
-            self._names, self._marks = set(), set()
+            taken = self._names, self._gone, self._marks
+            self._names, self._gone, self._marks = set(), set(), set()
             self._woken = False
-        return names, marks
+        return taken
 
     def close(self) -> None:
         os.close(self.read_fd)
@@ -108,21 +122,31 @@ def _error_text(error: OSError | None) -> str:
 
 
 @dataclass
-class Counters:
-    """What the daemon has done since start; feeds STATUS= and logs."""
+class History:
+    """What happened to one snack since start: for status, why and metrics."""
 
     repairs: int = 0
-    conflicts: set[str] = field(default_factory=set)
+    last_repair: float | None = None
+    trigger: str = ""
+
+
+@dataclass
+class Counters:
+    """What the daemon has done since start."""
+
+    repairs: int = 0
+    conflicts: dict[str, str] = field(default_factory=dict)  # path -> what stands there
+    history: dict[str, History] = field(default_factory=dict)
+    last_reconcile: float = 0.0
 
 
 class Daemon:
-    """Keeps one spec's pantry in its desired state until stopped."""
+    """Keeps every spec's files in their desired state until stopped."""
 
-    def __init__(self, spec_path: Path, options: Options = Options()) -> None:
-        self.spec_path = Path(os.path.abspath(spec_path))
+    def __init__(self, config: Path, options: Options = Options()) -> None:
+        self.specs = SpecSet.load(config)
+        self.config = self.specs.config
         self.options = options
-        self.spec_bytes = read_spec_bytes(self.spec_path)
-        self.spec: Spec = parse_spec(self.spec_bytes, self.spec_path)
         self.health = Health(options.backoff, options.fight)
         self.counters = Counters()
         self.dirty = DirtySet()
@@ -130,39 +154,41 @@ class Daemon:
         self.poller = select.poll()
         self.poller.register(self.dirty.read_fd, select.POLLIN)
         self.mounts.register(self.poller)
-        self.overflow_logged_at: float | None = None
         self.notifier = Notifier()
         self.watcher = Watcher(self.dirty.mark, options.watcher)
+        self.owned = OwnershipRecord(owned_path(self.config))
         self.stopping = False
         self.reload_requested = False
         self.spec_settle_at: float | None = None
-        self.spec_problem = ""  # the last spec error or warning logged, so it is logged once
-        self.armed_pantry: tuple[int, int] | None = None  # (dev, ino) of the watched pantry
-        self.arm_retry = Health(options.backoff)  # backoff for re-arming an unwatchable pantry
+        self.spec_problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
+        self.prune_warned: frozenset[str] = frozenset()
+        self.arm_retry = Health(options.backoff)  # backoff for directories that cannot be made or watched
         self.next_resync: float | None = None
         self.next_watchdog: float | None = None
         self.errors_in_a_row = 0
         self.error_resync_at: float | None = None
+        self.overflow_logged_at: float | None = None
+        self.state_write_at: float | None = None
+        self.started = time.time()
+
+    @property
+    def desired(self) -> Desired:
+        return self.specs.desired
 
     # --- lifecycle --------------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code."""
-        lock = SpecLock(self.spec_path)
+        lock = SpecLock(self.config)
         self._install_signals()
         try:
-            self._arm(time.monotonic())  # watches before the first reconcile: no deletion is missed
-            self._full_pass(time.monotonic())
-            self._resync_due(time.monotonic())
-            logger.bind(event="start", backend=self.watcher.backend).info(
-                "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
-                __version__,
-                self.spec_path,
-                self.spec.pantry,
-                len(self.spec.snacks),
-                self.watcher.backend,
-                " (dry run)" if self.options.dry_run else "",
-            )
+            now = time.monotonic()
+            self._arm(now)  # watches before the first reconcile: no deletion is missed
+            self._full_pass(now, "start")
+            self._prune(confirmed=self._take_prune_confirmation())
+            self._resync_due(now)
+            self._log_start()
+            self._write_state()
             self.notifier.ready(self._status_line())
             if self.notifier.watchdog_interval is not None:
                 self.next_watchdog = time.monotonic()
@@ -174,9 +200,24 @@ class Daemon:
             self.watcher.close()
             self.dirty.close()
             self.mounts.close()
+            with contextlib.suppress(OSError):
+                self._write_state()
             lock.release()
             logger.bind(event="stop").info("snackwatch stopped ({} repairs)", self.counters.repairs)
         return 0
+
+    def _log_start(self) -> None:
+        pantries = ", ".join(str(spec.pantry) for spec in self.desired.specs)
+        specs = str(self.config) if not self.specs.is_directory else f"{self.config} ({len(self.desired.specs)} files)"
+        logger.bind(event="start", backend=self.watcher.backend).info(
+            "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
+            __version__,
+            specs,
+            pantries,
+            self.desired.count,
+            self.watcher.backend,
+            " (dry run)" if self.options.dry_run else "",
+        )
 
     def _install_signals(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -199,6 +240,7 @@ class Daemon:
             self.spec_settle_at,
             self.next_resync,
             self.next_watchdog,
+            self.state_write_at,
         ]
         pending = [deadline for deadline in deadlines if deadline is not None]
         return min(pending) if pending else None
@@ -206,9 +248,10 @@ class Daemon:
     def _wait(self, deadline: float | None) -> None:
         timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
         for fd, _ in self.poller.poll(timeout):
-            if fd == self.mounts.fd:  # the mount table changed: retry failures, check the pantry's identity
-                self.dirty.mark(Mark.PANTRY, "")
-                self.dirty.mark(Mark.PANTRY_GONE, "")
+            if fd == self.mounts.fd:  # the mount table changed: retry failures, check directory identities
+                self.dirty.mark(Mark.NUDGE, "", "")
+                for directory in self.desired.directories:
+                    self.dirty.mark(Mark.GONE, directory, "")
 
     def _guarded_step(self) -> None:
         try:
@@ -226,7 +269,7 @@ class Daemon:
 
     def _step(self, now: float) -> bool:
         """One turn; True if it ran a full pass."""
-        names, marks = self.dirty.take()
+        names, gone, marks = self.dirty.take()
         if self.stopping:
             return False
         if self.next_watchdog is not None and now >= self.next_watchdog and self.notifier.watchdog_interval:
@@ -234,38 +277,42 @@ class Daemon:
             self.next_watchdog = now + self.notifier.watchdog_interval
         if Mark.SPEC in marks:
             self.spec_settle_at = now + SPEC_SETTLE
-        full_pass = False
+        full_pass: str | None = None
         if self.reload_requested:
             self.reload_requested = False
             self.spec_settle_at = None
-            full_pass |= self._reload_spec(now, forced=True)
+            full_pass = self._reload(now, forced=True) or full_pass
         elif self.spec_settle_at is not None and now >= self.spec_settle_at:
             self.spec_settle_at = None
-            full_pass |= self._reload_spec(now, forced=False)
-        if Mark.PANTRY_GONE in marks or self.arm_retry.pop_due(now):
-            full_pass |= self._pantry_gone(now)
+            full_pass = self._reload(now, forced=False) or full_pass
+        gone |= self._nested_directories(names)
+        if gone or self.arm_retry.pop_due(now):
+            full_pass = self._directories_gone(now, gone) or full_pass
         if Mark.OVERFLOW in marks:
             self._overflowed(now)
-            full_pass = True
+            full_pass = "overflow resync"
         if self.error_resync_at is not None and now >= self.error_resync_at:
             self.error_resync_at = None
-            full_pass = True
-        full_pass |= self._resync_due(now)
-        if Mark.PANTRY in marks:
+            full_pass = "resync after an error"
+        if self._resync_due(now):
+            full_pass = full_pass or "periodic resync"
+        if Mark.NUDGE in marks:
             self.health.nudge(now)
         if full_pass:
-            self._full_pass(now)
+            self._full_pass(now, full_pass)
             self.health.pop_due(now)
         else:
-            self._repair(now, self._deleted(names, now) + self.health.pop_due(now))
+            self._repair(now, self._deleted(names, now), "deleted or moved away")
+            self._repair(now, self._by_directory(self.health.pop_due(now)), "retry")
+        if self.state_write_at is not None and now >= self.state_write_at:
+            self._write_state()
         self.notifier.status(self._status_line())
-        return full_pass
+        return full_pass is not None
 
-    def _overflowed(self, now: float) -> None:
-        # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
-        if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
-            logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
-        self.overflow_logged_at = now
+    def _nested_directories(self, names: set[tuple[str, str]]) -> set[str]:
+        """A removed or replaced entry that is one of our nested directories: treat the directory as gone."""
+        directories = self.desired.files
+        return {path for path in (os.path.join(d, n) for d, n in names) if path in directories}
 
     def _resync_due(self, now: float) -> bool:
         """--resync, and always the poll interval when polling: a poll may miss a change between snapshots."""
@@ -281,76 +328,92 @@ class Daemon:
             return True
         return False
 
-    def _deleted(self, names: Iterable[str], now: float) -> list[str]:
-        """Names to repair now; a snack in a fight or backoff waits for its scheduled time."""
-        todo = []
-        for name in names:
-            if name not in self.spec.by_name:
+    def _overflowed(self, now: float) -> None:
+        # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
+        if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
+            logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
+        self.overflow_logged_at = now
+
+    def _deleted(self, names: Iterable[tuple[str, str]], now: float) -> dict[str, list[Entry]]:
+        """Entries to repair now, by directory; a snack in a fight or backoff waits for its scheduled time."""
+        todo: dict[str, list[Entry]] = defaultdict(list)
+        for directory, name in names:
+            entry = self.desired.entry(directory, name)
+            if entry is None:
                 continue
-            delay, change = self.health.deleted(name, now)
+            delay, change = self.health.deleted(entry.path, now)
             if change is Change.FIGHT_STARTED:
-                logger.bind(event="fight", snack=name).warning(
+                logger.bind(event="fight", snack=self.desired.display(entry)).warning(
                     "{} is removed again right after each restore ({} times in a row): something else keeps "
                     "deleting it; backing off (retrying at most every {:g} s)",
-                    name,
+                    self.desired.display(entry),
                     self.options.fight.threshold,
                     self.options.fight.backoff.cap,
                 )
             elif change is Change.FIGHT_OVER:
-                self._fight_over(name)
+                self._fight_over(entry)
             if delay == 0:
-                todo.append(name)
+                todo[directory].append(entry)
         return todo
 
-    def _repair(self, now: float, names: list[str]) -> None:
-        if names:
-            self._handle(reconcile_names(self.spec, names, dry_run=self.options.dry_run), now)
+    def _by_directory(self, paths: Iterable[str]) -> dict[str, list[Entry]]:
+        todo: dict[str, list[Entry]] = defaultdict(list)
+        for path in dict.fromkeys(paths):
+            directory, name = os.path.split(path)
+            entry = self.desired.entry(directory, name)
+            if entry is not None:
+                todo[directory].append(entry)
+        return todo
 
-    def _full_pass(self, now: float) -> None:
-        self._handle(reconcile_all(self.spec, dry_run=self.options.dry_run), now, everything=True)
+    def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: str) -> None:
+        for directory, entries in todo.items():
+            names = [entry.name for entry in entries]
+            self._handle(reconcile_names(self.desired, directory, names, dry_run=self.options.dry_run), now, trigger)
+
+    def _full_pass(self, now: float, trigger: str) -> None:
+        self._handle(reconcile_all(self.desired, dry_run=self.options.dry_run), now, trigger, everything=True)
 
     # --- outcomes: the one place that decides what each result means ------------------------
 
-    def _handle(self, outcomes: list[Outcome], now: float, *, everything: bool = False) -> None:
+    def _handle(self, outcomes: list[Outcome], now: float, trigger: str, *, everything: bool = False) -> None:
         restored: list[str] = []
         would: list[str] = []
         recovered: list[str] = []
         failing: dict[str, list[str]] = defaultdict(list)
         seen = set()
+        wall = time.time()
         for outcome in outcomes:
-            name = outcome.snack.name
-            seen.add(name)
+            entry = outcome.entry
+            path, shown = entry.path, self.desired.display(entry)
+            seen.add(path)
             change: Change | None = None
             if outcome.status is Status.CREATED:
-                if self.health.loggable_restore(name):
-                    restored.append(name)
-                self.counters.repairs += 1
-                self.counters.conflicts.discard(name)
-                change = self.health.repaired(name, now)
+                if self.health.loggable_restore(path):
+                    restored.append(shown)
+                self._record_repair(outcome, wall, trigger)
+                change = self.health.repaired(path, now)
             elif outcome.status is Status.PRESENT:
-                self.counters.conflicts.discard(name)
-                change = self.health.present(name, now)
+                self.counters.conflicts.pop(path, None)
+                change = self.health.present(path, now)
             elif outcome.status is Status.WOULD_CREATE:
-                would.append(name)
+                would.append(shown)
             elif outcome.status is Status.CONFLICT:
-                if name not in self.counters.conflicts:
-                    self.counters.conflicts.add(name)
-                    kind = outcome.kind.value if outcome.kind else "something"
-                    logger.bind(event="conflict", snack=name).warning(
-                        "conflict: a {} stands where snack {} should be; leaving it alone", kind, name
-                    )
+                self._conflict(entry, outcome)
             else:
-                _, change = self.health.failed(name, now, _error_text(outcome.error))
+                _, change = self.health.failed(path, now, _error_text(outcome.error))
                 if change is Change.STARTED_FAILING:
-                    failing[_error_text(outcome.error)].append(name)
+                    failing[_error_text(outcome.error)].append(shown)
             if change is Change.RECOVERED:
-                recovered.append(name)
+                recovered.append(shown)
             elif change is Change.FIGHT_OVER:
-                self._fight_over(name)
+                self._fight_over(entry)
         if everything:
             self._full_pass_present(seen, now, recovered)
+            self.counters.last_reconcile = wall
+        if outcomes or everything:
+            self._state_changed(now)
         if restored:
-            logger.bind(event="restored", snacks=restored).info("restored {}", _name_list(restored))
+            logger.bind(event="restored", snacks=restored, trigger=trigger).info("restored {}", _name_list(restored))
         if would:
             logger.bind(event="would_restore", snacks=would).info("dry run: would restore {}", _name_list(would))
         for error, names in failing.items():
@@ -363,113 +426,272 @@ class Daemon:
         if recovered:
             logger.bind(event="recovered", snacks=recovered).info("recovered: {} restored again", _name_list(recovered))
 
-    def _fight_over(self, name: str) -> None:
-        logger.bind(event="fight_over", snack=name).info(
+    def _record_repair(self, outcome: Outcome, wall: float, trigger: str) -> None:
+        entry = outcome.entry
+        self.counters.repairs += 1
+        self.counters.conflicts.pop(entry.path, None)
+        history = self.counters.history.setdefault(entry.path, History())
+        history.repairs += 1
+        history.last_repair = wall
+        history.trigger = trigger
+        if entry.spec.prune and outcome.identity is not None:
+            self.owned.record(entry.path, outcome.identity, entry.spec.path)
+
+    def _conflict(self, entry: Entry, outcome: Outcome) -> None:
+        kind = outcome.kind.value if outcome.kind else "something"
+        if self.counters.conflicts.get(entry.path) == kind:
+            return
+        self.counters.conflicts[entry.path] = kind
+        shown = self.desired.display(entry)
+        logger.bind(event="conflict", snack=shown, path=entry.path).warning(
+            "conflict: a {} stands where snack {} should be; leaving it alone", kind, shown
+        )
+
+    def _fight_over(self, entry: Entry) -> None:
+        shown = self.desired.display(entry)
+        logger.bind(event="fight_over", snack=shown).info(
             "{} stays in place again: the fight is over ({} restores not logged one by one)",
-            name,
-            self.health.take_unlogged_restores(name),
+            shown,
+            self.health.take_unlogged_restores(entry.path),
         )
 
     def _full_pass_present(self, seen: set[str], now: float, recovered: list[str]) -> None:
         """After a full pass, every snack without an outcome is present: clear its failure/conflict state."""
-        for name in list(self.health.snacks):
-            if name not in seen and name in self.spec.by_name and self.health.present(name, now) is Change.RECOVERED:
-                recovered.append(name)
-        self.counters.conflicts &= seen
+        by_path = None
+        for path in list(self.health.snacks):
+            if path in seen:
+                continue
+            if self.health.present(path, now) is Change.RECOVERED:
+                by_path = by_path or self.desired.by_path()
+                entry = by_path.get(path)
+                recovered.append(self.desired.display(entry) if entry else path)
+        for path in [path for path in self.counters.conflicts if path not in seen]:
+            del self.counters.conflicts[path]
 
-    # --- spec and pantry ---------------------------------------------------------------------
+    # --- specs --------------------------------------------------------------------------------
 
-    def _reload_spec(self, now: float, *, forced: bool) -> bool:
-        """Re-read the spec; True if a new good spec was taken (a full pass is due)."""
+    def _reload(self, now: float, *, forced: bool) -> str | None:
+        """Re-read the specs; the full pass's trigger if a new good state was taken."""
         if forced:
             self.notifier.reloading()
-        try:
-            data = read_spec_bytes(self.spec_path)
-            if data == self.spec_bytes and not forced:
-                if self.spec_problem:
-                    logger.bind(event="spec_ok").info("{} is valid again, unchanged", self.spec_path)
-                self._spec_ok()
-                return False
-            new = parse_spec(data, self.spec_path)
-        except SpecError as error:
-            self._spec_trouble(error)
-            if forced:
-                self.notifier.ready(self._status_line())
-            return False
-        old, self.spec, self.spec_bytes = self.spec, new, data
-        self._spec_ok()
-        added = [snack.name for snack in new.snacks if snack.name not in old.by_name]
-        removed = [snack.name for snack in old.snacks if snack.name not in new.by_name]
-        changes = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
-        if new.pantry != old.pantry:
-            changes.append(f"pantry {old.pantry} -> {new.pantry}")
-        logger.bind(event="reload", added=added, removed=removed).info(
-            "spec reloaded: {} ({} snacks)", _name_list(changes) if changes else "no change", len(new.snacks)
-        )
-        self.health.forget(set(new.by_name))
-        self.counters.conflicts &= set(new.by_name)
-        if new.pantry != old.pantry:
+        old = self.desired
+        result = self.specs.reload(forced=forced, broken=set(self.spec_problems))
+        for path in result.revived:
+            logger.bind(event="spec_ok").info("{} is valid again, unchanged", path)
+        for path in [path for path in self.spec_problems if path not in result.problems]:
+            del self.spec_problems[path]
+        for path, error in result.problems.items():
+            self._spec_trouble(path, error)
+        trigger = None
+        if result.desired is not None:
+            self._spec_applied(old, result.desired, result.dropped)
             self._arm(now)
+            self._prune(confirmed=self._take_prune_confirmation())
+            trigger = "spec reload"
+        elif forced and self._take_prune_confirmation():
+            self._prune(confirmed=True)
         if forced:
             self.notifier.ready(self._status_line())
-        return True
+        return trigger
 
-    def _spec_trouble(self, error: SpecError) -> None:
+    def _spec_applied(self, old: Desired, new: Desired, dropped: list[Path]) -> None:
+        old_paths, new_paths = old.by_path(), new.by_path()
+        added = [new.display(entry) for path, entry in new_paths.items() if path not in old_paths]
+        removed = [old.display(entry) for path, entry in old_paths.items() if path not in new_paths]
+        changes = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
+        changes += [f"pantry {spec.pantry}" for spec in new.specs if spec.pantry not in {s.pantry for s in old.specs}]
+        changes += [f"dropped {path.name}" for path in dropped]
+        logger.bind(event="reload", added=added, removed=removed).info(
+            "spec reloaded: {} ({} snacks)", _name_list(changes) if changes else "no change", new.count
+        )
+        self.health.forget(set(new_paths))
+        for path in [path for path in self.counters.conflicts if path not in new_paths]:
+            del self.counters.conflicts[path]
+        self._state_changed(time.monotonic())
+
+    def _spec_trouble(self, path: Path, error: SpecError) -> None:
         message = str(error)
-        if message == self.spec_problem:
+        if self.spec_problems.get(path) == message:
             return
-        self.spec_problem = message
+        self.spec_problems[path] = message
+        self._state_changed(time.monotonic())
+        kept = f"keeping the last good spec ({self.desired.count} snacks)"
         if error.line is None:  # the file itself is missing or unreadable
-            logger.bind(event="spec_missing").warning(
-                "{}; keeping the last good spec ({} snacks) until it is back", message, len(self.spec.snacks)
-            )
+            logger.bind(event="spec_missing", spec=str(path)).warning("{}; {} until it is back", message, kept)
         else:
-            logger.bind(event="spec_invalid").error(
-                "{}; keeping the last good spec ({} snacks)", message, len(self.spec.snacks)
+            logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
+
+    # --- directories ---------------------------------------------------------------------------
+
+    def _directories_gone(self, now: float, gone: set[str]) -> str | None:
+        """Some snack directory vanished, was replaced, or could not be made or watched: recreate, re-arm."""
+        missing = {d for d in gone if d in self.desired.files and not os.path.isdir(d)}
+        retrying = bool(self.arm_retry.snacks)
+        readded = self._arm(now)
+        lost = sorted(missing | (readded & gone))
+        for directory in lost:
+            logger.bind(event="pantry_gone", directory=directory).warning(
+                "{} was removed, moved or mounted over: recreating it if needed, re-arming watches", directory
             )
+        if lost or readded or retrying:
+            return "directory recreated"
+        return None  # a late duplicate signal, or a mount change that did not touch our directories
 
-    def _spec_ok(self) -> None:
-        self.spec_problem = ""
+    def _arm(self, now: float) -> set[str]:
+        """Make sure every snack directory exists and is watched; retry failures with backoff.
 
-    def _pantry_gone(self, now: float) -> bool:
-        """The pantry vanished (or could not be watched): recreate, re-arm; True if a full pass is due."""
-        try:
-            stat = os.stat(self.spec.pantry)
-            if (stat.st_dev, stat.st_ino) == self.armed_pantry:
-                return False  # a late duplicate signal for a pantry we already re-armed
-        except OSError:
-            pass
-        if self.armed_pantry is not None:
-            logger.bind(event="pantry_gone").warning(
-                "pantry {} was removed, moved or mounted over: recreating it if needed, re-arming watches",
-                self.spec.pantry,
-            )
-        return self._arm(now)
-
-    def _arm(self, now: float) -> bool:
-        """Make sure the pantry exists and is watched; on failure, retry with backoff. True if armed."""
-        self.armed_pantry = None
-        try:
-            if not self.options.dry_run:
-                ensure_pantry(self.spec.pantry)
-            self.watcher.arm(self.spec.pantry, self.spec_path.parent)
-            stat = os.stat(self.spec.pantry)
-        except OSError as error:
-            _, change = self.arm_retry.failed("pantry", now, _error_text(error))
+        Returns the directories whose watch had to be re-created (they were replaced).
+        """
+        failures: dict[str, str] = {}
+        for directory in self.desired.directories:
+            try:
+                if not self.options.dry_run:
+                    os.close(open_directory(directory, self.desired.roots[directory], create=True))
+            except BlockedPath as blocked:
+                failures[directory] = f"a {blocked.kind.value} is in the way"
+            except OSError as error:
+                failures[directory] = _error_text(error)
+        armed = self.watcher.arm(self.desired.directories, self.specs.watched_dirs())
+        for directory, problem in armed.failures.items():
+            failures.setdefault(directory, _error_text(problem))
+        for directory, reason in failures.items():
+            _, change = self.arm_retry.failed(directory, now, reason)
             if change is Change.STARTED_FAILING:
-                logger.bind(event="pantry_unwatchable").error(
-                    "cannot create or watch pantry {}: {}; retrying with backoff", self.spec.pantry, _error_text(error)
+                logger.bind(event="pantry_unwatchable", directory=directory).error(
+                    "cannot create or watch {}: {}; retrying with backoff", directory, reason
                 )
-            return True  # a full pass still runs: it reports each snack's failure
-        self.armed_pantry = (stat.st_dev, stat.st_ino)
-        if self.arm_retry.present("pantry", now) is Change.RECOVERED:
-            logger.bind(event="pantry_recovered").info("pantry {} is watched again", self.spec.pantry)
+        for directory in [d for d in self.arm_retry.snacks if d not in failures]:
+            if self.arm_retry.present(directory, now) is Change.RECOVERED:
+                logger.bind(event="pantry_recovered", directory=directory).info("{} is watched again", directory)
+            del self.arm_retry.snacks[directory]
+        return armed.readded
+
+    # --- pruning (opt-in, guarded) -------------------------------------------------------------
+
+    def _take_prune_confirmation(self) -> bool:
+        """`snackwatch prune --yes` leaves a one-shot confirmation for the running daemon."""
+        token = prune_confirm_path(self.config)
+        try:
+            token.unlink()
+        except FileNotFoundError:
+            return False
         return True
+
+    def _prune(self, *, confirmed: bool) -> None:
+        prunable = {str(spec.path): len(spec.snacks) for spec in self.desired.specs if spec.prune}
+        if not prunable or self.options.dry_run:
+            return
+        owners = {path: str(info["spec"]) for path, info in self.owned.files.items()}
+        candidates = prune_candidates(owners, set(self.desired.by_path()), set(prunable))
+        for spec, files in candidates.items():
+            managed = sum(1 for owner in owners.values() if owner == spec)
+            if not confirmed and not breaker_allows(len(files), managed):
+                if self.prune_warned != frozenset(files):
+                    self.prune_warned = frozenset(files)
+                    logger.bind(event="prune_blocked", count=len(files), spec=spec).warning(
+                        "not pruning {} files that left {}: more than max(3, 25%) of the {} it created; "
+                        "kept them all. If that is intended, run: snackwatch prune --yes -c {}",
+                        len(files),
+                        spec,
+                        managed,
+                        self.config,
+                    )
+                continue
+            self._remove(files)
+        self.owned.save()
+
+    def _remove(self, files: list[str]) -> None:
+        pruned, kept = [], []
+        for file in files:
+            if remove_owned_file(file, self.owned):
+                pruned.append(file)
+            else:
+                kept.append(file)
+            self.owned.forget(file)
+        if pruned:
+            logger.bind(event="pruned", files=pruned).info("pruned {} (left the spec)", _name_list(pruned))
+        if kept:
+            logger.bind(event="prune_kept", files=kept).warning(
+                "not pruning {}: changed or replaced since snackwatch created it", _name_list(kept)
+            )
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def _state_changed(self, now: float) -> None:
+        if self.state_write_at is None:
+            self.state_write_at = now + STATE_SETTLE
+
+    def _write_state(self) -> None:
+        self.state_write_at = None
+        status = self.status()
+        write_atomically(status_path(self.config), _json(status))
+        if self.options.metrics_file is not None:
+            write_atomically(self.options.metrics_file, metrics_text(status))
+        self.owned.save()
+
+    def status(self) -> dict[str, object]:
+        """Everything `snackwatch status` and `why` show: only snacks with a story are listed one by one."""
+        by_path = self.desired.by_path()
+        paths = set(self.counters.history) | set(self.counters.conflicts) | set(self.health.failing())
+        snacks = {}
+        for path in sorted(paths):
+            entry = by_path.get(path)
+            if entry is None:
+                continue
+            snacks[path] = self._snack_status(entry)
+        return {
+            "version": 1,
+            "pid": os.getpid(),
+            "started": self.started,
+            "updated": time.time(),
+            "config": str(self.config),
+            "watcher": self.watcher.backend,
+            "spec": {"ok": not self.spec_problems, "problems": sorted(self.spec_problems.values())},
+            "counts": self._counts(),
+            "last_reconcile": self.counters.last_reconcile,
+            "snacks": snacks,
+        }
+
+    def _snack_status(self, entry: Entry) -> dict[str, object]:
+        path = entry.path
+        history = self.counters.history.get(path, History())
+        state = self.health.snacks.get(path)
+        info: dict[str, object] = {
+            "name": entry.snack.name,
+            "spec": str(entry.spec.path),
+            "line": entry.snack.line,
+            "state": "ok",
+            "repairs": history.repairs,
+            "last_repair": history.last_repair,
+            "trigger": history.trigger,
+        }
+        if path in self.counters.conflicts:
+            info.update(state="conflict", reason=f"a {self.counters.conflicts[path]} is in its place")
+        elif state is not None and state.failures:
+            retry = time.time() + max(0.0, (state.held_until or 0.0) - time.monotonic())
+            info.update(state="failing", reason=state.error, next_retry=retry)
+        if state is not None and state.fighting:
+            info["fighting"] = True
+        return info
+
+    def _counts(self) -> dict[str, int]:
+        failing = len(self.health.failing())
+        conflicts = len(self.counters.conflicts)
+        return {
+            "snacks": self.desired.count,
+            "ok": self.desired.count - failing - conflicts,
+            "failing": failing,
+            "conflicts": conflicts,
+            "repairs": self.counters.repairs,
+        }
 
     def _status_line(self) -> str:
-        failing = len(self.health.failing())
-        ok = len(self.spec.snacks) - failing - len(self.counters.conflicts)
+        counts = self._counts()
         return (
-            f"{ok}/{len(self.spec.snacks)} snacks ok, {self.counters.repairs} repairs, "
-            f"{failing} failing, {len(self.counters.conflicts)} conflicts"
+            f"{counts['ok']}/{counts['snacks']} snacks ok, {counts['repairs']} repairs, "
+            f"{counts['failing']} failing, {counts['conflicts']} conflicts"
         )
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, indent=1, sort_keys=True)

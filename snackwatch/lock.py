@@ -20,10 +20,32 @@ def runtime_dir() -> Path:
     return Path(f"/tmp/snackwatch-{os.getuid()}")
 
 
+def instance_name(config: Path) -> str:
+    """A file-name-safe key for one daemon's config (spec file or directory): stem plus a path hash."""
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(config))).hexdigest()[:16]
+    return f"{config.stem}-{digest}"
+
+
 def lock_path(spec: Path) -> Path:
-    """The lock file for a spec: named by a hash of its absolute path."""
-    digest = hashlib.sha256(os.fsencode(os.path.abspath(spec))).hexdigest()[:16]
-    return runtime_dir() / f"{spec.stem}-{digest}.lock"
+    """The lock file for a config."""
+    return runtime_dir() / f"{instance_name(spec)}.lock"
+
+
+def running_pid(spec: Path) -> int | None:
+    """The pid of the daemon holding this config's lock, or None if no daemon runs for it."""
+    try:
+        fd = os.open(lock_path(spec), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(holder) if holder.isdigit() else -1
+    else:
+        return None
+    finally:
+        os.close(fd)
 
 
 class SpecLock:

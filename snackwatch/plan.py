@@ -37,16 +37,30 @@ class Conflict:
 Action = Create | Conflict
 
 
-def plan(snacks: Iterable[Snack], observed: Mapping[str, Kind]) -> list[Action]:
-    """The actions that make the pantry match `snacks`; names absent from `observed` are missing."""
+def plan(wanted: Mapping[str, Snack], observed: Mapping[str, Kind]) -> list[Action]:
+    """The actions that make one directory hold `wanted` (file name -> snack); absent names are missing."""
     actions: list[Action] = []
-    for snack in snacks:
-        kind = observed.get(snack.name, Kind.MISSING)
+    for name, snack in wanted.items():
+        kind = observed.get(name, Kind.MISSING)
         if kind is Kind.MISSING:
             actions.append(Create(snack))
         elif kind is not Kind.FILE:
             actions.append(Conflict(snack, kind))
     return actions
+
+
+def prune_candidates(owners: Mapping[str, str], desired: set[str], prunable_specs: set[str]) -> dict[str, list[str]]:
+    """Files we created (path -> declaring spec) that left the spec, for specs with prune: true, by spec."""
+    candidates: dict[str, list[str]] = {}
+    for path, spec in sorted(owners.items()):
+        if path not in desired and spec in prunable_specs:
+            candidates.setdefault(spec, []).append(path)
+    return candidates
+
+
+def breaker_allows(count: int, managed: int) -> bool:
+    """The deletion circuit breaker: prune at most max(3, 25%) of the files a spec manages in one go."""
+    return count <= max(3, managed // 4)
 
 
 def render(actions: Iterable[Action]) -> list[str]:

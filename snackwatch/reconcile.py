@@ -1,7 +1,9 @@
-"""Observe -> plan -> apply, for the whole spec (reconcile_all) or for named snacks (reconcile_names)."""
+"""Observe -> plan -> apply, for the whole desired state (reconcile_all) or named files (reconcile_names)."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
 from collections.abc import Iterable
@@ -9,8 +11,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from snackwatch.apply import create_snack, ensure_pantry, open_pantry
-from snackwatch.plan import Conflict, Create, Kind, plan
-from snackwatch.spec import Snack, Spec
+from snackwatch.desired import Desired, Entry
+from snackwatch.plan import Conflict, Kind, plan
 
 
 class Status(Enum):
@@ -27,10 +29,19 @@ class Status(Enum):
 class Outcome:
     """The result for one snack; `kind` for a conflict, `error` for a failure."""
 
-    snack: Snack
+    entry: Entry
     status: Status
     kind: Kind | None = None
     error: OSError | None = None
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of a file we created: the ownership record
+
+
+class BlockedPath(Exception):
+    """A component on the way to a snack's directory is not a directory (a symlink is never followed)."""
+
+    def __init__(self, kind: Kind) -> None:
+        super().__init__(kind.value)
+        self.kind = kind
 
 
 def kind_of(mode: int) -> Kind:
@@ -44,10 +55,10 @@ def kind_of(mode: int) -> Kind:
     return Kind.OTHER
 
 
-def observe(pantry_fd: int) -> dict[str, Kind]:
-    """Every entry of the pantry with its kind: one directory scan, no stat for most filesystems."""
+def observe(directory_fd: int) -> dict[str, Kind]:
+    """Every entry of a directory with its kind: one scan, no stat on most filesystems."""
     observed: dict[str, Kind] = {}
-    with os.scandir(pantry_fd) as entries:
+    with os.scandir(directory_fd) as entries:
         for entry in entries:
             if entry.is_symlink():
                 observed[entry.name] = Kind.SYMLINK
@@ -60,78 +71,139 @@ def observe(pantry_fd: int) -> dict[str, Kind]:
     return observed
 
 
-def observe_spec(spec: Spec) -> dict[str, Kind]:
-    """What is in the spec's pantry now (nothing if it does not exist): the input of `diff`."""
-    try:
-        pantry_fd = open_pantry(spec.pantry)
-    except FileNotFoundError:
-        return {}
-    try:
-        return observe(pantry_fd)
-    finally:
-        os.close(pantry_fd)
+def open_directory(directory: str, pantry: str, *, create: bool) -> int:
+    """Open `directory` under `pantry`, one component at a time with O_NOFOLLOW (creating missing ones).
+
+    The pantry itself may be a symlink the user chose; nothing below it is ever followed.
+    """
+    if create:
+        ensure_pantry(pantry)
+    fd = open_pantry(pantry)
+    if directory == pantry:
+        return fd
+    for part in os.path.relpath(directory, pantry).split(os.sep):
+        fd = _descend(fd, part, create=create)
+    return fd
 
 
-def reconcile_all(spec: Spec, *, dry_run: bool = False) -> list[Outcome]:
-    """Make the whole pantry match the spec; outcomes for every snack that was not simply present."""
-    if dry_run and not os.path.isdir(spec.pantry):
-        return [Outcome(snack, Status.WOULD_CREATE) for snack in spec.snacks]
+def _descend(parent_fd: int, part: str, *, create: bool) -> int:
+    """Open a child directory of `parent_fd`, which is closed in every case."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
-        if not dry_run:
-            ensure_pantry(spec.pantry)
-        pantry_fd = open_pantry(spec.pantry)
+        try:
+            child = os.open(part, flags, dir_fd=parent_fd)
+        except FileNotFoundError:
+            if not create:
+                raise
+            with contextlib.suppress(FileExistsError):  # made in between: open it
+                os.mkdir(part, 0o777, dir_fd=parent_fd)
+            child = os.open(part, flags, dir_fd=parent_fd)
     except OSError as error:
-        return [Outcome(snack, Status.FAILED, error=error) for snack in spec.snacks]
-    try:
-        actions = plan(spec.snacks, observe(pantry_fd))
-        outcomes = []
-        for action in actions:
-            if isinstance(action, Conflict):
-                outcomes.append(Outcome(action.snack, Status.CONFLICT, kind=action.kind))
-            elif dry_run:
-                outcomes.append(Outcome(action.snack, Status.WOULD_CREATE))
-            else:
-                outcomes.append(_create(pantry_fd, action))
-        return outcomes
+        if error.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise BlockedPath(kind_of(os.lstat(part, dir_fd=parent_fd).st_mode)) from None
+        raise
     finally:
-        os.close(pantry_fd)
+        os.close(parent_fd)
+    return child
 
 
-def reconcile_names(spec: Spec, names: Iterable[str], *, dry_run: bool = False) -> list[Outcome]:
-    """Targeted repair of the named snacks (names not in the spec are ignored): O(1) per name."""
-    snacks = [spec.by_name[name] for name in names if name in spec.by_name]
-    if not snacks:
+def observe_desired(desired: Desired) -> dict[str, dict[str, Kind]]:
+    """What is on disk in every desired directory (nothing for a missing one): the input of `diff`."""
+    observed: dict[str, dict[str, Kind]] = {}
+    for directory in desired.directories:
+        try:
+            fd = open_directory(directory, desired.roots[directory], create=False)
+        except (FileNotFoundError, BlockedPath):
+            observed[directory] = {}
+            continue
+        try:
+            observed[directory] = observe(fd)
+        finally:
+            os.close(fd)
+    return observed
+
+
+def reconcile_all(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
+    """Make every directory match; outcomes for every snack that was not simply present."""
+    outcomes: list[Outcome] = []
+    for directory in desired.directories:
+        outcomes.extend(_reconcile_directory(desired, directory, dry_run))
+    return outcomes
+
+
+def _reconcile_directory(desired: Desired, directory: str, dry_run: bool) -> list[Outcome]:
+    wanted = desired.files.get(directory, {})
+    if not wanted:
         return []
     try:
-        pantry_fd = open_pantry(spec.pantry)
+        fd = open_directory(directory, desired.roots[directory], create=not dry_run)
+    except FileNotFoundError as error:
+        if dry_run:
+            return [Outcome(entry, Status.WOULD_CREATE) for entry in wanted.values()]
+        return [Outcome(entry, Status.FAILED, error=error) for entry in wanted.values()]
+    except BlockedPath as blocked:
+        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind) for entry in wanted.values()]
     except OSError as error:
-        return [Outcome(snack, Status.FAILED, error=error) for snack in snacks]
+        return [Outcome(entry, Status.FAILED, error=error) for entry in wanted.values()]
     try:
-        return [_ensure(pantry_fd, snack, dry_run) for snack in snacks]
+        outcomes = []
+        for action in plan({name: entry.snack for name, entry in wanted.items()}, observe(fd)):
+            entry = wanted[_basename(action.snack.name)]
+            if isinstance(action, Conflict):
+                outcomes.append(Outcome(entry, Status.CONFLICT, kind=action.kind))
+            elif dry_run:
+                outcomes.append(Outcome(entry, Status.WOULD_CREATE))
+            else:
+                outcomes.append(_create(fd, entry))
+        return outcomes
     finally:
-        os.close(pantry_fd)
+        os.close(fd)
 
 
-def _ensure(pantry_fd: int, snack: Snack, dry_run: bool) -> Outcome:
+def reconcile_names(desired: Desired, directory: str, names: Iterable[str], *, dry_run: bool = False) -> list[Outcome]:
+    """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name."""
+    wanted = desired.files.get(directory, {})
+    entries = [wanted[name] for name in names if name in wanted]
+    if not entries:
+        return []
+    try:
+        fd = open_directory(directory, desired.roots[directory], create=not dry_run)
+    except BlockedPath as blocked:
+        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind) for entry in entries]
+    except OSError as error:
+        return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
+    try:
+        return [_ensure(fd, entry, dry_run) for entry in entries]
+    finally:
+        os.close(fd)
+
+
+def _basename(name: str) -> str:
+    return name.rpartition("/")[2]
+
+
+def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:
     # Try to create first: the common case (a deleted snack) costs one syscall.
     if not dry_run:
-        outcome = _create(pantry_fd, Create(snack))
+        outcome = _create(fd, entry)
         if outcome.status is not Status.PRESENT:
             return outcome
     try:
-        kind = kind_of(os.lstat(snack.name, dir_fd=pantry_fd).st_mode)
+        kind = kind_of(os.lstat(entry.name, dir_fd=fd).st_mode)
     except FileNotFoundError:
-        return Outcome(snack, Status.WOULD_CREATE)
+        return Outcome(entry, Status.WOULD_CREATE)
     except OSError as error:
-        return Outcome(snack, Status.FAILED, error=error)
+        return Outcome(entry, Status.FAILED, error=error)
     if kind is Kind.FILE:
-        return Outcome(snack, Status.PRESENT)
-    return Outcome(snack, Status.CONFLICT, kind=kind)
+        return Outcome(entry, Status.PRESENT)
+    return Outcome(entry, Status.CONFLICT, kind=kind)
 
 
-def _create(pantry_fd: int, action: Create) -> Outcome:
+def _create(fd: int, entry: Entry) -> Outcome:
     try:
-        created = create_snack(pantry_fd, action.snack)
+        created = create_snack(fd, entry.name, entry.snack)
     except OSError as error:
-        return Outcome(action.snack, Status.FAILED, error=error)
-    return Outcome(action.snack, Status.CREATED if created else Status.PRESENT)
+        return Outcome(entry, Status.FAILED, error=error)
+    if created is None:
+        return Outcome(entry, Status.PRESENT)
+    return Outcome(entry, Status.CREATED, identity=(created.st_dev, created.st_ino))

@@ -14,7 +14,7 @@ from snackwatch.errors import SpecError
 
 MAX_SPEC_BYTES = 16 * 1024 * 1024
 RESERVED_PREFIX = ".snackwatch-"
-TOP_KEYS = ("version", "pantry", "snacks")
+TOP_KEYS = ("version", "pantry", "prune", "snacks")
 SNACK_KEYS = ("name", "content", "mode")
 
 # libyaml's composer is ~15x faster on big specs; the pure-Python one is the fallback.
@@ -38,6 +38,7 @@ class Spec:
     path: Path
     pantry: Path
     snacks: tuple[Snack, ...]
+    prune: bool = False  # delete files snackwatch created when they leave this spec (guarded)
 
     @cached_property
     def by_name(self) -> dict[str, Snack]:
@@ -84,17 +85,18 @@ def parse_spec(data: bytes, path: Path) -> Spec:
 
 
 def name_problem(name: str) -> str | None:
-    """Why `name` cannot be a snack (one path component inside the pantry), or None if it can."""
+    """Why `name` cannot be a snack (a relative path inside the pantry, e.g. drinks/Juice), or None if it can."""
     if not name:
         return "snack name is empty"
-    if name in (".", ".."):
-        return f"snack name {name!r} is not a file name"
-    if "/" in name:
-        return f"snack name {name!r} contains '/' (a name is one path component)"
     if "\0" in name:
         return "snack name contains a NUL byte"
-    if name.startswith(RESERVED_PREFIX):
-        return f"snack name {name!r} uses the reserved prefix {RESERVED_PREFIX!r}"
+    if name.startswith("/"):
+        return f"snack name {name!r} is an absolute path (names are relative to the pantry)"
+    for part in name.split("/"):
+        if part in ("", ".", ".."):
+            return f"snack name {name!r} has an empty, '.' or '..' component"
+        if part.startswith(RESERVED_PREFIX):
+            return f"snack name {name!r} uses the reserved prefix {RESERVED_PREFIX!r}"
     return None
 
 
@@ -153,7 +155,13 @@ class _Validator:
             raise self.fail(root, "missing key 'pantry' (the directory that holds the snacks)")
         if "snacks" not in fields:
             raise self.fail(root, "missing key 'snacks' (the list of files to keep)")
-        return Spec(self.path, self.pantry(fields["pantry"]), self.snacks(fields["snacks"]))
+        prune = False
+        if "prune" in fields:
+            text = self.scalar(fields["prune"], "prune")
+            if text not in ("true", "false"):
+                raise self.fail(fields["prune"], "prune must be true or false")
+            prune = text == "true"
+        return Spec(self.path, self.pantry(fields["pantry"]), self.snacks(fields["snacks"]), prune)
 
     def pantry(self, node: yaml.Node) -> Path:
         text = self.scalar(node, "pantry")
@@ -173,6 +181,17 @@ class _Validator:
                 raise self.fail(item, f"duplicate snack {snack.name!r} (first declared on line {lines[snack.name]})")
             lines[snack.name] = snack.line
             snacks.append(snack)
+        for snack in snacks:  # "drinks" cannot be both a snack and the directory of "drinks/Juice"
+            parent = snack.name.rpartition("/")[0]
+            while parent:
+                if parent in lines:
+                    raise SpecError(
+                        self.path,
+                        snack.line,
+                        f"snack {snack.name!r} needs {parent!r} to be a directory, "
+                        f"but line {lines[parent]} declares it as a snack",
+                    )
+                parent = parent.rpartition("/")[0]
         return tuple(snacks)
 
     def snack(self, node: yaml.Node) -> Snack:

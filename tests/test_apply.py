@@ -9,20 +9,21 @@ from pathlib import Path
 import pytest
 
 from snackwatch.apply import create_snack, open_pantry
+from snackwatch.desired import Desired, merge
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_names
 from snackwatch.spec import RESERVED_PREFIX, Snack, Spec
 
 
-def make_spec(pantry: Path, *snacks: Snack) -> Spec:
-    return Spec(pantry.parent / "snacks.yaml", pantry, snacks)
+def make_spec(pantry: Path, *snacks: Snack) -> Desired:
+    return merge([Spec(pantry.parent / "snacks.yaml", pantry, snacks)])
 
 
 def test_plain_snack_is_an_empty_file_with_default_mode(tmp_path: Path) -> None:
     fd = open_pantry(tmp_path)
     try:
-        assert create_snack(fd, Snack("Goldfish")) is True
-        assert create_snack(fd, Snack("Goldfish")) is False
+        assert create_snack(fd, "Goldfish", Snack("Goldfish")) is not None
+        assert create_snack(fd, "Goldfish", Snack("Goldfish")) is None
     finally:
         os.close(fd)
     info = os.lstat(tmp_path / "Goldfish")
@@ -35,7 +36,7 @@ def test_plain_snack_is_an_empty_file_with_default_mode(tmp_path: Path) -> None:
 def test_content_and_mode_are_published_atomically(tmp_path: Path) -> None:
     fd = open_pantry(tmp_path)
     try:
-        assert create_snack(fd, Snack("StringCheese", content="mozzarella\n", mode=0o640))
+        assert create_snack(fd, "StringCheese", Snack("StringCheese", content="mozzarella\n", mode=0o640))
     finally:
         os.close(fd)
     assert (tmp_path / "StringCheese").read_text() == "mozzarella\n"
@@ -64,7 +65,8 @@ def test_dangling_symlink_is_never_followed(tmp_path: Path, snack: Snack) -> Non
     outcomes = reconcile_all(make_spec(pantry, snack))
     assert [(o.status, o.kind) for o in outcomes] == [(Status.CONFLICT, Kind.SYMLINK)]
     assert not outside.exists()
-    assert reconcile_names(make_spec(pantry, snack), ["x"])[0].status is Status.CONFLICT
+    desired = make_spec(pantry, snack)
+    assert reconcile_names(desired, str(pantry), ["x"])[0].status is Status.CONFLICT
     assert not outside.exists()
 
 
@@ -74,7 +76,7 @@ def test_symlink_to_a_file_elsewhere_is_not_written_through(tmp_path: Path) -> N
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     (pantry / "x").symlink_to(victim)
-    outcomes = reconcile_names(make_spec(pantry, Snack("x", content="overwrite")), ["x"])
+    outcomes = reconcile_names(make_spec(pantry, Snack("x", content="overwrite")), str(pantry), ["x"])
     assert outcomes[0].status is Status.CONFLICT
     assert victim.read_text() == "keep me"
 
@@ -82,7 +84,7 @@ def test_symlink_to_a_file_elsewhere_is_not_written_through(tmp_path: Path) -> N
 def test_directory_in_a_snacks_place_is_a_conflict(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     outcomes = reconcile_all(make_spec(tmp_path, Snack("x"), Snack("y")))
-    assert {(o.snack.name, o.status, o.kind) for o in outcomes} == {
+    assert {(o.entry.snack.name, o.status, o.kind) for o in outcomes} == {
         ("x", Status.CONFLICT, Kind.DIRECTORY),
         ("y", Status.CREATED, None),
     }
@@ -101,9 +103,8 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     assert [o.status for o in reconcile_all(make_spec(pantry, Snack("x")), dry_run=True)] == [Status.WOULD_CREATE]
     assert not pantry.exists()
     pantry.mkdir()
-    assert [o.status for o in reconcile_names(make_spec(pantry, Snack("x")), ["x"], dry_run=True)] == [
-        Status.WOULD_CREATE
-    ]
+    outcomes = reconcile_names(make_spec(pantry, Snack("x")), str(pantry), ["x"], dry_run=True)
+    assert [o.status for o in outcomes] == [Status.WOULD_CREATE]
     assert os.listdir(pantry) == []
 
 
@@ -120,5 +121,32 @@ def test_observe_classifies_entries(tmp_path: Path) -> None:
 
 
 def test_names_not_in_spec_are_ignored(tmp_path: Path) -> None:
-    assert reconcile_names(make_spec(tmp_path, Snack("x")), ["unrelated"]) == []
+    assert reconcile_names(make_spec(tmp_path, Snack("x")), str(tmp_path), ["unrelated"]) == []
     assert os.listdir(tmp_path) == []
+
+
+def test_nested_snacks_get_their_directories(tmp_path: Path) -> None:
+    desired = make_spec(tmp_path / "pantry", Snack("drinks/cold/Soda"), Snack("drinks/Juice"), Snack("Goldfish"))
+    assert desired.directories == (
+        str(tmp_path / "pantry"),
+        str(tmp_path / "pantry" / "drinks"),
+        str(tmp_path / "pantry" / "drinks" / "cold"),
+    )
+    outcomes = reconcile_all(desired)
+    assert sorted(o.entry.snack.name for o in outcomes if o.status is Status.CREATED) == [
+        "Goldfish",
+        "drinks/Juice",
+        "drinks/cold/Soda",
+    ]
+    assert (tmp_path / "pantry" / "drinks" / "cold" / "Soda").is_file()
+
+
+def test_a_symlinked_parent_directory_is_never_followed(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (pantry / "drinks").symlink_to(elsewhere)
+    outcomes = reconcile_all(make_spec(pantry, Snack("drinks/Juice")))
+    assert [(o.status, o.kind) for o in outcomes] == [(Status.CONFLICT, Kind.SYMLINK)]
+    assert list(elsewhere.iterdir()) == []

@@ -50,6 +50,13 @@ def test_names_are_taken_literally_not_as_yaml_booleans_or_numbers() -> None:
     assert [snack.name for snack in spec.snacks] == ["yes", "0640", "null-ish", "1.5"]
 
 
+def test_nested_names_and_prune() -> None:
+    spec = parse_spec(b"pantry: /p\nprune: true\nsnacks: [drinks/Juice, drinks/cold/Soda]\n", SPEC)
+    assert [snack.name for snack in spec.snacks] == ["drinks/Juice", "drinks/cold/Soda"]
+    assert spec.prune is True
+    assert parse_spec(b"pantry: /p\nsnacks: []\n", SPEC).prune is False
+
+
 def test_explicit_empty_list_is_zero_snacks() -> None:
     assert parse_spec(b"pantry: /p\nsnacks: []\n", SPEC).snacks == ()
 
@@ -66,10 +73,15 @@ def test_explicit_empty_list_is_zero_snacks() -> None:
         ("pantry: /p\nsnacks: [a]\npantry: /q\n", 3, "duplicate key 'pantry'"),
         ("pantry: /p\nsnacks:\n  - name: a\n    name: b\n", 4, "duplicate key 'name'"),
         ("pantry: /p\nsnacks:\n  - ''\n", 3, "empty"),
-        ("pantry: /p\nsnacks:\n  - .\n", 3, "not a file name"),
-        ("pantry: /p\nsnacks:\n  - ..\n", 3, "not a file name"),
-        ("pantry: /p\nsnacks:\n  - a/b\n", 3, "contains '/'"),
-        ("pantry: /p\nsnacks:\n  - /etc/passwd\n", 3, "contains '/'"),
+        ("pantry: /p\nsnacks:\n  - .\n", 3, "'.' or '..' component"),
+        ("pantry: /p\nsnacks:\n  - ..\n", 3, "'.' or '..' component"),
+        ("pantry: /p\nsnacks:\n  - drinks/../../etc/passwd\n", 3, "'.' or '..' component"),
+        ("pantry: /p\nsnacks:\n  - drinks//Juice\n", 3, "empty"),
+        ("pantry: /p\nsnacks:\n  - drinks/\n", 3, "empty"),
+        ("pantry: /p\nsnacks:\n  - /etc/passwd\n", 3, "absolute path"),
+        ("pantry: /p\nsnacks:\n  - drinks/.snackwatch-x\n", 3, "reserved prefix"),
+        ("pantry: /p\nsnacks:\n  - drinks/Juice\n  - drinks\n", 3, "needs 'drinks' to be a directory"),
+        ("pantry: /p\nprune: yes\nsnacks: []\n", 2, "prune must be true or false"),
         ('pantry: /p\nsnacks:\n  - "a\\0b"\n', 3, "NUL"),
         ("pantry: /p\nsnacks:\n  - .snackwatch-x\n", 3, "reserved prefix"),
         ("pantry: /p\nsnacks:\n  - &x a\n  - *x\n", 3, "anchors/aliases are not allowed"),

@@ -1,0 +1,102 @@
+"""Merge specs into one desired state: which file must exist in which directory, and which spec line says so."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from snackwatch.errors import SpecError
+from snackwatch.spec import Snack, Spec
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One desired file: the snack, the spec that declares it, and where it lives."""
+
+    snack: Snack
+    spec: Spec
+    directory: str  # absolute path of the directory holding the file
+    name: str  # the file's name in that directory
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.directory, self.name)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Every spec's snacks, grouped by directory; `directories` lists parents before children."""
+
+    specs: tuple[Spec, ...]
+    files: dict[str, dict[str, Entry]]
+    directories: tuple[str, ...]
+    roots: dict[str, str] = field(default_factory=dict)  # directory -> the pantry it is under
+
+    def entries(self) -> Iterator[Entry]:
+        for entries in self.files.values():
+            yield from entries.values()
+
+    def entry(self, directory: str, name: str) -> Entry | None:
+        entries = self.files.get(directory)
+        return entries.get(name) if entries is not None else None
+
+    def by_path(self) -> dict[str, Entry]:
+        return {entry.path: entry for entry in self.entries()}
+
+    @property
+    def count(self) -> int:
+        return sum(len(entries) for entries in self.files.values())
+
+    def display(self, entry: Entry) -> str:
+        """How logs name a snack: its spec name, or its full path when several pantries are kept."""
+        return entry.snack.name if len(self.specs) <= 1 else entry.path
+
+
+def merge(specs: Iterable[Spec]) -> Desired:
+    """Combine specs; two specs claiming the same path (or a file where another needs a directory) is an error."""
+    specs = tuple(specs)
+    files: dict[str, dict[str, Entry]] = {}
+    roots: dict[str, str] = {}
+    claimed: dict[str, Entry] = {}
+    needed_dirs: dict[str, Entry | None] = {}  # directory -> a snack that needs it (None: a pantry)
+    for spec in specs:
+        pantry = str(spec.pantry)
+        needed_dirs.setdefault(pantry, None)
+        roots[pantry] = pantry
+        files.setdefault(pantry, {})
+        for snack in spec.snacks:
+            directory, name = pantry, snack.name
+            if "/" in snack.name:
+                parent, _, name = snack.name.rpartition("/")
+                directory = os.path.join(pantry, parent)
+            entry = Entry(snack, spec, directory, name)
+            other = claimed.get(entry.path)
+            if other is not None:
+                raise _clash(entry, other, "is also declared")
+            claimed[entry.path] = entry
+            files.setdefault(directory, {})[name] = entry
+            _need_parents(entry, pantry, needed_dirs, roots)
+    for directory, needer in needed_dirs.items():
+        if directory in claimed and needer is not None:
+            raise _clash(needer, claimed[directory], "needs a directory where a file is declared")
+    ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
+    for directory in ordered:
+        files.setdefault(directory, {})
+    return Desired(specs, files, ordered, roots)
+
+
+def _need_parents(entry: Entry, pantry: str, needed: dict[str, Entry | None], roots: dict[str, str]) -> None:
+    directory = entry.directory
+    while directory != pantry and directory not in needed:
+        needed[directory] = entry
+        roots[directory] = pantry
+        directory = os.path.dirname(directory)
+
+
+def _clash(entry: Entry, other: Entry, what: str) -> SpecError:
+    return SpecError(
+        entry.spec.path,
+        entry.snack.line,
+        f"snack {entry.snack.name!r} ({entry.path}) {what} at {other.spec.path}:{other.snack.line}",
+    )

@@ -1,0 +1,97 @@
+"""The spec files behind one daemon (a file, or a conf.d directory of *.yaml): load, reload, last good per file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from snackwatch.desired import Desired, merge
+from snackwatch.errors import SpecError
+from snackwatch.spec import Spec, parse_spec, read_spec_bytes
+
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def spec_files(config: Path) -> list[Path]:
+    """The spec files a config names: itself, or the *.yaml files of a directory (hidden ones skipped)."""
+    if not config.is_dir():
+        return [config]
+    return sorted(path for path in config.iterdir() if path.suffix in SPEC_SUFFIXES and not path.name.startswith("."))
+
+
+@dataclass
+class Reload:
+    """What a reload found: the new desired state (None if nothing changed) and the problems, one per file."""
+
+    desired: Desired | None = None
+    problems: dict[Path, SpecError] = field(default_factory=dict)
+    revived: list[Path] = field(default_factory=list)  # broken or missing files back with their last good bytes
+    dropped: list[Path] = field(default_factory=list)  # spec files removed from a conf.d directory
+
+
+@dataclass
+class SpecSet:
+    """The last good spec of every file, and the bytes it came from (a re-save of the same bytes is no change)."""
+
+    config: Path
+    specs: dict[Path, Spec]
+    raw: dict[Path, bytes]
+    desired: Desired
+
+    @classmethod
+    def load(cls, config: Path) -> SpecSet:
+        config = Path(os.path.abspath(config))
+        raw = {}
+        specs = {}
+        files = spec_files(config)
+        if not files:
+            raise SpecError(config, None, "no *.yaml spec files in this directory")
+        for path in files:
+            raw[path] = read_spec_bytes(path)
+            specs[path] = parse_spec(raw[path], path)
+        return cls(config, specs, raw, merge(specs.values()))
+
+    @property
+    def is_directory(self) -> bool:
+        return self.config.is_dir()
+
+    def watched_dirs(self) -> set[str]:
+        """The directories whose changes may change the specs."""
+        return {str(self.config)} if self.is_directory else {str(self.config.parent)}
+
+    def reload(self, *, forced: bool, broken: set[Path]) -> Reload:
+        """Re-read every spec file; `broken` are the files currently reported as broken or missing."""
+        result = Reload()
+        try:
+            files = spec_files(self.config)
+        except OSError as error:
+            result.problems[self.config] = SpecError(self.config, None, f"cannot list specs: {error.strerror}")
+            return result
+        specs, raw, changed = dict(self.specs), dict(self.raw), forced
+        if self.is_directory:
+            for path in [path for path in specs if path not in files]:
+                del specs[path], raw[path]
+                result.dropped.append(path)
+                changed = True
+        for path in files:
+            try:
+                data = read_spec_bytes(path)
+                if data == self.raw.get(path):
+                    if path in broken:
+                        result.revived.append(path)
+                    continue
+                specs[path], raw[path] = parse_spec(data, path), data
+                changed = True
+            except SpecError as error:
+                result.problems[path] = error
+        if not changed:
+            return result
+        try:
+            desired = merge(specs.values())
+        except SpecError as error:
+            result.problems[error.path] = error
+            return result
+        self.specs, self.raw, self.desired = specs, raw, desired
+        result.desired = desired
+        return result

@@ -434,8 +434,8 @@ class Daemon:
         history.repairs += 1
         history.last_repair = wall
         history.trigger = trigger
-        if entry.spec.prune and outcome.identity is not None:
-            self.owned.record(entry.path, outcome.identity, entry.spec.path)
+        if entry.spec.prune and outcome.created is not None:
+            self.owned.record(entry.path, outcome.created, entry.spec.path)
 
     def _conflict(self, entry: Entry, outcome: Outcome) -> None:
         kind = outcome.kind.value if outcome.kind else "something"

@@ -33,7 +33,7 @@ class Outcome:
     status: Status
     kind: Kind | None = None
     error: OSError | None = None
-    identity: tuple[int, int] | None = None  # (st_dev, st_ino) of a file we created: the ownership record
+    created: os.stat_result | None = None  # the file we created, as created: for the ownership record
 
 
 class BlockedPath(Exception):
@@ -206,4 +206,4 @@ def _create(fd: int, entry: Entry) -> Outcome:
         return Outcome(entry, Status.FAILED, error=error)
     if created is None:
         return Outcome(entry, Status.PRESENT)
-    return Outcome(entry, Status.CREATED, identity=(created.st_dev, created.st_ino))
+    return Outcome(entry, Status.CREATED, created=created)

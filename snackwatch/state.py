@@ -57,9 +57,10 @@ def read_json(path: Path) -> Any:
 
 
 class OwnershipRecord:
-    """Files snackwatch created, by path, with the (dev, ino) they had and the spec that declared them.
+    """Files snackwatch created, by path: identity (dev, ino), size and mtime as created, and the declaring spec.
 
-    Pruning deletes only a file still matching its record: never one snackwatch did not create.
+    Pruning deletes only a file still matching its record: never one snackwatch did not create, nor one
+    written to since.
     """
 
     def __init__(self, path: Path) -> None:
@@ -68,8 +69,14 @@ class OwnershipRecord:
         self.files: dict[str, dict[str, Any]] = data.get("files", {}) if isinstance(data, dict) else {}
         self.dirty = False
 
-    def record(self, file: str, identity: tuple[int, int], spec: Path) -> None:
-        self.files[file] = {"dev": identity[0], "ino": identity[1], "spec": str(spec)}
+    def record(self, file: str, info: os.stat_result, spec: Path) -> None:
+        self.files[file] = {
+            "dev": info.st_dev,
+            "ino": info.st_ino,
+            "size": info.st_size,
+            "mtime_ns": info.st_mtime_ns,
+            "spec": str(spec),
+        }
         self.dirty = True
 
     def forget(self, file: str) -> None:
@@ -78,7 +85,8 @@ class OwnershipRecord:
 
     def matches(self, file: str, info: os.stat_result) -> bool:
         entry = self.files.get(file)
-        return entry is not None and (entry["dev"], entry["ino"]) == (info.st_dev, info.st_ino)
+        recorded = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"]) if entry else None
+        return recorded == (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
     def save(self) -> None:
         if self.dirty:

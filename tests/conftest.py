@@ -35,7 +35,7 @@ def wait_until(predicate: Callable[[], T | None], timeout: float = 5.0, what: st
 
 def write_spec(path: Path, snacks: Sequence[SnackEntry], pantry: str = "./pantry", extra: str = "") -> Path:
     """Write a valid spec file (atomically, like an editor's save by rename)."""
-    lines = ["version: 1", f"pantry: {pantry}", "snacks:"]
+    lines = ["version: 1", f"pantry: {pantry}", "snacks:" if snacks else "snacks: []"]
     for snack in snacks:
         if isinstance(snack, str):
             lines.append(f"  - {json.dumps(snack)}")

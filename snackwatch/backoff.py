@@ -48,7 +48,7 @@ class Change(Enum):
     FIGHT_OVER = "fight over"
 
 
-@dataclass
+@dataclass(slots=True)
 class SnackHealth:
     """What the daemon remembers about one snack between events."""
 

@@ -40,7 +40,7 @@ from snackwatch.state import (
 from snackwatch.watcher import POLL_INTERVAL, Mark, Watcher
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
-STATE_SETTLE = 0.05  # status/metrics files are rewritten at most this often, and only after a change
+STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
 NAMES_PER_LINE = 10  # a log line about many snacks names the first few and counts the rest
 OVERFLOW_LOG_INTERVAL = 10.0
 
@@ -121,7 +121,7 @@ def _error_text(error: OSError | None) -> str:
     return f"{error.strerror or error} ({code})" if code else str(error)
 
 
-@dataclass
+@dataclass(slots=True)
 class History:
     """What happened to one snack since start: for status, why and metrics."""
 
@@ -169,6 +169,7 @@ class Daemon:
         self.error_resync_at: float | None = None
         self.overflow_logged_at: float | None = None
         self.state_write_at: float | None = None
+        self.state_problem = ""
         self.started = time.time()
 
     @property
@@ -200,8 +201,7 @@ class Daemon:
             self.watcher.close()
             self.dirty.close()
             self.mounts.close()
-            with contextlib.suppress(OSError):
-                self._write_state()
+            self._write_state()
             lock.release()
             logger.bind(event="stop").info("snackwatch stopped ({} repairs)", self.counters.repairs)
         return 0
@@ -391,7 +391,8 @@ class Daemon:
                 if self.health.loggable_restore(path):
                     restored.append(shown)
                 self._record_repair(outcome, wall, trigger)
-                change = self.health.repaired(path, now)
+                if trigger != "start":  # nothing to remember about a first creation (100k snacks: 100k states)
+                    change = self.health.repaired(path, now)
             elif outcome.status is Status.PRESENT:
                 self.counters.conflicts.pop(path, None)
                 change = self.health.present(path, now)
@@ -430,12 +431,14 @@ class Daemon:
         entry = outcome.entry
         self.counters.repairs += 1
         self.counters.conflicts.pop(entry.path, None)
+        if entry.spec.prune and outcome.created is not None:
+            self.owned.record(entry.path, outcome.created, entry.spec.path)
+        if trigger == "start":
+            return  # the first convergence is counted, not told snack by snack (100k snacks, 100k stories)
         history = self.counters.history.setdefault(entry.path, History())
         history.repairs += 1
         history.last_repair = wall
         history.trigger = trigger
-        if entry.spec.prune and outcome.created is not None:
-            self.owned.record(entry.path, outcome.created, entry.spec.path)
 
     def _conflict(self, entry: Entry, outcome: Outcome) -> None:
         kind = outcome.kind.value if outcome.kind else "something"
@@ -622,12 +625,21 @@ class Daemon:
             self.state_write_at = now + STATE_SETTLE
 
     def _write_state(self) -> None:
+        """Status, metrics and ownership files; a failure is logged once per cause and never stops the loop."""
         self.state_write_at = None
         status = self.status()
-        write_atomically(status_path(self.config), _json(status))
-        if self.options.metrics_file is not None:
-            write_atomically(self.options.metrics_file, metrics_text(status))
-        self.owned.save()
+        try:
+            write_atomically(status_path(self.config), _json(status))
+            if self.options.metrics_file is not None:
+                write_atomically(self.options.metrics_file, metrics_text(status))
+            self.owned.save()
+        except OSError as error:
+            problem = f"{error.filename}: {_error_text(error)}"
+            if problem != self.state_problem:
+                self.state_problem = problem
+                logger.bind(event="state_unwritable").warning("cannot write state file {}", problem)
+        else:
+            self.state_problem = ""
 
     def status(self) -> dict[str, object]:
         """Everything `snackwatch status` and `why` show: only snacks with a story are listed one by one."""
@@ -694,4 +706,4 @@ class Daemon:
 
 
 def _json(data: object) -> str:
-    return json.dumps(data, indent=1, sort_keys=True)
+    return json.dumps(data, separators=(",", ":"))  # compact: json's C encoder (indent= is pure Python)

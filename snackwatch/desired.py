@@ -10,7 +10,7 @@ from snackwatch.errors import SpecError
 from snackwatch.spec import Snack, Spec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """One desired file: the snack, the spec that declares it, and where it lives."""
 
@@ -18,10 +18,7 @@ class Entry:
     spec: Spec
     directory: str  # absolute path of the directory holding the file
     name: str  # the file's name in that directory
-
-    @property
-    def path(self) -> str:
-        return os.path.join(self.directory, self.name)
+    path: str  # directory/name, computed once: it keys every per-snack table
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def merge(specs: Iterable[Spec]) -> Desired:
             if "/" in snack.name:
                 parent, _, name = snack.name.rpartition("/")
                 directory = os.path.join(pantry, parent)
-            entry = Entry(snack, spec, directory, name)
+            entry = Entry(snack, spec, directory, name, os.path.join(directory, name))
             other = claimed.get(entry.path)
             if other is not None:
                 raise _clash(entry, other, "is also declared")

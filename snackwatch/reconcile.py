@@ -25,7 +25,7 @@ class Status(Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """The result for one snack; `kind` for a conflict, `error` for a failure."""
 

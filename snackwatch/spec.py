@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -21,7 +20,7 @@ SNACK_KEYS = ("name", "content", "mode")
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Snack:
     """One file that must exist in the pantry; content and mode apply only when it is created."""
 
@@ -39,10 +38,6 @@ class Spec:
     pantry: Path
     snacks: tuple[Snack, ...]
     prune: bool = False  # delete files snackwatch created when they leave this spec (guarded)
-
-    @cached_property
-    def by_name(self) -> dict[str, Snack]:
-        return {snack.name: snack for snack in self.snacks}
 
 
 def load_spec(path: Path) -> Spec:

@@ -62,7 +62,7 @@ def test_status_reports_each_snack_and_exits_3_without_a_daemon(
     assert data["counts"] == {"snacks": 3, "ok": 2, "failing": 0, "conflicts": 1, "repairs": 4}
     snacks = data["snacks"]
     goldfish = snacks[str(running.pantry / "Goldfish")]
-    assert goldfish["repairs"] == 2 and goldfish["trigger"] == "deleted or moved away"
+    assert goldfish["repairs"] == 1 and goldfish["trigger"] == "deleted or moved away"  # creation at start: no story
     assert snacks[str(running.pantry / "FruitGummies")]["state"] == "conflict"
     table = cli("status", "-c", str(spec_path))
     assert table.returncode == 0
@@ -86,7 +86,7 @@ def test_why_explains_a_snack_and_says_when_none_declares_it(
 
     text = wait_until(explained, 3.0, "why with the last repair")
     assert f"declared at {spec_path}:5" in text
-    assert "on disk: present" in text and "2 in all" in text
+    assert "on disk: present" in text and "1 in all" in text
     unknown = cli("why", "Caviar", "-c", str(spec_path))
     assert unknown.returncode == 1 and "Caviar: no spec declares it" in unknown.stdout
 
@@ -99,7 +99,7 @@ def test_metrics_file_is_written_atomically_when_something_changes(
     running = start_daemon(spec_path, "--metrics-file", str(metrics))
     wait_until(metrics.exists, 2.0, "metrics file")
     (running.pantry / "Goldfish").unlink()
-    wait_until(lambda: 'snackwatch_repairs_total{snack="Goldfish"} 2' in metrics.read_text(), 2.0, "repair count")
+    wait_until(lambda: 'snackwatch_repairs_total{snack="Goldfish"} 1' in metrics.read_text(), 2.0, "repair count")
     text = metrics.read_text()
     assert "snackwatch_spec_valid 1" in text and 'snackwatch_snack_failing{snack="Goldfish"} 0' in text
     assert "snackwatch_last_reconcile_timestamp_seconds" in text
@@ -112,7 +112,7 @@ def test_metrics_file_is_written_atomically_when_something_changes(
     time.sleep(0.3)  # a quiet window, not a wait for a condition: no write may happen in it
     assert metrics.stat().st_ino == written
     (running.pantry / "Goldfish").unlink()
-    wait_until(lambda: 'snackwatch_repairs_total{snack="Goldfish"} 3' in metrics.read_text(), 2.0, "third repair")
+    wait_until(lambda: 'snackwatch_repairs_total{snack="Goldfish"} 2' in metrics.read_text(), 2.0, "second repair")
     assert metrics.stat().st_ino != written
 
 

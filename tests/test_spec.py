@@ -31,7 +31,6 @@ def test_bare_names_and_mappings() -> None:
     )
     assert spec.pantry == Path("/pantry")
     assert spec.snacks == (Snack("Goldfish", 4), Snack("StringCheese", 5, "mozzarella\n", 0o640))
-    assert set(spec.by_name) == {"Goldfish", "StringCheese"}
 
 
 def test_relative_pantry_is_relative_to_the_spec_file() -> None:

@@ -136,16 +136,21 @@ class PrivateCgroup:
 
 
 class UserManager:
-    """`systemd --user` with its own runtime and config directories (the spec's %E) under `root`."""
+    """`systemd --user` with its own runtime, config (the spec's %E) and state directories under `root`."""
 
     def __init__(self, root: Path) -> None:
         self.runtime_dir = root / "run"
         self.config_home = root / "config"
+        self.state_home = root / "state"
         self.unit_dir = self.config_home / "systemd" / "user"
         self.runtime_dir.mkdir(mode=0o700, parents=True)
         self.unit_dir.mkdir(parents=True)
         self.env = {key: value for key, value in os.environ.items() if not key.startswith(IGNORED_ENV)}
-        self.env.update(XDG_RUNTIME_DIR=str(self.runtime_dir), XDG_CONFIG_HOME=str(self.config_home))
+        self.env.update(
+            XDG_RUNTIME_DIR=str(self.runtime_dir),
+            XDG_CONFIG_HOME=str(self.config_home),
+            XDG_STATE_HOME=str(self.state_home),
+        )
         self.log_path = root / "manager.log"
         self.cgroup = PrivateCgroup(f"snackwatch-test-{os.getpid()}")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -260,6 +265,11 @@ def start(manager: UserManager, unit: str) -> dict[str, str]:
     return manager.show(unit, "ActiveState", "SubState", "StatusText", "MainPID", "NRestarts", "Result")
 
 
+def process_environ(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return {name: value for name, _, value in (entry.partition("=") for entry in entries) if name}
+
+
 def proc_status(pid: int) -> dict[str, str]:
     fields = (line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
     return {name: value.strip() for name, value in fields}
@@ -362,6 +372,8 @@ def test_hardened_system_unit_creates_snacks_without_capabilities(manager: UserM
         assert int(sandbox["CapEff"], 16) == int(sandbox["CapBnd"], 16) == 0
         (pantry / "Goldfish").unlink()
         wait_until((pantry / "Goldfish").exists, 5, "Goldfish restored inside the sandbox")
+        state_dir = Path(process_environ(int(state["MainPID"]))["STATE_DIRECTORY"])  # writable in the sandbox
+        wait_until(lambda: any(state_dir.iterdir()), 5, "the daemon's state files")
         manager.systemctl("stop", HARDENED_UNIT)
         assert manager.show(HARDENED_UNIT, "Result")["Result"] == "success"
     finally:

@@ -29,7 +29,7 @@ UNIT = "snackwatch.service"
 HARDENED_UNIT = "snackwatch-hardened.service"
 WATCHDOG_SEC = 2
 IGNORED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_", "JOURNAL_STREAM", "LISTEN_", "INVOCATION_ID", "MANAGERPID", "DBUS_")
-ROOT_MANAGER_TRACES = ("system", "unit-root", "systemd-units-load")  # what a root systemd --user adds to /run/systemd
+ROOT_MANAGER_TRACES = ("system", "unit-root", "systemd-units-load")  # in /run/systemd
 
 
 def _manager_missing() -> str:
@@ -203,19 +203,23 @@ class UserManager:
 
 
 @pytest.fixture(scope="module")
-def systemd_marker() -> Iterator[None]:
-    """systemd --user exits at once unless /run/systemd/system exists (the "booted with systemd" marker);
-    run as root, it also leaves unit-root/ and systemd-units-load there. What we added goes again."""
+def run_systemd_traces() -> Iterator[None]:
+    """Run as root, systemd --user and systemd-analyze leave files in /run/systemd: what we added goes again."""
     run = Path("/run/systemd")
     added = [run / name for name in ROOT_MANAGER_TRACES if not (run / name).exists()]
-    (run / "system").mkdir(parents=True, exist_ok=True)
     yield
     for path in added:
-        with contextlib.suppress(OSError):  # only if still empty: never someone else's
+        with contextlib.suppress(OSError):  # a directory only if still empty: never someone else's
             if path.is_dir():
                 path.rmdir()
             else:
                 path.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def systemd_marker(run_systemd_traces: None) -> None:
+    """systemd --user exits at once unless /run/systemd/system exists (the "booted with systemd" marker)."""
+    Path("/run/systemd/system").mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -414,6 +418,7 @@ def test_hidden_by_protect_home_keeps_the_outermost_home_paths() -> None:
 
 
 @needs_analyze
+@pytest.mark.usefixtures("run_systemd_traces")
 def test_awkward_paths_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     python = tmp_path / "Jane Doe" / "100%" / "$venv" / "python3"
     python.parent.mkdir(parents=True)
@@ -427,6 +432,7 @@ def test_awkward_paths_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 @needs_analyze
+@pytest.mark.usefixtures("run_systemd_traces")
 @pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
 def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, user: bool) -> None:
     flags = ["--user"] if user else []
@@ -439,6 +445,7 @@ def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, user: bool) 
 
 
 @needs_analyze
+@pytest.mark.usefixtures("run_systemd_traces")
 @pytest.mark.parametrize("rendered", [False, True], ids=["shipped", "rendered"])
 def test_system_unit_exposure_is_at_most_2(tmp_path: Path, rendered: bool) -> None:
     unit = SHIPPED / UNIT

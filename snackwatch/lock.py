@@ -12,11 +12,15 @@ from snackwatch.errors import AlreadyRunning
 
 
 def runtime_dir() -> Path:
-    """$RUNTIME_DIRECTORY (systemd), else $XDG_RUNTIME_DIR/snackwatch, else /tmp/snackwatch-UID."""
+    """$RUNTIME_DIRECTORY (systemd), else $XDG_RUNTIME_DIR/snackwatch, else /run/snackwatch for root
+    (what the system unit's RuntimeDirectory= is, so `sudo snackwatch status` finds the service), else
+    /tmp/snackwatch-UID."""
     if os.environ.get("RUNTIME_DIRECTORY"):
         return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
     if os.environ.get("XDG_RUNTIME_DIR"):
         return Path(os.environ["XDG_RUNTIME_DIR"]) / "snackwatch"
+    if os.geteuid() == 0:
+        return Path("/run/snackwatch")
     return Path(f"/tmp/snackwatch-{os.getuid()}")
 
 

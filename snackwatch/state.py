@@ -15,11 +15,15 @@ STATUS_VERSION = 1
 
 
 def state_dir() -> Path:
-    """$STATE_DIRECTORY (systemd StateDirectory=), else $XDG_STATE_HOME/snackwatch (~/.local/state)."""
+    """$STATE_DIRECTORY (systemd StateDirectory=), else $XDG_STATE_HOME/snackwatch, else /var/lib/snackwatch
+    for root (the system unit's StateDirectory=), else ~/.local/state/snackwatch."""
     if os.environ.get("STATE_DIRECTORY"):
         return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "snackwatch"
+    if os.environ.get("XDG_STATE_HOME"):
+        return Path(os.environ["XDG_STATE_HOME"]) / "snackwatch"
+    if os.geteuid() == 0:
+        return Path("/var/lib/snackwatch")
+    return Path(os.path.expanduser("~/.local/state")) / "snackwatch"
 
 
 def status_path(config: Path) -> Path:

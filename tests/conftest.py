@@ -95,8 +95,10 @@ def spec_path(tmp_path: Path) -> Path:
 def daemon_env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
     (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
-    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG"):
+    inherited = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG")
+    for name in (*inherited, "RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
         env.pop(name, None)
     return env
 

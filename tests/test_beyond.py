@@ -28,13 +28,6 @@ def cli(daemon_env: dict[str, str]) -> Callable[..., subprocess.CompletedProcess
     return run
 
 
-@pytest.fixture(autouse=True)
-def state_home(tmp_path: Path, daemon_env: dict[str, str]) -> Path:
-    state = tmp_path / "state"
-    daemon_env["XDG_STATE_HOME"] = str(state)
-    return state
-
-
 # --- status and why --------------------------------------------------------------------------------
 
 

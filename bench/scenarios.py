@@ -42,7 +42,7 @@ NextDue = Callable[[float, float], float]  # (deleted at, restored at) -> when t
 
 @dataclass(frozen=True)
 class Config:
-    """Sizes and durations of one run; `quick()` fits in 30 s."""
+    """Sizes and durations of one run; `quick_config()` fits in 30 s."""
 
     quick: bool = False
     samples: int = 300  # deletions per restorer in measure 1
@@ -616,12 +616,22 @@ def scale_section(config: Config, data: dict[str, Any]) -> Section:
     big, small = data["latency"]["big"], data["latency"]["small"]
     section.rows.append(
         Row(
-            f"single delete p50 (n={big['count']:.0f}; p99 {ms(big['p99'])} vs {ms(small['p99'])})",
+            f"single delete p50 (n={big['count']:.0f}, missed {big['missed']:.0f})",
             ms(big["p50"]),
             f"3 snacks {ms(small['p50'])}",
             ratio(big["p50"], small["p50"]),
             "<= 1.5x",
             big["p50"] <= 1.5 * small["p50"],
+        )
+    )
+    section.rows.append(
+        Row(
+            "single delete p99",
+            ms(big["p99"]),
+            f"3 snacks {ms(small['p99'])}",
+            ratio(big["p99"], small["p99"]),
+            "<= 5 ms (as in 1)",
+            big["p99"] <= 0.005,
         )
     )
     return section

@@ -27,10 +27,11 @@ def ensure_pantry(pantry: str | Path) -> bool:
     return True
 
 
-def create_snack(directory_fd: int, name: str, snack: Snack) -> os.stat_result | None:
+def create_snack(directory_fd: int, name: str, snack: Snack, *, identity: bool = False) -> os.stat_result | bool:
     """Create file `name` for `snack` unless anything (file, dir, symlink, even dangling) holds the name.
 
-    Returns the new file's stat (its identity goes into the ownership record), None if the name was taken.
+    Returns False if the name was taken, else True, or the new file's stat when `identity` is asked for
+    (it goes into the ownership record of a pruning spec).
 
     A plain snack is one O_CREAT|O_EXCL|O_NOFOLLOW open: an empty file is complete the moment it
     exists. A snack with content or mode is written to a temp file in the pantry, then published
@@ -40,9 +41,9 @@ def create_snack(directory_fd: int, name: str, snack: Snack) -> os.stat_result |
         try:
             fd = os.open(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd)
         except FileExistsError:
-            return None
+            return False
         try:
-            return os.fstat(fd)
+            return os.fstat(fd) if identity else True
         finally:
             os.close(fd)
     return _publish(directory_fd, name, snack)
@@ -60,7 +61,7 @@ def remove_owned_file(path: str, owned: OwnershipRecord) -> bool:
     return True
 
 
-def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | None:
+def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | bool:
     temp = f"{RESERVED_PREFIX}{os.getpid()}-{secrets.token_hex(6)}.tmp"
     fd = os.open(temp, _CREATE_FLAGS, 0o666, dir_fd=directory_fd)
     try:
@@ -77,7 +78,7 @@ def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | Non
             os.close(fd)
         os.link(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
     except FileExistsError:
-        return None
+        return False
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=directory_fd)

@@ -58,7 +58,6 @@ class SnackHealth:
     fighting: bool = False
     nudges: tuple[float, ...] = ()
     unlogged_restores: int = 0
-    restored_at: float | None = None
     due: float | None = None  # when the schedule looks at this snack next
     held_until: float = 0.0  # no repair before this (backoff or fight)
 
@@ -69,7 +68,8 @@ class Health:
 
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
-    snacks: dict[str, SnackHealth] = field(default_factory=dict)
+    snacks: dict[str, SnackHealth] = field(default_factory=dict)  # only snacks with something to remember
+    restored_at: dict[str, float] = field(default_factory=dict)  # when we last restored each snack
     _schedule: list[tuple[float, str]] = field(default_factory=list)
     _failing: set[str] = field(default_factory=set)
 
@@ -92,12 +92,14 @@ class Health:
         state = self.snacks.get(name)
         if state is not None and state.held_until > now:
             return state.held_until - now, None  # already waiting: the schedule repairs it
-        if state is None or state.restored_at is None:
-            return 0.0, None
-        if now - state.restored_at > self.fight.window:
+        restored_at = self.restored_at.get(name)
+        if restored_at is None or now - restored_at > self.fight.window:
+            if state is None:
+                return 0.0, None
             state.flaps = 0
             was_fighting, state.fighting = state.fighting, False
             return 0.0, Change.FIGHT_OVER if was_fighting else None
+        state = self._state(name)
         state.flaps += 1
         if state.flaps < self.fight.threshold:
             return 0.0, None
@@ -109,8 +111,10 @@ class Health:
 
     def repaired(self, name: str, now: float) -> Change | None:
         """We restored the snack."""
-        state = self._state(name)
-        state.restored_at = now
+        self.restored_at[name] = now
+        state = self.snacks.get(name)
+        if state is None:
+            return None
         if state.flaps >= self.fight.quiet_after:
             state.unlogged_restores += 1
         change = self._recover(name, state)
@@ -124,7 +128,8 @@ class Health:
         if state is None:
             return None
         change = self._recover(name, state)
-        if state.fighting and state.restored_at is not None and now >= state.restored_at + self.fight.quiet:
+        restored_at = self.restored_at.get(name)
+        if state.fighting and restored_at is not None and now >= restored_at + self.fight.quiet:
             state.fighting = False
             state.flaps = 0
             change = Change.FIGHT_OVER
@@ -206,3 +211,5 @@ class Health:
         for name in [name for name in self.snacks if name not in keep]:
             del self.snacks[name]
             self._failing.discard(name)
+        for name in [name for name in self.restored_at if name not in keep]:
+            del self.restored_at[name]

@@ -27,7 +27,15 @@ from snackwatch.lock import SpecLock
 from snackwatch.mounts import MountTable
 from snackwatch.notify import Notifier
 from snackwatch.plan import breaker_allows, prune_candidates
-from snackwatch.reconcile import BlockedPath, Outcome, Status, open_directory, reconcile_all, reconcile_names
+from snackwatch.reconcile import (
+    BlockedPath,
+    Outcome,
+    Status,
+    open_directory,
+    reconcile_all,
+    reconcile_directory,
+    reconcile_names,
+)
 from snackwatch.specset import SpecSet
 from snackwatch.state import (
     OwnershipRecord,
@@ -37,7 +45,7 @@ from snackwatch.state import (
     status_path,
     write_atomically,
 )
-from snackwatch.watcher import POLL_INTERVAL, Mark, Watcher
+from snackwatch.watcher import BURST, POLL_INTERVAL, Mark, Watcher
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
@@ -57,6 +65,16 @@ class Options:
     fight: FightPolicy = FightPolicy()
 
 
+@dataclass
+class Batch:
+    """Everything marked since the loop last looked."""
+
+    names: set[tuple[str, str]]  # (directory, name) removed or replaced
+    gone: set[str]  # directories removed, moved or replaced
+    scan: set[str]  # directories hit by a burst: scan them whole
+    marks: set[Mark]
+
+
 class DirtySet:
     """What watchdog's thread marked since the loop last looked, plus a pipe that wakes the loop.
 
@@ -68,6 +86,7 @@ class DirtySet:
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._names: set[tuple[str, str]] = set()
         self._gone: set[str] = set()
+        self._scan: set[str] = set()
         self._marks: set[Mark] = set()
         self._woken = False
 
@@ -79,6 +98,8 @@ class DirtySet:
                     self._marks.add(Mark.NUDGE)  # any removal may have freed space: failing repairs retry
                 elif mark is Mark.GONE:
                     self._gone.add(directory)
+                elif mark is Mark.SCAN:
+                    self._scan.add(directory)
                 else:
                     self._marks.add(mark)
                 if self._woken:
@@ -88,18 +109,29 @@ class DirtySet:
         except Exception:  # never let anything escape into watchdog's thread
             logger.exception("could not record a filesystem event")
 
+    def mark_snacks(self, names: set[tuple[str, str]], scan: set[str]) -> None:
+        """A batch of removed snack names, and directories to scan whole (read on the loop's own thread)."""
+        with self._lock:
+            self._names |= names
+            self._scan |= scan
+            self._marks.add(Mark.NUDGE)
+            if self._woken:
+                return
+            self._woken = True
+        self.wake()
+
     def wake(self) -> None:
         """Wake the loop (safe from a signal handler: no lock)."""
         with contextlib.suppress(BlockingIOError):  # a full pipe means the loop is awake anyway
             os.write(self._write_fd, b"!")
 
-    def take(self) -> tuple[set[tuple[str, str]], set[str], set[Mark]]:
+    def take(self) -> Batch:
         with contextlib.suppress(BlockingIOError):
             while os.read(self.read_fd, 4096):
                 pass
         with self._lock:
-            taken = self._names, self._gone, self._marks
-            self._names, self._gone, self._marks = set(), set(), set()
+            taken = Batch(self._names, self._gone, self._scan, self._marks)
+            self._names, self._gone, self._scan, self._marks = set(), set(), set(), set()
             self._woken = False
         return taken
 
@@ -154,8 +186,9 @@ class Daemon:
         self.poller = select.poll()
         self.poller.register(self.dirty.read_fd, select.POLLIN)
         self.mounts.register(self.poller)
+        self.watch_fd: int | None = None
         self.notifier = Notifier()
-        self.watcher = Watcher(self.dirty.mark, options.watcher)
+        self.watcher = Watcher(self.dirty, options.watcher)
         self.owned = OwnershipRecord(owned_path(self.config))
         self.stopping = False
         self.reload_requested = False
@@ -194,8 +227,7 @@ class Daemon:
             if self.notifier.watchdog_interval is not None:
                 self.next_watchdog = time.monotonic()
             while not self.stopping:
-                self._wait(self._next_deadline())
-                self._guarded_step()
+                self._guarded_step(self._wait(self._next_deadline()))
         finally:
             self.notifier.stopping()
             self.watcher.close()
@@ -245,16 +277,17 @@ class Daemon:
         pending = [deadline for deadline in deadlines if deadline is not None]
         return min(pending) if pending else None
 
-    def _wait(self, deadline: float | None) -> None:
+    def _wait(self, deadline: float | None) -> set[int]:
+        """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing)."""
         timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
-        for fd, _ in self.poller.poll(timeout):
-            if fd == self.mounts.fd:  # the mount table changed: retry failures, check directory identities
-                self.dirty.mark(Mark.NUDGE, "", "")
-                for directory in self.desired.directories:
-                    self.dirty.mark(Mark.GONE, directory, "")
+        return {fd for fd, _ in self.poller.poll(timeout)}
 
-    def _guarded_step(self) -> None:
+    def _guarded_step(self, ready: set[int]) -> None:
         try:
+            if self.watch_fd is not None and self.watch_fd in ready:
+                self.watcher.read_events()
+            if self.mounts.fd is not None and self.mounts.fd in ready:
+                self._mounts_changed()
             if self._step(time.monotonic()):
                 self.errors_in_a_row = 0  # a full pass got through: the error streak is over
         except Exception:  # no exception ever kills the daemon: log it, resync soon (with backoff)
@@ -269,7 +302,8 @@ class Daemon:
 
     def _step(self, now: float) -> bool:
         """One turn; True if it ran a full pass."""
-        names, gone, marks = self.dirty.take()
+        batch = self.dirty.take()
+        names, gone, marks = batch.names, batch.gone, batch.marks
         if self.stopping:
             return False
         if self.next_watchdog is not None and now >= self.next_watchdog and self.notifier.watchdog_interval:
@@ -302,6 +336,7 @@ class Daemon:
             self._full_pass(now, full_pass)
             self.health.pop_due(now)
         else:
+            names = self._without_bursts(names, batch.scan, now)
             self._repair(now, self._deleted(names, now), "deleted or moved away")
             self._repair(now, self._by_directory(self.health.pop_due(now)), "retry")
         if self.state_write_at is not None and now >= self.state_write_at:
@@ -309,10 +344,16 @@ class Daemon:
         self.notifier.status(self._status_line())
         return full_pass is not None
 
+    def _mounts_changed(self) -> None:
+        """Retry failures (a remount may have fixed them) and check whether a directory was mounted over."""
+        self.dirty.mark(Mark.NUDGE, "", "")
+        for directory in self.desired.directories:
+            self.dirty.mark(Mark.GONE, directory, "")
+
     def _nested_directories(self, names: set[tuple[str, str]]) -> set[str]:
         """A removed or replaced entry that is one of our nested directories: treat the directory as gone."""
-        directories = self.desired.files
-        return {path for path in (os.path.join(d, n) for d, n in names) if path in directories}
+        children = self.desired.children
+        return {os.path.join(d, n) for d, n in names if n in children.get(d, ())}
 
     def _resync_due(self, now: float) -> bool:
         """--resync, and always the poll interval when polling: a poll may miss a change between snapshots."""
@@ -333,6 +374,17 @@ class Daemon:
         if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
             logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
         self.overflow_logged_at = now
+
+    def _without_bursts(self, names: set[tuple[str, str]], scan: set[str], now: float) -> set[tuple[str, str]]:
+        """Repair directories hit by a burst (rm -rf of their contents) with one scan each; return the rest."""
+        counts: dict[str, int] = defaultdict(int)
+        for directory, _ in names:
+            counts[directory] += 1
+        bursts = scan | {directory for directory, count in counts.items() if count > BURST}
+        for directory in sorted(bursts):
+            outcomes = reconcile_directory(self.desired, directory, dry_run=self.options.dry_run)
+            self._handle(outcomes, now, "deleted or moved away")
+        return {(d, n) for d, n in names if d not in bursts} if bursts else names
 
     def _deleted(self, names: Iterable[tuple[str, str]], now: float) -> dict[str, list[Entry]]:
         """Entries to repair now, by directory; a snack in a fight or backoff waits for its scheduled time."""
@@ -382,10 +434,13 @@ class Daemon:
         failing: dict[str, list[str]] = defaultdict(list)
         seen = set()
         wall = time.time()
+        single = len(self.desired.specs) <= 1  # Desired.display(), inlined: this loop is the burst path
         for outcome in outcomes:
             entry = outcome.entry
-            path, shown = entry.path, self.desired.display(entry)
-            seen.add(path)
+            path = entry.path
+            shown = entry.snack.name if single else path
+            if everything:
+                seen.add(path)
             change: Change | None = None
             if outcome.status is Status.CREATED:
                 if self.health.loggable_restore(path):
@@ -435,7 +490,9 @@ class Daemon:
             self.owned.record(entry.path, outcome.created, entry.spec.path)
         if trigger == "start":
             return  # the first convergence is counted, not told snack by snack (100k snacks, 100k stories)
-        history = self.counters.history.setdefault(entry.path, History())
+        history = self.counters.history.get(entry.path)
+        if history is None:
+            history = self.counters.history[entry.path] = History()
         history.repairs += 1
         history.last_repair = wall
         history.trigger = trigger
@@ -555,6 +612,7 @@ class Daemon:
             except OSError as error:
                 failures[directory] = _error_text(error)
         armed = self.watcher.arm(self.desired.directories, self.specs.watched_dirs())
+        self._poll_watcher()
         for directory, problem in armed.failures.items():
             failures.setdefault(directory, _error_text(problem))
         for directory, reason in failures.items():
@@ -568,6 +626,16 @@ class Daemon:
                 logger.bind(event="pantry_recovered", directory=directory).info("{} is watched again", directory)
             del self.arm_retry.snacks[directory]
         return armed.readded
+
+    def _poll_watcher(self) -> None:
+        """Poll the watcher's fd on this thread (the inotify backend has one; a fallback may change it)."""
+        fd = self.watcher.fileno()
+        if fd != self.watch_fd:
+            if self.watch_fd is not None:
+                self.poller.unregister(self.watch_fd)
+            if fd is not None:
+                self.poller.register(fd, select.POLLIN)
+            self.watch_fd = fd
 
     # --- pruning (opt-in, guarded) -------------------------------------------------------------
 
@@ -643,14 +711,12 @@ class Daemon:
 
     def status(self) -> dict[str, object]:
         """Everything `snackwatch status` and `why` show: only snacks with a story are listed one by one."""
-        by_path = self.desired.by_path()
         paths = set(self.counters.history) | set(self.counters.conflicts) | set(self.health.failing())
         snacks = {}
         for path in sorted(paths):
-            entry = by_path.get(path)
-            if entry is None:
-                continue
-            snacks[path] = self._snack_status(entry)
+            entry = self.desired.entry(*os.path.split(path))  # O(1): no table of every snack
+            if entry is not None:
+                snacks[path] = self._snack_status(entry)
         return {
             "version": 1,
             "pid": os.getpid(),
@@ -666,7 +732,7 @@ class Daemon:
 
     def _snack_status(self, entry: Entry) -> dict[str, object]:
         path = entry.path
-        history = self.counters.history.get(path, History())
+        history = self.counters.history.get(path) or History()
         state = self.health.snacks.get(path)
         info: dict[str, object] = {
             "name": entry.snack.name,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from snackwatch.errors import SpecError
 from snackwatch.spec import Snack, Spec
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One desired file: the snack, the spec that declares it, and where it lives."""
 
     snack: Snack
@@ -29,6 +29,7 @@ class Desired:
     files: dict[str, dict[str, Entry]]
     directories: tuple[str, ...]
     roots: dict[str, str] = field(default_factory=dict)  # directory -> the pantry it is under
+    children: dict[str, set[str]] = field(default_factory=dict)  # directory -> names of nested directories in it
 
     def entries(self) -> Iterator[Entry]:
         for entries in self.files.values():
@@ -78,9 +79,13 @@ def merge(specs: Iterable[Spec]) -> Desired:
         if directory in claimed and needer is not None:
             raise _clash(needer, claimed[directory], "needs a directory where a file is declared")
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
+    children: dict[str, set[str]] = {}
     for directory in ordered:
         files.setdefault(directory, {})
-    return Desired(specs, files, ordered, roots)
+        if directory != roots[directory]:
+            parent, name = os.path.split(directory)
+            children.setdefault(parent, set()).add(name)
+    return Desired(specs, files, ordered, roots, children)
 
 
 def _need_parents(entry: Entry, pantry: str, needed: dict[str, Entry | None], roots: dict[str, str]) -> None:

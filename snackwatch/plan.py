@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from snackwatch.spec import Snack
 
@@ -19,17 +19,17 @@ class Kind(Enum):
     OTHER = "special file"
 
 
-@dataclass(frozen=True)
-class Create:
-    """The snack is missing: create it."""
+class Create(NamedTuple):
+    """The snack is missing: create it (`name`: its file name in the directory)."""
 
+    name: str
     snack: Snack
 
 
-@dataclass(frozen=True)
-class Conflict:
+class Conflict(NamedTuple):
     """Something that is not a regular file stands in the snack's place: report, never touch."""
 
+    name: str
     snack: Snack
     kind: Kind
 
@@ -43,9 +43,9 @@ def plan(wanted: Mapping[str, Snack], observed: Mapping[str, Kind]) -> list[Acti
     for name, snack in wanted.items():
         kind = observed.get(name, Kind.MISSING)
         if kind is Kind.MISSING:
-            actions.append(Create(snack))
+            actions.append(Create(name, snack))
         elif kind is not Kind.FILE:
-            actions.append(Conflict(snack, kind))
+            actions.append(Conflict(name, snack, kind))
     return actions
 
 

@@ -6,6 +6,7 @@ import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -20,8 +21,7 @@ SNACK_KEYS = ("name", "content", "mode")
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@dataclass(frozen=True, slots=True)
-class Snack:
+class Snack(NamedTuple):
     """One file that must exist in the pantry; content and mode apply only when it is created."""
 
     name: str

@@ -22,8 +22,10 @@ def make_spec(pantry: Path, *snacks: Snack) -> Desired:
 def test_plain_snack_is_an_empty_file_with_default_mode(tmp_path: Path) -> None:
     fd = open_pantry(tmp_path)
     try:
-        assert create_snack(fd, "Goldfish", Snack("Goldfish")) is not None
-        assert create_snack(fd, "Goldfish", Snack("Goldfish")) is None
+        assert create_snack(fd, "Goldfish", Snack("Goldfish")) is True
+        assert create_snack(fd, "Goldfish", Snack("Goldfish")) is False
+        created = create_snack(fd, "FruitGummies", Snack("FruitGummies"), identity=True)
+        assert isinstance(created, os.stat_result) and created.st_ino == os.lstat(tmp_path / "FruitGummies").st_ino
     finally:
         os.close(fd)
     info = os.lstat(tmp_path / "Goldfish")

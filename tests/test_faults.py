@@ -424,7 +424,7 @@ if mode == "raise-once":
         return real(*args, **kwargs)
     daemon.reconcile_names = flaky
 elif mode == "deaf":  # the pantry watch hears nothing: only --resync can notice deletions
-    watcher._DirectoryCallback.on_event = lambda self, event: None
+    watcher._InotifySource._event = lambda self, wd, mask, name: None
 from snackwatch.cli import main
 raise SystemExit(main())
 """

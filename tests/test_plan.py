@@ -13,15 +13,15 @@ def wanted(*snacks: Snack) -> dict[str, Snack]:
 
 
 def test_missing_snacks_are_created_present_files_are_left_alone() -> None:
-    assert plan(wanted(A, B, C), {"a": Kind.FILE, "zzz": Kind.FILE}) == [Create(B), Create(C)]
+    assert plan(wanted(A, B, C), {"a": Kind.FILE, "zzz": Kind.FILE}) == [Create("b", B), Create("c", C)]
 
 
 def test_non_files_in_a_snacks_place_are_conflicts() -> None:
     observed = {"a": Kind.DIRECTORY, "b": Kind.SYMLINK, "c": Kind.OTHER, "d": Kind.FILE}
     assert plan(wanted(A, B, C, D), observed) == [
-        Conflict(A, Kind.DIRECTORY),
-        Conflict(B, Kind.SYMLINK),
-        Conflict(C, Kind.OTHER),
+        Conflict("a", A, Kind.DIRECTORY),
+        Conflict("b", B, Kind.SYMLINK),
+        Conflict("c", C, Kind.OTHER),
     ]
 
 
@@ -31,7 +31,7 @@ def test_nothing_to_do_is_an_empty_plan() -> None:
 
 
 def test_render_lists_one_line_per_action() -> None:
-    lines = render([Create(A), Create(B), Conflict(C, Kind.SYMLINK)])
+    lines = render([Create("a", A), Create("b", B), Conflict("c", C, Kind.SYMLINK)])
     assert lines == ["+ a", "+ b (mode 0640)", "! c: a symlink is in its place (left alone)"]
 
 

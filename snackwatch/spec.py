@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +20,8 @@ SNACK_KEYS = ("name", "content", "mode")
 
 # libyaml's composer is ~15x faster on big specs; the pure-Python one is the fallback.
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# A name that needs no further checks: one component, no dot start (so not ., .. or the reserved prefix).
+_PLAIN_NAME = re.compile(r"[^./\x00][^/\x00]*")
 
 
 class Snack(NamedTuple):
@@ -170,13 +173,21 @@ class _Validator:
             raise self.fail(node, "snacks must be a list")
         snacks: list[Snack] = []
         lines: dict[str, int] = {}
+        seen = self.seen
         for item in node.value:
-            snack = self.snack(item)
+            # Fast path for the common case, a bare plain name (100k of them parse in a fraction of a second);
+            # anything unusual takes the full route below.
+            name = item.value if item.__class__ is yaml.ScalarNode else None
+            if name and id(item) not in seen and _PLAIN_NAME.fullmatch(name):
+                seen.add(id(item))
+                snack = Snack(name, item.start_mark.line + 1)
+            else:
+                snack = self.snack(item)
             if snack.name in lines:
                 raise self.fail(item, f"duplicate snack {snack.name!r} (first declared on line {lines[snack.name]})")
             lines[snack.name] = snack.line
             snacks.append(snack)
-        for snack in snacks:  # "drinks" cannot be both a snack and the directory of "drinks/Juice"
+        for snack in (snack for snack in snacks if "/" in snack.name):  # "drinks" is a snack, or a directory
             parent = snack.name.rpartition("/")[0]
             while parent:
                 if parent in lines:

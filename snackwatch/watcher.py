@@ -1,6 +1,7 @@
 """The only module that imports watchdog: turns filesystem events into dirty marks and (re)arms watches.
 
-Two sources, one contract (call `sink(Mark, directory, name)` and nothing else):
+Two sources, one contract: record what was seen on a `Marks` object (which directory, which name) and
+do nothing else; the daemon decides what it means.
 - "inotify" (Linux default): watchdog's libc inotify bindings, read on the daemon's own thread (the
   loop polls fileno()). Raw events arrive at once (no 0.5 s move pairing, no thread hop),
   IN_Q_OVERFLOW is seen directly, and idle costs no wakeups.
@@ -72,7 +73,9 @@ BACKENDS = ("auto", "inotify", "observer", "polling")
 POLL_INTERVAL = 1.0
 BURST = 64  # more removals than this in one directory at once is a burst (rm -rf dir/*): scan it
 
-# watchdog logs IN_Q_OVERFLOW as a warning; we report it ourselves as "full resync", once.
+# Overflow: the inotify source reads IN_Q_OVERFLOW (wd -1) itself. watchdog's Observer only logs it as a
+# warning and never tells handlers, so on that path its log record is the signal (_OverflowLogHandler).
+# Either way the daemon logs one "full resync" line of its own, so watchdog's record is not propagated.
 _INOTIFY_LOG = logging.getLogger("watchdog.observers.inotify_c")
 _INOTIFY_LOG.propagate = False
 

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import site
 import subprocess
 import sys
 import tempfile
@@ -60,9 +61,9 @@ def tmp_env(tmp_path: Path) -> dict[str, str]:
     return dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path / "run"), TMPDIR=str(tmp_path))
 
 
-def snackwatch_unit(*args: str) -> str:
-    """What `snackwatch unit [--user]` prints for this interpreter."""
-    done = subprocess.run([sys.executable, "-m", "snackwatch", "unit", *args], capture_output=True, text=True)
+def snackwatch_unit(*args: str, python: str = sys.executable) -> str:
+    """What `snackwatch unit [--user]` prints for `python` (by default this interpreter)."""
+    done = subprocess.run([python, "-m", "snackwatch", "unit", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -355,17 +356,43 @@ def test_a_broken_spec_fails_the_start_without_restarts(manager: UserManager, us
 # --- the hardened system unit ----------------------------------------------------------------
 
 
+def venv_running_this_snackwatch(where: Path) -> str:
+    """A venv at `where` (without pip: quick) whose python imports this snackwatch and its dependencies."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True, capture_output=True)
+    python = str(where / "bin" / "python3")
+    purelib = [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]
+    site_packages = Path(subprocess.run(purelib, check=True, capture_output=True, text=True).stdout.strip())
+    this_snackwatch = [*site.getsitepackages(), str(Path(units.__file__).resolve().parent.parent)]
+    (site_packages / "this-snackwatch.pth").write_text("".join(f"{path}\n" for path in this_snackwatch))
+    return python
+
+
+@pytest.fixture(params=["this", "/tmp", "/var/tmp"], ids=["this-python", "venv-in-tmp", "venv-in-var-tmp"])
+def hardened_python(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """The Python to render the hardened unit with (this one, or a venv where PrivateTmp=yes hides it),
+    and a scratch folder under /tmp or /var/tmp that the unit must not see."""
+    where = "/tmp" if request.param == "this" else request.param
+    scratch = Path(tempfile.mkdtemp(prefix="snackwatch-test-", dir=where))
+    try:
+        yield (sys.executable if request.param == "this" else venv_running_this_snackwatch(scratch / "venv")), scratch
+    finally:
+        shutil.rmtree(scratch)
+
+
 @needs_manager
-def test_hardened_system_unit_creates_snacks_without_capabilities(manager: UserManager, box: Path) -> None:
+def test_hardened_system_unit_creates_snacks_without_capabilities(
+    manager: UserManager, box: Path, hardened_python: tuple[str, Path]
+) -> None:
     """`snackwatch unit` with every sandboxing setting kept; only its spec and pantry move into the box."""
-    (box / "system").mkdir()
-    spec = write_spec(
-        box / "system" / "snacks.yaml", ["Goldfish", {"name": "Cheese", "content": "brie\n", "mode": "0640"}]
-    )
-    pantry = box / "system" / "pantry"  # missing: ExecStartPre= creates it
-    text = snackwatch_unit().replace("/etc/snackwatch/snacks.yaml", str(spec))
+    python, scratch = hardened_python
+    system = Path(tempfile.mkdtemp(prefix="system-", dir=box))
+    spec = write_spec(system / "snacks.yaml", ["Goldfish", {"name": "Cheese", "content": "brie\n", "mode": "0640"}])
+    pantry = system / "pantry"  # missing: ExecStartPre= creates it
+    text = snackwatch_unit(python=python).replace("/etc/snackwatch/snacks.yaml", str(spec))
     assert text.count("/pantry\n") == 2  # ExecStartPre= and ReadWritePaths=
+    assert "\nPrivateTmp=yes\n" in text and "\nProtectSystem=strict\n" in text
     manager.install(HARDENED_UNIT, text.replace("/pantry\n", f"{pantry}\n"))
+    (scratch / "not-bound").write_text("the host's /tmp or /var/tmp\n")
     try:
         state = start(manager, HARDENED_UNIT)
         assert state["ActiveState"] == "active"
@@ -374,6 +401,9 @@ def test_hardened_system_unit_creates_snacks_without_capabilities(manager: UserM
         sandbox = proc_status(int(state["MainPID"]))
         assert (sandbox["NoNewPrivs"], sandbox["Seccomp"]) == ("1", "2")
         assert int(sandbox["CapEff"], 16) == int(sandbox["CapBnd"], 16) == 0
+        inside = Path(f"/proc/{state['MainPID']}/root")  # its / (its mount namespace), seen from outside
+        assert (inside / Path(python).relative_to("/")).exists()  # bound back in, even from /tmp
+        assert not (inside / scratch.relative_to("/") / "not-bound").exists()  # the rest of /tmp stays out
         (pantry / "Goldfish").unlink()
         wait_until((pantry / "Goldfish").exists, 5, "Goldfish restored inside the sandbox")
         state_dir = Path(process_environ(int(state["MainPID"]))["STATE_DIRECTORY"])  # writable in the sandbox
@@ -382,6 +412,7 @@ def test_hardened_system_unit_creates_snacks_without_capabilities(manager: UserM
         assert manager.show(HARDENED_UNIT, "Result")["Result"] == "success"
     finally:
         manager.systemctl("stop", HARDENED_UNIT, check=False)
+        manager.systemctl("reset-failed", HARDENED_UNIT, check=False)
 
 
 # --- the unit files themselves -----------------------------------------------------------------
@@ -406,15 +437,27 @@ def test_render_quotes_and_escapes_an_awkward_path() -> None:
 
 
 def test_render_binds_an_install_in_a_home_back_into_the_system_unit() -> None:
-    text = units.render("/root/venv/bin/python3", home_paths=["/root/venv", "/home/a b/lib"])
+    text = units.render("/root/venv/bin/python3", bind_paths=["/root/venv", "/home/a b/lib"])
     assert 'ProtectHome=tmpfs\nBindReadOnlyPaths=/root/venv\nBindReadOnlyPaths="/home/a b/lib"\n' in text
     assert "ProtectHome=yes" not in text
-    assert "BindReadOnlyPaths" not in units.render("/root/venv/bin/python3", user=True, home_paths=["/root/venv"])
+    assert "BindReadOnlyPaths" not in units.render("/root/venv/bin/python3", user=True, bind_paths=["/root/venv"])
 
 
-def test_hidden_by_protect_home_keeps_the_outermost_home_paths() -> None:
+def test_render_binds_an_install_in_tmp_into_the_private_tmp() -> None:
+    text = units.render("/tmp/ci/.venv/bin/python3", bind_paths=["/tmp/ci/.venv", "/var/tmp/py", "/home/a"])
+    assert "\nPrivateTmp=yes\nBindReadOnlyPaths=/tmp/ci/.venv\nBindReadOnlyPaths=/var/tmp/py\n" in text
+    assert "\nProtectHome=tmpfs\nBindReadOnlyPaths=/home/a\nPrivateTmp=yes\n" in text
+    only_tmp = units.render("/tmp/ci/.venv/bin/python3", bind_paths=["/tmp/ci/.venv"])
+    assert "\nProtectHome=yes\nPrivateTmp=yes\nBindReadOnlyPaths=/tmp/ci/.venv\n" in only_tmp
+    with pytest.raises(ValueError, match="does not hide"):
+        units.render("/opt/sw/bin/python3", bind_paths=["/opt/sw"])
+
+
+def test_hidden_by_sandbox_keeps_the_outermost_home_and_tmp_paths() -> None:
     paths = ["/usr/lib/python3", "/root/.pyenv/x/lib", "/root/.pyenv/x/", "/home/a/venv", "/run/user/0/v", "/homes/b"]
-    assert units.hidden_by_protect_home(paths) == ["/home/a/venv", "/root/.pyenv/x", "/run/user/0/v"]
+    paths += ["/tmp/ci/.venv/lib", "/tmp/ci/.venv", "/var/tmp/py", "/var/tmpx", "/tmpx/y"]
+    hidden = ["/home/a/venv", "/root/.pyenv/x", "/run/user/0/v", "/tmp/ci/.venv", "/var/tmp/py"]
+    assert units.hidden_by_sandbox(paths) == hidden
 
 
 @needs_analyze
@@ -424,7 +467,7 @@ def test_awkward_paths_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     python.parent.mkdir(parents=True)
     python.symlink_to(sys.executable)
     unit = tmp_path / UNIT
-    unit.write_text(units.render(str(python), home_paths=["/home/Jane Doe/100%"]))
+    unit.write_text(units.render(str(python), bind_paths=["/home/Jane Doe/100%", "/tmp/Jane Doe/$venv"]))
     done = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, env=tmp_env(tmp_path)
     )

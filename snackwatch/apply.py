@@ -49,6 +49,25 @@ def create_snack(directory_fd: int, name: str, snack: Snack, *, identity: bool =
     return _publish(directory_fd, name, snack)
 
 
+def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSError]:
+    """Create many plain (empty, default-mode) snacks: True created, False name taken, or the error; in order.
+
+    The same O_CREAT|O_EXCL|O_NOFOLLOW create as create_snack(), in one tight loop: the burst path.
+    """
+    results: list[bool | OSError] = []
+    append, create, close = results.append, os.open, os.close
+    for name in names:
+        try:
+            close(create(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd))
+        except FileExistsError:
+            append(False)
+        except OSError as error:
+            append(error)
+        else:
+            append(True)
+    return results
+
+
 def remove_owned_file(path: str, owned: OwnershipRecord) -> bool:
     """Delete `path` only if it is still the regular file we created (same dev/ino): True if deleted."""
     try:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import NamedTuple
 
-from snackwatch.apply import create_snack, ensure_pantry, open_pantry
+from snackwatch.apply import create_plain_snacks, create_snack, ensure_pantry, open_pantry
 from snackwatch.desired import Desired, Entry
 from snackwatch.plan import Conflict, Kind, plan
 
@@ -147,14 +147,25 @@ def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = Fal
         return [Outcome(entry, Status.FAILED, error=error) for entry in wanted.values()]
     try:
         outcomes = []
+        plain: list[Entry] = []  # empty default-mode files of non-pruning specs: created in one tight loop
         for action in plan({name: entry.snack for name, entry in wanted.items()}, observe(fd)):
             entry = wanted[action.name]
             if isinstance(action, Conflict):
                 outcomes.append(Outcome(entry, Status.CONFLICT, kind=action.kind))
             elif dry_run:
                 outcomes.append(Outcome(entry, Status.WOULD_CREATE))
+            elif entry.snack.content is None and entry.snack.mode is None and not entry.spec.prune:
+                plain.append(entry)
             else:
                 outcomes.append(_create(fd, entry))
+        results = create_plain_snacks(fd, [entry.name for entry in plain])
+        for entry, result in zip(plain, results, strict=True):
+            if result is True:
+                outcomes.append(Outcome(entry, Status.CREATED))
+            elif result is False:
+                outcomes.append(Outcome(entry, Status.PRESENT))
+            else:
+                outcomes.append(Outcome(entry, Status.FAILED, error=result))
         return outcomes
     finally:
         os.close(fd)

@@ -146,8 +146,8 @@ def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = Fal
     except OSError as error:
         return [Outcome(entry, Status.FAILED, error=error) for entry in wanted.values()]
     try:
-        outcomes = []
-        plain: list[Entry] = []  # empty default-mode files of non-pruning specs: created in one tight loop
+        outcomes: list[Outcome | None] = []
+        plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
         for action in plan({name: entry.snack for name, entry in wanted.items()}, observe(fd)):
             entry = wanted[action.name]
             if isinstance(action, Conflict):
@@ -155,18 +155,19 @@ def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = Fal
             elif dry_run:
                 outcomes.append(Outcome(entry, Status.WOULD_CREATE))
             elif entry.snack.content is None and entry.snack.mode is None and not entry.spec.prune:
-                plain.append(entry)
+                plain.append((len(outcomes), entry))
+                outcomes.append(None)  # filled in below, keeping the spec's order
             else:
                 outcomes.append(_create(fd, entry))
-        results = create_plain_snacks(fd, [entry.name for entry in plain])
-        for entry, result in zip(plain, results, strict=True):
+        results = create_plain_snacks(fd, [entry.name for _, entry in plain])
+        for (index, entry), result in zip(plain, results, strict=True):
             if result is True:
-                outcomes.append(Outcome(entry, Status.CREATED))
+                outcomes[index] = Outcome(entry, Status.CREATED)
             elif result is False:
-                outcomes.append(Outcome(entry, Status.PRESENT))
+                outcomes[index] = Outcome(entry, Status.PRESENT)
             else:
-                outcomes.append(Outcome(entry, Status.FAILED, error=result))
-        return outcomes
+                outcomes[index] = Outcome(entry, Status.FAILED, error=result)
+        return [outcome for outcome in outcomes if outcome is not None]
     finally:
         os.close(fd)
 

@@ -11,17 +11,21 @@ from pathlib import Path
 from snackwatch.errors import AlreadyRunning
 
 
+def directory_from_env(systemd: str, xdg: str, for_root: str, for_user: str) -> Path:
+    """The directory systemd gives the unit ($systemd), else $xdg/snackwatch, else `for_root` when root
+    (the system unit's directory, so `sudo snackwatch ...` meets the service), else `for_user`."""
+    if os.environ.get(systemd):
+        return Path(os.environ[systemd].split(":")[0])
+    if os.environ.get(xdg):
+        return Path(os.environ[xdg]) / "snackwatch"
+    return Path(for_root if os.geteuid() == 0 else os.path.expanduser(for_user))
+
+
 def runtime_dir() -> Path:
-    """$RUNTIME_DIRECTORY (systemd), else $XDG_RUNTIME_DIR/snackwatch, else /run/snackwatch for root
-    (what the system unit's RuntimeDirectory= is, so `sudo snackwatch status` finds the service), else
-    /tmp/snackwatch-UID."""
-    if os.environ.get("RUNTIME_DIRECTORY"):
-        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        return Path(os.environ["XDG_RUNTIME_DIR"]) / "snackwatch"
-    if os.geteuid() == 0:
-        return Path("/run/snackwatch")
-    return Path(f"/tmp/snackwatch-{os.getuid()}")
+    """Where the lock lives: RuntimeDirectory=, $XDG_RUNTIME_DIR, /run/snackwatch (root), /tmp/snackwatch-UID."""
+    return directory_from_env(
+        "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR", "/run/snackwatch", f"/tmp/snackwatch-{os.getuid()}"
+    )
 
 
 def instance_name(config: Path) -> str:

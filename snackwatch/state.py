@@ -9,21 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from snackwatch.lock import instance_name
+from snackwatch.lock import directory_from_env, instance_name
 
 STATUS_VERSION = 1
 
 
 def state_dir() -> Path:
-    """$STATE_DIRECTORY (systemd StateDirectory=), else $XDG_STATE_HOME/snackwatch, else /var/lib/snackwatch
-    for root (the system unit's StateDirectory=), else ~/.local/state/snackwatch."""
-    if os.environ.get("STATE_DIRECTORY"):
-        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
-    if os.environ.get("XDG_STATE_HOME"):
-        return Path(os.environ["XDG_STATE_HOME"]) / "snackwatch"
-    if os.geteuid() == 0:
-        return Path("/var/lib/snackwatch")
-    return Path(os.path.expanduser("~/.local/state")) / "snackwatch"
+    """Where status and ownership live: StateDirectory=, $XDG_STATE_HOME, /var/lib/snackwatch (root), ~/.local/state."""
+    return directory_from_env("STATE_DIRECTORY", "XDG_STATE_HOME", "/var/lib/snackwatch", "~/.local/state/snackwatch")
 
 
 def status_path(config: Path) -> Path:

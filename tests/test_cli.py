@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import write_spec
 
 from snackwatch import __version__
+from snackwatch.lock import runtime_dir
+from snackwatch.state import state_dir
 
 
 def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -91,3 +94,24 @@ def test_run_with_invalid_spec_exits_2_without_traceback(spec_path: Path) -> Non
     result = snackwatch("run", "-c", str(spec_path))
     assert result.returncode == 2
     assert result.stderr == f"snackwatch: {spec_path}:2: duplicate snack 'a' (first declared on line 2)\n"
+
+
+def test_runtime_and_state_directories_follow_systemd_then_xdg_then_root_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY", "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert (runtime_dir(), state_dir()) == (Path("/run/snackwatch"), Path("/var/lib/snackwatch"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
+    monkeypatch.setenv("XDG_STATE_HOME", "/root/.local/state")
+    assert (runtime_dir(), state_dir()) == (Path("/run/user/0/snackwatch"), Path("/root/.local/state/snackwatch"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/snackwatch")
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/snackwatch:/var/lib/other")
+    assert (runtime_dir(), state_dir()) == (Path("/run/snackwatch"), Path("/var/lib/snackwatch"))
+    for name in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY", "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    monkeypatch.setenv("HOME", "/home/ada")
+    assert (runtime_dir(), state_dir()) == (Path("/tmp/snackwatch-1000"), Path("/home/ada/.local/state/snackwatch"))

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from snackwatch import __version__, status, units
+from snackwatch import __version__, prune, status, units
 from snackwatch.daemon import Daemon, Options
 from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError, SpecError
@@ -144,9 +144,9 @@ def _status(config: Path, desired: Desired, *, as_json: bool) -> int:
 
 def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
     if confirmed:
-        print(status.confirm_prune(config, desired))
+        print(prune.confirm_prune(config, desired))
         return EXIT_OK
-    pending = [file for files in status.prune_pending(config, desired).values() for file in files]
+    pending = [file for files in prune.prune_pending(config, desired).values() for file in files]
     print("\n".join(f"would prune {file}" for file in pending) or "nothing to prune")
     return EXIT_OK
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
 import select
 import signal
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,14 +17,15 @@ from types import FrameType
 from loguru import logger
 
 from snackwatch import __version__
-from snackwatch.apply import remove_owned_file
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
 from snackwatch.desired import Desired, Entry
+from snackwatch.dirty import DirtySet
 from snackwatch.errors import SpecError
 from snackwatch.lock import SpecLock
 from snackwatch.mounts import MountTable
 from snackwatch.notify import Notifier
-from snackwatch.plan import breaker_allows, prune_candidates
+from snackwatch.plan import name_list
+from snackwatch.prune import Pruner
 from snackwatch.reconcile import (
     BlockedPath,
     Outcome,
@@ -37,19 +36,11 @@ from snackwatch.reconcile import (
     reconcile_names,
 )
 from snackwatch.specset import SpecSet
-from snackwatch.state import (
-    OwnershipRecord,
-    metrics_text,
-    owned_path,
-    prune_confirm_path,
-    status_path,
-    write_atomically,
-)
+from snackwatch.state import metrics_text, status_path, write_atomically
 from snackwatch.watcher import BURST, POLL_INTERVAL, Mark, Watcher
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
-NAMES_PER_LINE = 10  # a log line about many snacks names the first few and counts the rest
 OVERFLOW_LOG_INTERVAL = 10.0
 
 
@@ -63,87 +54,6 @@ class Options:
     metrics_file: Path | None = None
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
-
-
-@dataclass
-class Batch:
-    """Everything marked since the loop last looked."""
-
-    names: set[tuple[str, str]]  # (directory, name) removed or replaced
-    gone: set[str]  # directories removed, moved or replaced
-    scan: set[str]  # directories hit by a burst: scan them whole
-    marks: set[Mark]
-
-
-class DirtySet:
-    """What watchdog's thread marked since the loop last looked, plus a pipe that wakes the loop.
-
-    The observer thread only adds to sets here; all work happens on the loop's thread.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._names: set[tuple[str, str]] = set()
-        self._gone: set[str] = set()
-        self._scan: set[str] = set()
-        self._marks: set[Mark] = set()
-        self._woken = False
-
-    def mark(self, mark: Mark, directory: str, name: str) -> None:
-        try:
-            with self._lock:
-                if mark is Mark.SNACK:
-                    self._names.add((directory, name))
-                    self._marks.add(Mark.NUDGE)  # any removal may have freed space: failing repairs retry
-                elif mark is Mark.GONE:
-                    self._gone.add(directory)
-                elif mark is Mark.SCAN:
-                    self._scan.add(directory)
-                else:
-                    self._marks.add(mark)
-                if self._woken:
-                    return
-                self._woken = True
-            self.wake()
-        except Exception:  # never let anything escape into watchdog's thread
-            logger.exception("could not record a filesystem event")
-
-    def mark_snacks(self, names: set[tuple[str, str]], scan: set[str]) -> None:
-        """A batch of removed snack names, and directories to scan whole (read on the loop's own thread)."""
-        with self._lock:
-            self._names |= names
-            self._scan |= scan
-            self._marks.add(Mark.NUDGE)
-            if self._woken:
-                return
-            self._woken = True
-        self.wake()
-
-    def wake(self) -> None:
-        """Wake the loop (safe from a signal handler: no lock)."""
-        with contextlib.suppress(BlockingIOError):  # a full pipe means the loop is awake anyway
-            os.write(self._write_fd, b"!")
-
-    def take(self) -> Batch:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.read_fd, 4096):
-                pass
-        with self._lock:
-            taken = Batch(self._names, self._gone, self._scan, self._marks)
-            self._names, self._gone, self._scan, self._marks = set(), set(), set(), set()
-            self._woken = False
-        return taken
-
-    def close(self) -> None:
-        os.close(self.read_fd)
-        os.close(self._write_fd)
-
-
-def _name_list(names: list[str]) -> str:
-    shown = ", ".join(names[:NAMES_PER_LINE])
-    more = len(names) - NAMES_PER_LINE
-    return f"{shown} (+{more} more)" if more > 0 else shown
 
 
 def _error_text(error: OSError | None) -> str:
@@ -189,12 +99,11 @@ class Daemon:
         self.watch_fd: int | None = None
         self.notifier = Notifier()
         self.watcher = Watcher(self.dirty, options.watcher)
-        self.owned = OwnershipRecord(owned_path(self.config))
+        self.pruner = Pruner(self.config)
         self.stopping = False
         self.reload_requested = False
         self.spec_settle_at: float | None = None
         self.spec_problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
-        self.prune_warned: frozenset[str] = frozenset()
         self.arm_retry = Health(options.backoff)  # backoff for directories that cannot be made or watched
         self.next_resync: float | None = None
         self.next_watchdog: float | None = None
@@ -219,7 +128,7 @@ class Daemon:
             now = time.monotonic()
             self._arm(now)  # watches before the first reconcile: no deletion is missed
             self._full_pass(now, "start")
-            self._prune(confirmed=self._take_prune_confirmation())
+            self._prune(confirmed=self.pruner.take_confirmation())
             self._resync_due(now)
             self._log_start()
             self._write_state()
@@ -469,25 +378,25 @@ class Daemon:
         if outcomes or everything:
             self._state_changed(now)
         if restored:
-            logger.bind(event="restored", snacks=restored, trigger=trigger).info("restored {}", _name_list(restored))
+            logger.bind(event="restored", snacks=restored, trigger=trigger).info("restored {}", name_list(restored))
         if would:
-            logger.bind(event="would_restore", snacks=would).info("dry run: would restore {}", _name_list(would))
+            logger.bind(event="would_restore", snacks=would).info("dry run: would restore {}", name_list(would))
         for error, names in failing.items():
             logger.bind(event="failing", snacks=names, error=error).error(
                 "cannot restore {}: {}; retrying with backoff (up to every {:g} s)",
-                _name_list(names),
+                name_list(names),
                 error,
                 self.options.backoff.cap,
             )
         if recovered:
-            logger.bind(event="recovered", snacks=recovered).info("recovered: {} restored again", _name_list(recovered))
+            logger.bind(event="recovered", snacks=recovered).info("recovered: {} restored again", name_list(recovered))
 
     def _record_repair(self, outcome: Outcome, wall: float, trigger: str) -> None:
         entry = outcome.entry
         self.counters.repairs += 1
         self.counters.conflicts.pop(entry.path, None)
         if entry.spec.prune and outcome.created is not None:
-            self.owned.record(entry.path, outcome.created, entry.spec.path)
+            self.pruner.owned.record(entry.path, outcome.created, entry.spec.path)
         if trigger == "start":
             return  # the first convergence is counted, not told snack by snack (100k snacks, 100k stories)
         history = self.counters.history.get(entry.path)
@@ -546,9 +455,9 @@ class Daemon:
         if result.desired is not None:
             self._spec_applied(old, result.desired, result.dropped)
             self._arm(now)
-            self._prune(confirmed=self._take_prune_confirmation())
+            self._prune(confirmed=self.pruner.take_confirmation())
             trigger = "spec reload"
-        elif forced and self._take_prune_confirmation():
+        elif forced and self.pruner.take_confirmation():
             self._prune(confirmed=True)
         if forced:
             self.notifier.ready(self._status_line())
@@ -562,7 +471,7 @@ class Daemon:
         changes += [f"pantry {spec.pantry}" for spec in new.specs if spec.pantry not in {s.pantry for s in old.specs}]
         changes += [f"dropped {path.name}" for path in dropped]
         logger.bind(event="reload", added=added, removed=removed).info(
-            "spec reloaded: {} ({} snacks)", _name_list(changes) if changes else "no change", new.count
+            "spec reloaded: {} ({} snacks)", name_list(changes) if changes else "no change", new.count
         )
         self.health.forget(set(new_paths))
         for path in [path for path in self.counters.conflicts if path not in new_paths]:
@@ -637,56 +546,11 @@ class Daemon:
                 self.poller.register(fd, select.POLLIN)
             self.watch_fd = fd
 
-    # --- pruning (opt-in, guarded) -------------------------------------------------------------
-
-    def _take_prune_confirmation(self) -> bool:
-        """`snackwatch prune --yes` leaves a one-shot confirmation for the running daemon."""
-        token = prune_confirm_path(self.config)
-        try:
-            token.unlink()
-        except FileNotFoundError:
-            return False
-        return True
+    # --- status ---------------------------------------------------------------------------------
 
     def _prune(self, *, confirmed: bool) -> None:
-        prunable = {str(spec.path): len(spec.snacks) for spec in self.desired.specs if spec.prune}
-        if not prunable or self.options.dry_run:
-            return
-        owners = {path: str(info["spec"]) for path, info in self.owned.files.items()}
-        candidates = prune_candidates(owners, set(self.desired.by_path()), set(prunable))
-        for spec, files in candidates.items():
-            managed = sum(1 for owner in owners.values() if owner == spec)
-            if not confirmed and not breaker_allows(len(files), managed):
-                if self.prune_warned != frozenset(files):
-                    self.prune_warned = frozenset(files)
-                    logger.bind(event="prune_blocked", count=len(files), spec=spec).warning(
-                        "not pruning {} files that left {}: more than max(3, 25%) of the {} it created; "
-                        "kept them all. If that is intended, run: snackwatch prune --yes -c {}",
-                        len(files),
-                        spec,
-                        managed,
-                        self.config,
-                    )
-                continue
-            self._remove(files)
-        self.owned.save()
-
-    def _remove(self, files: list[str]) -> None:
-        pruned, kept = [], []
-        for file in files:
-            if remove_owned_file(file, self.owned):
-                pruned.append(file)
-            else:
-                kept.append(file)
-            self.owned.forget(file)
-        if pruned:
-            logger.bind(event="pruned", files=pruned).info("pruned {} (left the spec)", _name_list(pruned))
-        if kept:
-            logger.bind(event="prune_kept", files=kept).warning(
-                "not pruning {}: changed or replaced since snackwatch created it", _name_list(kept)
-            )
-
-    # --- status ---------------------------------------------------------------------------------
+        if not self.options.dry_run:
+            self.pruner.prune(self.desired, confirmed=confirmed)
 
     def _state_changed(self, now: float) -> None:
         if self.state_write_at is None:
@@ -700,7 +564,7 @@ class Daemon:
             write_atomically(status_path(self.config), _json(status))
             if self.options.metrics_file is not None:
                 write_atomically(self.options.metrics_file, metrics_text(status))
-            self.owned.save()
+            self.pruner.owned.save()
         except OSError as error:
             problem = f"{error.filename}: {_error_text(error)}"
             if problem != self.state_problem:

@@ -1,18 +1,14 @@
-"""What `status`, `why` and `prune` tell a user: the daemon's state file and the specs, rendered for people."""
+"""What `status` and `why` tell a user: the daemon's state file and the specs, rendered for people."""
 
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
-from snackwatch.apply import remove_owned_file
 from snackwatch.desired import Desired, Entry
-from snackwatch.lock import SpecLock, running_pid
-from snackwatch.plan import prune_candidates
-from snackwatch.state import OwnershipRecord, owned_path, prune_confirm_path, read_json, status_path, write_atomically
+from snackwatch.state import read_json, status_path
 
 ROWS_SHOWN_IN_FULL = 50  # bigger specs list only the snacks with something to say
 
@@ -99,33 +95,3 @@ def _explain(entry: Entry, status: dict[str, Any] | None) -> str:
     if info.get("fighting"):
         lines.append("  something else keeps deleting it: repairs are backed off")
     return "\n".join(lines)
-
-
-def prune_pending(config: Path, desired: Desired) -> dict[str, list[str]]:
-    """Files snackwatch created that left a spec with prune: true (what `prune --yes` would delete)."""
-    owned = OwnershipRecord(owned_path(config))
-    owners = {path: str(info["spec"]) for path, info in owned.files.items()}
-    prunable = {str(spec.path) for spec in desired.specs if spec.prune}
-    return prune_candidates(owners, set(desired.by_path()), prunable)
-
-
-def confirm_prune(config: Path, desired: Desired) -> str:
-    """Past the circuit breaker once: ask the running daemon, or prune here if none runs."""
-    pid = running_pid(config)
-    if pid is not None and pid > 0:
-        write_atomically(prune_confirm_path(config), f"{time.time()}\n")
-        os.kill(pid, signal.SIGHUP)
-        return f"asked the running daemon (pid {pid}) to prune; see its log"
-    lock = SpecLock(config)  # no daemon may start while we delete
-    try:
-        owned = OwnershipRecord(owned_path(config))
-        pruned = []
-        for files in prune_pending(config, desired).values():
-            for file in files:
-                if remove_owned_file(file, owned):
-                    pruned.append(file)
-                owned.forget(file)
-        owned.save()
-    finally:
-        lock.release()
-    return "\n".join(f"pruned {file}" for file in pruned) or "nothing to prune"

@@ -34,11 +34,10 @@ class Pruner:
 
     def prune(self, desired: Desired, *, confirmed: bool) -> None:
         """Delete what left its spec, unless that is more than the breaker allows and not confirmed."""
-        prunable = {str(spec.path) for spec in desired.specs if spec.prune}
-        if not prunable:
+        if not any(spec.prune for spec in desired.specs):
             return
-        owners = {path: str(info["spec"]) for path, info in self.owned.files.items()}
-        for spec, files in prune_candidates(owners, set(desired.by_path()), prunable).items():
+        owners, candidates = _candidates(self.owned, desired)
+        for spec, files in candidates.items():
             managed = sum(1 for owner in owners.values() if owner == spec)
             if confirmed or breaker_allows(len(files), managed):
                 self._remove(files)
@@ -68,12 +67,16 @@ class Pruner:
             )
 
 
-def prune_pending(config: Path, desired: Desired) -> dict[str, list[str]]:
-    """Files snackwatch created that left a spec with prune: true (what `prune --yes` would delete)."""
-    owned = OwnershipRecord(owned_path(config))
+def _candidates(owned: OwnershipRecord, desired: Desired) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Who declared each file we created, and the files that left a pruning spec, by spec."""
     owners = {path: str(info["spec"]) for path, info in owned.files.items()}
     prunable = {str(spec.path) for spec in desired.specs if spec.prune}
-    return prune_candidates(owners, set(desired.by_path()), prunable)
+    return owners, prune_candidates(owners, set(desired.by_path()), prunable)
+
+
+def prune_pending(config: Path, desired: Desired) -> dict[str, list[str]]:
+    """Files snackwatch created that left a spec with prune: true (what `prune --yes` would delete)."""
+    return _candidates(OwnershipRecord(owned_path(config)), desired)[1]
 
 
 def confirm_prune(config: Path, desired: Desired) -> str:
@@ -87,7 +90,7 @@ def confirm_prune(config: Path, desired: Desired) -> str:
     try:
         owned = OwnershipRecord(owned_path(config))
         pruned = []
-        for files in prune_pending(config, desired).values():
+        for files in _candidates(owned, desired)[1].values():
             for file in files:
                 if remove_owned_file(file, owned):
                     pruned.append(file)

@@ -281,8 +281,8 @@ class _InotifySource(_Source):
     def _unwatch(self, directory: str) -> None:
         wd = self.by_dir.pop(directory, None)
         if wd is not None:
+            self.by_wd.pop(wd, None)
             self.snacks_only.pop(wd, None)
-        if wd is not None and self.by_wd.pop(wd, None) is not None:
             inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
 
     def read_events(self) -> None:

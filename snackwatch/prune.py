@@ -24,6 +24,14 @@ class Pruner:
         self.owned = OwnershipRecord(owned_path(config))
         self.warned: frozenset[str] = frozenset()
 
+    def record_created(self, path: str, info: os.stat_result, spec: Path) -> None:
+        """A file the daemon just created for a pruning spec: remember its identity."""
+        self.owned.record(path, info, spec)
+
+    def save(self) -> None:
+        """Write the ownership record if it changed."""
+        self.owned.save()
+
     def take_confirmation(self) -> bool:
         """`snackwatch prune --yes` leaves a one-shot confirmation for the running daemon."""
         try:

@@ -1,4 +1,4 @@
-"""Benchmark of issue 6: snackwatch against same-run baselines; prints a Markdown table, writes JSON."""
+"""snackwatch against same-run baselines (issues 6, 10, 13, 15); prints a Markdown table, writes JSON."""
 
 from __future__ import annotations
 
@@ -13,28 +13,23 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from files import remove_tree
+from harness import Bench, Config, Row, Section, Skipped
 from procs import ROOT, Children, queued_events_limit
-from scenarios import SNACKWATCH, Bench, Config, Row, Section, edits, idle, latency, mass, remove_tree, scale
+from scenarios import SCENARIOS, scenario
 
-SCENARIOS: dict[str, Callable[[Bench], Section]] = {
-    "latency": latency,
-    "mass": mass,
-    "scale": scale,
-    "edit": edits,
-    "idle": idle,
-}
 RESULTS = ROOT / "results" / "latest.json"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer samples: under 30 s")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer samples: under 40 s")
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run only these measurements")
     parser.add_argument(
         "--tmpdir",
@@ -44,6 +39,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=Path, help="text holding the seed's snack_controller.sh (default: shared/seed)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the JSON (default: {RESULTS})")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        help="benchmark the snackwatch package of this source tree (e.g. a `git worktree add /tmp/sw-before HEAD`): "
+        "put first on PYTHONPATH of the bench and of every daemon and CLI it starts",
+    )
     return parser.parse_args(argv)
 
 
@@ -62,7 +63,31 @@ def default_tmpdir() -> Path:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
+def use_source(src: Path) -> None:
+    """Import snackwatch from `src`, here and in every child (they inherit PYTHONPATH)."""
+    if not (src / "snackwatch" / "__init__.py").is_file():
+        raise SystemExit(f"bench: --src {src}: no snackwatch/__init__.py there")
+    inherited = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = f"{src}{os.pathsep}{inherited}" if inherited else str(src)
+    sys.path.insert(0, str(src))
+
+
+def source(package: Path) -> str:
+    """The commit of the tree snackwatch comes from, '+dirty' if its package differs from that commit."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "not a git tree"
+    return commit + ("+dirty" if git("status", "--porcelain", "--", ".") else "")
+
+
 def machine(tmpdir: Path) -> dict[str, Any]:
+    import snackwatch  # noqa: PLC0415 - after --src is on sys.path
+
+    package = Path(str(snackwatch.__file__)).parent
     model = ""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -74,7 +99,7 @@ def machine(tmpdir: Path) -> dict[str, Any]:
         "cpu": model,
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "snackwatch": f"{SNACKWATCH.__version__} from {Path(str(SNACKWATCH.__file__)).parent}",
+        "snackwatch": f"{snackwatch.__version__} from {package} ({source(package)})",
         "tmpdir": str(tmpdir),
         "tmpdir_fs": fs,
         "loadavg_at_start": os.getloadavg(),
@@ -108,7 +133,9 @@ def run(config: Config, only: Sequence[str], tmpdir: Path, seed: str | None) -> 
 def attempt(name: str, bench: Bench) -> Section:
     """Run one measurement; a failure becomes a row (and a traceback on stderr), not the end of the run."""
     try:
-        return SCENARIOS[name](bench)
+        return scenario(name)(bench)
+    except Skipped as reason:
+        return Section(name, [Row("skipped", str(reason))])
     except Exception as error:  # the project changes under the bench: keep the other figures
         traceback.print_exc()
         return Section(name, [Row("failed", f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")])
@@ -155,6 +182,8 @@ def header(info: dict[str, Any], config: Config, elapsed: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.src is not None:
+        use_source(args.src.resolve())
     config = Config.quick_config() if args.quick else Config()
     tmpdir = (args.tmpdir or default_tmpdir()).resolve()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (`cmd &`)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class BackoffPolicy:
     # After a relevant event (a file removed, permissions changed) a failing repair is retried after these
     # delays, without escalating: the event can come just before the space is actually freed.
     nudges: tuple[float, ...] = (0.02, 0.2)
+    nudge_every: float = 0.1  # a storm of relevant events retries failing repairs at most this often
 
     def delay(self, attempt: int) -> float:
         """The wait after the `attempt`-th consecutive failure (1-based)."""
@@ -37,6 +39,14 @@ class FightPolicy:
     quiet_after: int = 3  # flaps after which single restores are no longer logged (the fight line says it)
     backoff: BackoffPolicy = BackoffPolicy(initial=0.1, cap=5.0)
     quiet: float = 1.0
+
+
+class HealthView(NamedTuple):
+    """What status shows of one snack's health: its error if failing, when it is retried, whether it is fought over."""
+
+    error: str
+    retry_in: float | None
+    fighting: bool
 
 
 class Change(Enum):
@@ -72,6 +82,7 @@ class Health:
     restored_at: dict[str, float] = field(default_factory=dict)  # when we last restored each snack
     _schedule: list[tuple[float, str]] = field(default_factory=list)
     _failing: set[str] = field(default_factory=set)
+    _last_nudge: float | None = None
 
     def _state(self, name: str) -> SnackHealth:
         state = self.snacks.get(name)
@@ -177,9 +188,15 @@ class Health:
         return sorted(self._failing)
 
     def nudge(self, now: float) -> None:
-        """Something relevant happened (space freed, permissions changed): retry failing snacks at once."""
-        if not self.backoff.nudges:
+        """Something relevant happened (space freed, permissions changed): retry failing snacks soon.
+
+        At most once per `nudge_every`: the previous nudge's retries still cover the events in between.
+        """
+        if not self.backoff.nudges or not self._failing:
             return
+        if self._last_nudge is not None and now - self._last_nudge < self.backoff.nudge_every:
+            return
+        self._last_nudge = now
         for name in self.failing():
             state = self.snacks[name]
             state.nudges = self.backoff.nudges[1:]
@@ -205,6 +222,20 @@ class Health:
                 return when
             heapq.heappop(self._schedule)
         return None
+
+    def describe(self, name: str, now: float) -> HealthView | None:
+        """The snack's health for status, or None when there is nothing to say."""
+        state = self.snacks.get(name)
+        if state is None or not (state.failures or state.fighting):
+            return None
+        retry_in = max(0.0, state.held_until - now) if state.failures else None
+        return HealthView(state.error if state.failures else "", retry_in, state.fighting)
+
+    def clear(self, name: str) -> None:
+        """Forget one name entirely (it no longer needs watching)."""
+        self.snacks.pop(name, None)
+        self.restored_at.pop(name, None)
+        self._failing.discard(name)
 
     def forget(self, keep: set[str]) -> None:
         """Drop the state of snacks no longer in the spec."""

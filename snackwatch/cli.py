@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, config: Path) -> int:
     setup_logging(args.log_level, args.log_format, args.log_file)
     watcher = "polling" if args.polling else args.watcher
-    options = Options(args.dry_run, watcher, args.resync, args.metrics_file)
+    options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
     return Daemon(config, options).run()
 
 

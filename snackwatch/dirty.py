@@ -6,20 +6,41 @@ import contextlib
 import os
 import threading
 from dataclasses import dataclass
+from enum import Enum
 
 from loguru import logger
 
-from snackwatch.watcher import Mark
+BURST = 64  # more removals than this in one directory at once is a burst (rm -rf dir/*): scan it whole
+
+
+class Mark(Enum):
+    """What a filesystem event says the daemon should look at."""
+
+    SNACK = "snack"  # a name in a snack directory was deleted, moved away or replaced (implies NUDGE)
+    NUDGE = "nudge"  # something changed that may unblock failing repairs (permissions, freed space)
+    GONE = "gone"  # a watched snack directory was removed, moved or unmounted
+    SPEC = "spec"  # something changed in a spec directory
+    OVERFLOW = "overflow"  # the kernel dropped events: only a full resync is safe
+    SCAN = "scan"  # a burst of removals in one directory: one scan of it beats per-name repairs
 
 
 @dataclass
 class Batch:
     """Everything marked since the loop last looked."""
 
-    names: set[tuple[str, str]]  # (directory, name) removed or replaced
+    names: set[tuple[str, str]]  # (directory, name) removed or replaced, outside the directories to scan
     gone: set[str]  # directories removed, moved or replaced
     scan: set[str]  # directories hit by a burst: scan them whole
     marks: set[Mark]
+
+
+def split_bursts(names: set[tuple[str, str]], scan: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
+    """The burst rule, in one place: a directory with more than BURST removed names is scanned whole."""
+    counts: dict[str, int] = {}
+    for directory, _ in names:
+        counts[directory] = counts.get(directory, 0) + 1
+    scan = scan | {directory for directory, count in counts.items() if count > BURST}
+    return ({(d, n) for d, n in names if d not in scan} if scan else names), scan
 
 
 class DirtySet:
@@ -77,10 +98,11 @@ class DirtySet:
             while os.read(self.read_fd, 4096):
                 pass
         with self._lock:
-            taken = Batch(self._names, self._gone, self._scan, self._marks)
+            names, gone, scan, marks = self._names, self._gone, self._scan, self._marks
             self._names, self._gone, self._scan, self._marks = set(), set(), set(), set()
             self._woken = False
-        return taken
+        names, scan = split_bursts(names, scan)
+        return Batch(names, gone, scan, marks)
 
     def close(self) -> None:
         os.close(self.read_fd)

@@ -19,6 +19,22 @@ class Notifier:
         self.watchdog_interval = self._watchdog_interval(env)
         self._socket: socket.socket | None = None
         self._status = ""
+        self._next_watchdog: float | None = None
+
+    def start_watchdog(self, now: float) -> None:
+        """Begin WATCHDOG=1 pings (from the loop, at half of WATCHDOG_USEC) if the service manager wants them."""
+        if self.watchdog_interval is not None:
+            self._next_watchdog = now
+
+    def next_due(self) -> float | None:
+        """When the next watchdog ping is due (None: no watchdog)."""
+        return self._next_watchdog
+
+    def tick(self, now: float) -> None:
+        """Ping the watchdog if it is due: the loop is alive."""
+        if self._next_watchdog is not None and self.watchdog_interval and now >= self._next_watchdog:
+            self.watchdog()
+            self._next_watchdog = now + self.watchdog_interval
 
     @staticmethod
     def _watchdog_interval(env: dict[str, str] | os._Environ[str]) -> float | None:

@@ -20,7 +20,6 @@ import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Protocol
 
 from loguru import logger
@@ -29,7 +28,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from snackwatch.spec import RESERVED_PREFIX
+from snackwatch.dirty import BURST, Mark
 
 try:  # Linux only; absent elsewhere.
     from watchdog.observers import inotify_move_event_grouper
@@ -46,17 +45,6 @@ except (ImportError, OSError):  # pragma: no cover - exercised on macOS
     HAVE_INOTIFY = False
 
 
-class Mark(Enum):
-    """What a filesystem event says the daemon should look at."""
-
-    SNACK = "snack"  # a name in a snack directory was deleted, moved away or replaced (implies NUDGE)
-    NUDGE = "nudge"  # something changed that may unblock failing repairs (permissions, freed space)
-    GONE = "gone"  # a watched snack directory was removed, moved or unmounted
-    SPEC = "spec"  # something changed in a spec directory
-    OVERFLOW = "overflow"  # the kernel dropped events: only a full resync is safe
-    SCAN = "scan"  # a burst of removals in one directory: one scan of it beats per-name repairs
-
-
 Sink = Callable[[Mark, str, str], None]
 
 
@@ -68,10 +56,8 @@ class Marks(Protocol):
     def mark_snacks(self, names: set[tuple[str, str]], scan: set[str]) -> None: ...
 
 
-_RESERVED = RESERVED_PREFIX.encode()
 BACKENDS = ("auto", "inotify", "observer", "polling")
 POLL_INTERVAL = 1.0
-BURST = 64  # more removals than this in one directory at once is a burst (rm -rf dir/*): scan it
 
 # Overflow: the inotify source reads IN_Q_OVERFLOW (wd -1) itself. watchdog's Observer only logs it as a
 # warning and never tells handlers, so on that path its log record is the signal (_OverflowLogHandler).
@@ -107,14 +93,21 @@ class Armed:
 class Watcher:
     """Watches snack directories and spec directories with the chosen backend, falling back to polling."""
 
-    def __init__(self, marks: Marks, backend: str = "auto") -> None:
+    def __init__(self, marks: Marks, backend: str = "auto", *, ignore_prefix: str = "") -> None:
+        """`ignore_prefix`: names starting with it are our own temp files and never marked."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown watcher backend {backend!r}")
         if backend == "auto":
             backend = "inotify" if HAVE_INOTIFY else "observer"
         self.marks = marks
         self.backend = backend
+        self.ignore_prefix = ignore_prefix
         self._source: _Source | None = None
+
+    @property
+    def resync_interval(self) -> float | None:
+        """How often the daemon must run a full pass on this backend: polling snapshots can miss a change."""
+        return POLL_INTERVAL if self.backend == "polling" else None
 
     def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
         """Watch exactly these directories, re-creating any watch whose directory was replaced or died."""
@@ -140,7 +133,11 @@ class Watcher:
     def _ensure_source(self) -> _Source:
         if self._source is None:
             inotify = self.backend == "inotify"
-            self._source = _InotifySource(self.marks) if inotify else _ObserverSource(self.marks.mark, self.backend)
+            self._source = (
+                _InotifySource(self.marks, self.ignore_prefix)
+                if inotify
+                else _ObserverSource(self.marks.mark, self.backend, self.ignore_prefix)
+            )
         return self._source
 
     def fileno(self) -> int | None:
@@ -232,9 +229,6 @@ if HAVE_INOTIFY:
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
-    _SNACKS_ONLY = Roles(
-        snacks=True, specs=False
-    )  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
 
 
 def _libc_error(what: str) -> OSError:
@@ -251,9 +245,10 @@ class _InotifySource(_Source):
     builds no event objects, and sees IN_Q_OVERFLOW (wd -1) directly. The reads never block.
     """
 
-    def __init__(self, marks: Marks) -> None:
+    def __init__(self, marks: Marks, ignore_prefix: str) -> None:
         super().__init__()
         self.marks = marks
+        self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
         self.sink = marks.mark
         fd = inotify_init()
         if fd < 0:
@@ -309,7 +304,7 @@ class _InotifySource(_Source):
                     scan.add(directory)
                     continue
                 name = buffer[start:offset].rstrip(b"\0")
-                if not name.startswith(_RESERVED):
+                if self.ignore is None or not name.startswith(self.ignore):
                     removed.add((directory, os.fsdecode(name)))
         if removed or scan:
             self.marks.mark_snacks({(d, n) for d, n in removed if d not in scan} if scan else removed, scan)
@@ -338,7 +333,7 @@ class _InotifySource(_Source):
             if mask & C.IN_ATTRIB:
                 self.sink(Mark.NUDGE, directory, "")
             return
-        if name.startswith(_RESERVED):
+        if self.ignore is not None and name.startswith(self.ignore):
             return
         text = os.fsdecode(name)
         if roles.snacks and mask & _SNACK_GONE:
@@ -367,8 +362,9 @@ class _OverflowLogHandler(logging.Handler):
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: Sink, roles: dict[str, Roles], dead: set[str]) -> None:
+    def __init__(self, sink: Sink, roles: dict[str, Roles], dead: set[str], ignore_prefix: str) -> None:
         self.sink = sink
+        self.ignore = ignore_prefix
         self.roles = roles  # shared with the source, which updates it on arm()
         self.dead = dead
 
@@ -379,7 +375,7 @@ class _Handler(FileSystemEventHandler):
             paths.append(os.fsdecode(event.dest_path))
         for index, path in enumerate(paths):
             parent, name = os.path.split(path)
-            if name.startswith(RESERVED_PREFIX):
+            if self.ignore and name.startswith(self.ignore):
                 continue
             own = self.roles.get(path)
             if own is not None and own.snacks and kind in ("deleted", "moved") and index == 0:
@@ -397,7 +393,7 @@ class _Handler(FileSystemEventHandler):
 
 
 class _ObserverSource(_Source):
-    def __init__(self, sink: Sink, backend: str) -> None:
+    def __init__(self, sink: Sink, backend: str, ignore_prefix: str) -> None:
         super().__init__()
         self.observer: BaseObserver = PollingObserver(timeout=POLL_INTERVAL) if backend == "polling" else Observer()
         self.overflow = _OverflowLogHandler(sink)
@@ -407,7 +403,7 @@ class _ObserverSource(_Source):
             # costs 0.5 s per moved-away snack, so the grouper releases IN_MOVED_FROM at once.
             inotify_move_event_grouper.InotifyMoveEventGrouper.delay = 0.0
         self.roles: dict[str, Roles] = {}
-        self.handler = _Handler(sink, self.roles, self.dead)
+        self.handler = _Handler(sink, self.roles, self.dead, ignore_prefix)
         self.watches: dict[str, ObservedWatch] = {}
         self.observer.start()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from loguru import logger
 
 T = TypeVar("T")
 SnackEntry = str | dict[str, str]
@@ -136,3 +137,21 @@ def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callabl
 
 def needs_root_linux(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not (IS_LINUX and IS_ROOT), reason=f"needs root on Linux: {reason}")
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[dict[str, Any]]]:
+    """loguru records as dicts (level, message, extra fields), captured in-process: a list sink."""
+    lines: list[dict[str, Any]] = []
+
+    def sink(message: Any) -> None:
+        record = message.record
+        lines.append({"level": record["level"].name, "message": record["message"], **record["extra"]})
+
+    sink_id = logger.add(sink, level="DEBUG", format="{message}")
+    yield lines
+    logger.remove(sink_id)
+
+
+def events(lines: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [line for line in lines if line.get("event") == event]

@@ -164,7 +164,7 @@ def test_fight_is_noticed_once_and_backed_off(spec_path: Path, start_daemon: Cal
     since = len(running.logs())
     start_ticks = cpu_ticks(running.proc.pid)
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", FIGHTER, str(goldfish), "10"], check=True)
+    subprocess.run([sys.executable, "-c", FIGHTER, str(goldfish), "1.5"], check=True)  # the rules: test_ledger.py
     elapsed = time.monotonic() - started
     cpu_share = (cpu_ticks(running.proc.pid) - start_ticks) / CLOCK_TICKS / elapsed
     fight_lines = lines_about(running, "Goldfish", since)

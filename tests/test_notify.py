@@ -218,3 +218,17 @@ def test_under_journald_compares_device_and_inode(tmp_path: Path, monkeypatch: p
         assert not under_journald(other)
         monkeypatch.delenv("JOURNAL_STREAM")
         assert not under_journald(stream)
+
+
+def test_watchdog_pings_are_scheduled_at_half_the_interval_by_the_loop() -> None:
+    notifier = Notifier({"WATCHDOG_USEC": "2000000"})
+    sent: list[str] = []
+    notifier.send = lambda message: sent.append(message) or True  # type: ignore[method-assign]
+    assert notifier.next_due() is None  # not before the loop starts it
+    notifier.start_watchdog(10.0)
+    assert notifier.next_due() == 10.0
+    for now in (10.0, 10.5, 10.99, 11.0, 11.2, 12.0):
+        notifier.tick(now)
+    assert sent == ["WATCHDOG=1"] * 3  # at 10.0, 11.0 and 12.0
+    assert notifier.next_due() == 13.0
+    assert Notifier({}).next_due() is None  # no watchdog asked for: nothing ever due

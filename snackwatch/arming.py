@@ -1,0 +1,85 @@
+"""Every snack directory exists and is watched: create, watch, re-arm when replaced, back off when impossible."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from loguru import logger
+
+from snackwatch.backoff import BackoffPolicy, Change, Health
+from snackwatch.desired import Desired
+from snackwatch.ledger import error_text
+from snackwatch.reconcile import BlockedPath, open_directory
+from snackwatch.watcher import Armed
+
+
+class Watches(Protocol):
+    """What the armer needs of a watcher: watch exactly these directories."""
+
+    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed: ...
+
+
+class DirectoryArmer:
+    """Keeps every snack directory present and watched; directories that cannot be are retried with backoff."""
+
+    def __init__(
+        self,
+        watcher: Watches,
+        backoff: BackoffPolicy = BackoffPolicy(),
+        *,
+        dry_run: bool = False,
+        after_arm: Callable[[], None] | None = None,
+    ) -> None:
+        self.watcher = watcher
+        self.retry = Health(backoff)  # keyed by directory
+        self.dry_run = dry_run
+        self.after_arm = after_arm  # the watcher's fd may have changed (a fallback to polling)
+
+    def next_due(self) -> float | None:
+        return self.retry.next_due()
+
+    def arm(self, desired: Desired, spec_dirs: Iterable[str], now: float) -> set[str]:
+        """Make sure every snack directory exists and is watched; returns the directories re-watched (replaced)."""
+        failures: dict[str, str] = {}
+        for directory in desired.directories:
+            try:
+                if not self.dry_run:
+                    os.close(open_directory(directory, desired.roots[directory], create=True))
+            except BlockedPath as blocked:
+                failures[directory] = f"a {blocked.kind.value} is in the way"
+            except OSError as error:
+                failures[directory] = error_text(error)
+        armed = self.watcher.arm(desired.directories, spec_dirs)
+        if self.after_arm is not None:
+            self.after_arm()
+        for directory, problem in armed.failures.items():
+            failures.setdefault(directory, error_text(problem))
+        for directory, reason in failures.items():
+            _, change = self.retry.failed(directory, now, reason)
+            if change is Change.STARTED_FAILING:
+                logger.bind(event="pantry_unwatchable", directory=directory).error(
+                    "cannot create or watch {}: {}; retrying with backoff", directory, reason
+                )
+        for directory in [d for d in self.retry.snacks if d not in failures]:
+            if self.retry.present(directory, now) is Change.RECOVERED:
+                logger.bind(event="pantry_recovered", directory=directory).info("{} is watched again", directory)
+            self.retry.clear(directory)
+        return armed.readded
+
+    def check(self, desired: Desired, spec_dirs: Iterable[str], gone: set[str], now: float) -> str | None:
+        """Some directory vanished or was replaced, or a retry is due: re-arm; the full pass's trigger if needed."""
+        if not gone and not self.retry.pop_due(now):
+            return None
+        missing = {d for d in gone if d in desired.files and not os.path.isdir(d)}
+        retrying = bool(self.retry.snacks)
+        readded = self.arm(desired, spec_dirs, now)
+        lost = sorted(missing | (readded & gone))
+        for directory in lost:
+            logger.bind(event="pantry_gone", directory=directory).warning(
+                "{} was removed, moved or mounted over: recreating it if needed, re-arming watches", directory
+            )
+        if lost or readded or retrying:
+            return "directory recreated"
+        return None  # a late duplicate signal, or a mount change that did not touch our directories

@@ -1,0 +1,305 @@
+"""The one place that decides what each reconcile outcome means: health, history, conflicts, fights, log lines."""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from loguru import logger
+
+from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
+from snackwatch.desired import Desired, Entry
+from snackwatch.plan import name_list
+from snackwatch.reconcile import Outcome, Status
+
+CONFLICT_QUIET = 10.0  # a snack's place flipping between kinds: at most one conflict line per snack this often
+
+
+def error_text(error: OSError | None) -> str:
+    """An OSError as users read it: 'No space left on device (ENOSPC)'."""
+    if error is None:
+        return "unknown error"
+    code = errno.errorcode.get(error.errno or 0, "")
+    return f"{error.strerror or error} ({code})" if code else str(error)
+
+
+@dataclass(slots=True)
+class History:
+    """What happened to one snack since start: for status, why and metrics."""
+
+    repairs: int = 0
+    last_repair: float | None = None
+    trigger: str = ""
+
+
+@dataclass(slots=True)
+class ConflictLine:
+    """When a snack's conflict was last logged, and how many changes in its place went unlogged since."""
+
+    logged_at: float
+    unlogged: int = 0
+
+
+class Ledger:
+    """Folds outcomes into per-snack health, history and conflicts; answers status and when to look again.
+
+    Time comes in as `now` (monotonic) on every call and `wall` (a clock) for the timestamps users read,
+    so every rule here is tested in-process with an injected clock.
+    """
+
+    def __init__(
+        self,
+        desired: Desired,
+        backoff: BackoffPolicy = BackoffPolicy(),
+        fight: FightPolicy = FightPolicy(),
+        *,
+        wall: Callable[[], float] = time.time,
+        on_created: Callable[[Entry, os.stat_result], None] | None = None,
+        on_change: Callable[[float], None] | None = None,
+    ) -> None:
+        self.desired = desired
+        self.backoff = backoff
+        self.fight = fight
+        self.health = Health(backoff, fight)
+        self.wall = wall
+        self.on_created = on_created
+        self.on_change = on_change
+        self.repairs = 0
+        self.conflicts: dict[str, str] = {}  # path -> what stands there
+        self.conflict_lines: dict[str, ConflictLine] = {}  # path -> its last conflict line, kept past a repair
+        self.history: dict[str, History] = {}
+        self.last_reconcile = 0.0
+
+    # --- when to look again ---------------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        return self.health.next_due()
+
+    def nudge(self, now: float) -> None:
+        """Something relevant happened (a removal, a permission change, a remount): failing repairs retry soon."""
+        self.health.nudge(now)
+
+    def due(self, now: float) -> dict[str, list[Entry]]:
+        """Snacks whose wait (backoff or fight) is over, by directory."""
+        return self._by_directory(self.health.pop_due(now))
+
+    def skip_due(self, now: float) -> None:
+        """A full pass just looked at everything: drop what was due."""
+        self.health.pop_due(now)
+
+    def deleted(self, names: Iterable[tuple[str, str]], now: float) -> dict[str, list[Entry]]:
+        """The fight gate: entries to repair now, by directory; a snack in a fight or backoff waits its turn."""
+        todo: dict[str, list[Entry]] = defaultdict(list)
+        for directory, name in names:
+            entry = self.desired.entry(directory, name)
+            if entry is None:
+                continue
+            delay, change = self.health.deleted(entry.path, now)
+            if change is Change.FIGHT_STARTED:
+                logger.bind(event="fight", snack=self.desired.display(entry)).warning(
+                    "{} is removed again right after each restore ({} times in a row): something else keeps "
+                    "deleting it; backing off (retrying at most every {:g} s)",
+                    self.desired.display(entry),
+                    self.fight.threshold,
+                    self.fight.backoff.cap,
+                )
+            elif change is Change.FIGHT_OVER:
+                self._fight_over(entry)
+            if delay == 0:
+                todo[directory].append(entry)
+            else:
+                logger.bind(event="held", snack=entry.path).debug(
+                    "{} deleted while held back: repair in {:.3f} s", entry.path, delay
+                )
+        return todo
+
+    def _by_directory(self, paths: Iterable[str]) -> dict[str, list[Entry]]:
+        todo: dict[str, list[Entry]] = defaultdict(list)
+        for path in dict.fromkeys(paths):
+            directory, name = os.path.split(path)
+            entry = self.desired.entry(directory, name)
+            if entry is not None:
+                todo[directory].append(entry)
+        return todo
+
+    # --- outcomes in, state and log lines out -----------------------------------------------------
+
+    def fold(self, outcomes: list[Outcome], now: float, trigger: str, *, everything: bool = False) -> None:
+        """Take one reconcile's outcomes; `everything`: it was a full pass, so unlisted snacks are present."""
+        restored: list[str] = []
+        would: list[str] = []
+        recovered: list[str] = []
+        failing: dict[str, list[str]] = defaultdict(list)
+        seen = set()
+        wall = self.wall()
+        health = self.health
+        single = len(self.desired.specs) <= 1  # Desired.display(), inlined: this loop is the burst path
+        for outcome in outcomes:
+            entry = outcome.entry
+            path = entry.path
+            shown = entry.snack.name if single else path
+            if everything:
+                seen.add(path)
+            change: Change | None = None
+            status = outcome.status
+            if status is Status.CREATED:
+                if health.loggable_restore(path):
+                    restored.append(shown)
+                self._record_repair(outcome, wall, trigger)
+                if trigger != "start":  # nothing to remember about a first creation (100k snacks: 100k states)
+                    change = health.repaired(path, now)
+            elif status is Status.PRESENT:
+                self.conflicts.pop(path, None)
+                change = health.present(path, now)
+            elif status is Status.WOULD_CREATE:
+                would.append(shown)
+            elif status is Status.CONFLICT:
+                self._conflict(entry, outcome, now)
+            else:
+                error = error_text(outcome.error)
+                _, change = health.failed(path, now, error)
+                if change is Change.STARTED_FAILING:
+                    failing[error].append(shown)
+            if change is Change.RECOVERED:
+                recovered.append(shown)
+            elif change is Change.FIGHT_OVER:
+                self._fight_over(entry)
+        if everything:
+            self._all_others_present(seen, now, recovered)
+            self.last_reconcile = wall
+        if (outcomes or everything) and self.on_change is not None:
+            self.on_change(now)
+        if restored:
+            logger.bind(event="restored", snacks=restored, trigger=trigger).info("restored {}", name_list(restored))
+        if would:
+            logger.bind(event="would_restore", snacks=would).info("dry run: would restore {}", name_list(would))
+        for error, names in failing.items():
+            logger.bind(event="failing", snacks=names, error=error).error(
+                "cannot restore {}: {}; retrying with backoff (up to every {:g} s)",
+                name_list(names),
+                error,
+                self.backoff.cap,
+            )
+        if recovered:
+            logger.bind(event="recovered", snacks=recovered).info("recovered: {} restored again", name_list(recovered))
+
+    def _record_repair(self, outcome: Outcome, wall: float, trigger: str) -> None:
+        entry = outcome.entry
+        self.repairs += 1
+        self.conflicts.pop(entry.path, None)
+        if outcome.created is not None and self.on_created is not None:
+            self.on_created(entry, outcome.created)
+        if trigger == "start":
+            return  # the first convergence is counted, not told snack by snack (100k snacks, 100k stories)
+        history = self.history.get(entry.path)
+        if history is None:
+            history = self.history[entry.path] = History()
+        history.repairs += 1
+        history.last_repair = wall
+        history.trigger = trigger
+
+    def _conflict(self, entry: Entry, outcome: Outcome, now: float) -> None:
+        """Log a conflict once; a place that keeps changing kind is summed up at most every CONFLICT_QUIET s."""
+        kind = outcome.kind.value if outcome.kind else "something"
+        if self.conflicts.get(entry.path) == kind:
+            return
+        self.conflicts[entry.path] = kind
+        line = self.conflict_lines.get(entry.path)
+        if line is not None and now - line.logged_at < CONFLICT_QUIET:
+            line.unlogged += 1
+            return
+        self.conflict_lines[entry.path] = ConflictLine(now)
+        shown = self.desired.display(entry)
+        more = f" ({line.unlogged} more changes in its place not logged)" if line and line.unlogged else ""
+        logger.bind(event="conflict", snack=shown, path=entry.path).warning(
+            "conflict: a {} stands where snack {} should be; leaving it alone{}", kind, shown, more
+        )
+
+    def _fight_over(self, entry: Entry) -> None:
+        shown = self.desired.display(entry)
+        logger.bind(event="fight_over", snack=shown).info(
+            "{} stays in place again: the fight is over ({} restores not logged one by one)",
+            shown,
+            self.health.take_unlogged_restores(entry.path),
+        )
+
+    def _all_others_present(self, seen: set[str], now: float, recovered: list[str]) -> None:
+        """After a full pass, every snack without an outcome is present: clear its failure/conflict state."""
+        by_path = None
+        for path in list(self.health.snacks):
+            if path in seen:
+                continue
+            if self.health.present(path, now) is Change.RECOVERED:
+                by_path = by_path or self.desired.by_path()
+                entry = by_path.get(path)
+                recovered.append(self.desired.display(entry) if entry else path)
+        for path in [path for path in self.conflicts if path not in seen]:
+            del self.conflicts[path]
+
+    # --- the spec changed -------------------------------------------------------------------------
+
+    def spec_applied(self, desired: Desired, now: float) -> None:
+        """A new desired state is in force: forget everything about snacks that left it."""
+        self.desired = desired
+        keep = set(desired.by_path())
+        self.health.forget(keep)
+        for table in (self.conflicts, self.conflict_lines, self.history):
+            for path in [path for path in table if path not in keep]:
+                del table[path]
+        if self.on_change is not None:
+            self.on_change(now)
+
+    # --- what status shows --------------------------------------------------------------------------
+
+    def snacks_with_a_story(self, now: float) -> dict[str, dict[str, object]]:
+        """Per snack that was repaired, is failing or in conflict: what status, why and metrics show."""
+        paths = set(self.history) | set(self.conflicts) | set(self.health.failing())
+        snacks = {}
+        for path in sorted(paths):
+            entry = self.desired.entry(*os.path.split(path))  # O(1): no table of every snack
+            if entry is not None:
+                snacks[path] = self.snack_status(entry, now)
+        return snacks
+
+    def snack_status(self, entry: Entry, now: float) -> dict[str, object]:
+        path = entry.path
+        history = self.history.get(path) or History()
+        info: dict[str, object] = {
+            "name": entry.snack.name,
+            "spec": str(entry.spec.path),
+            "line": entry.snack.line,
+            "state": "ok",
+            "repairs": history.repairs,
+            "last_repair": history.last_repair,
+            "trigger": history.trigger,
+        }
+        view = self.health.describe(path, now)
+        if path in self.conflicts:
+            info.update(state="conflict", reason=f"a {self.conflicts[path]} is in its place")
+        elif view is not None and view.error:
+            info.update(state="failing", reason=view.error, next_retry=self.wall() + (view.retry_in or 0.0))
+        if view is not None and view.fighting:
+            info["fighting"] = True
+        return info
+
+    def counts(self) -> dict[str, int]:
+        failing = len(self.health.failing())
+        conflicts = len(self.conflicts)
+        return {
+            "snacks": self.desired.count,
+            "ok": self.desired.count - failing - conflicts,
+            "failing": failing,
+            "conflicts": conflicts,
+            "repairs": self.repairs,
+        }
+
+    def status_line(self) -> str:
+        counts = self.counts()
+        return (
+            f"{counts['ok']}/{counts['snacks']} snacks ok, {counts['repairs']} repairs, "
+            f"{counts['failing']} failing, {counts['conflicts']} conflicts"
+        )

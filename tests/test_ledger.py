@@ -1,0 +1,184 @@
+"""The ledger in-process: outcomes in, health, history, conflicts and log lines out, on an injected clock."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+from typing import Any
+
+from conftest import events
+
+from snackwatch.backoff import BackoffPolicy, FightPolicy
+from snackwatch.desired import Desired, Entry, merge
+from snackwatch.ledger import CONFLICT_QUIET, Ledger
+from snackwatch.plan import Kind
+from snackwatch.reconcile import Outcome, Status
+from snackwatch.spec import Snack, Spec
+
+FIGHT = FightPolicy(window=0.05, threshold=20, quiet_after=3, backoff=BackoffPolicy(initial=0.1, cap=5.0), quiet=1.0)
+
+
+def desired_of(*names: str, prune: bool = False) -> Desired:
+    snacks = tuple(Snack(name, line) for line, name in enumerate(names, start=3))
+    return merge([Spec(Path("/etc/snacks.yaml"), Path("/pantry"), snacks, prune)])
+
+
+def entry(desired: Desired, name: str) -> Entry:
+    return desired.by_path()[f"/pantry/{name}"]
+
+
+def ledger_of(desired: Desired, **kwargs: Any) -> Ledger:
+    return Ledger(desired, BackoffPolicy(), FIGHT, wall=lambda: 1_000_000.0, **kwargs)
+
+
+def fight(ledger: Ledger, goldfish: Entry, rounds: int) -> tuple[float, int]:
+    """Something deletes Goldfish 10 ms after every restore, `rounds` times; returns (now, restores right away).
+
+    A deletion the fight gate holds back is restored when the schedule says so, as the loop would.
+    """
+    now = 0.0
+    ledger.fold([Outcome(goldfish, Status.CREATED)], now, "deleted or moved away")
+    at_once = 0
+    for _ in range(rounds):
+        now += 0.01
+        if ledger.deleted([("/pantry", "Goldfish")], now):
+            at_once += 1
+            now += 0.001
+            ledger.fold([Outcome(goldfish, Status.CREATED)], now, "deleted or moved away")
+        else:
+            due = ledger.next_due()
+            assert due is not None and due > now
+            now = due
+            assert [e.name for e in ledger.due(now)["/pantry"]] == ["Goldfish"]
+            ledger.fold([Outcome(goldfish, Status.CREATED)], now, "retry")
+    return now, at_once
+
+
+def test_a_fight_is_warned_once_at_the_threshold_and_restores_go_quiet(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of("Goldfish")
+    ledger = ledger_of(desired)
+    now, at_once = fight(ledger, entry(desired, "Goldfish"), 60)
+    fights = events(log_lines, "fight")
+    assert len(fights) == 1 and fights[0]["snack"] == "Goldfish"
+    assert "20 times in a row" in fights[0]["message"]
+    assert at_once == 19  # from the 20th flap on, each restore waits for the backoff
+    assert len(events(log_lines, "restored")) == 3  # the first and two flaps; from the 3rd flap on, quiet
+    assert now > 60 * 0.1  # backed off: far slower than the fighter's pace
+    assert events(log_lines, "fight_over") == []
+
+
+def test_fight_over_carries_the_count_of_unlogged_restores(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of("Goldfish")
+    ledger = ledger_of(desired)
+    goldfish = entry(desired, "Goldfish")
+    now, _ = fight(ledger, goldfish, 25)
+    # The fighter stopped: the restored snack stays put for `quiet` seconds.
+    quiet_check = ledger.next_due()
+    assert quiet_check == now + FIGHT.quiet
+    ledger.due(quiet_check)
+    ledger.fold([Outcome(goldfish, Status.PRESENT)], quiet_check, "retry")
+    over = events(log_lines, "fight_over")
+    assert len(over) == 1
+    assert "23 restores not logged one by one" in over[0]["message"]  # flaps 3 to 25
+    assert ledger.next_due() is None
+
+
+def test_failures_are_grouped_by_error_and_recovery_is_told_once(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of("Goldfish", "FruitGummies", "StringCheese")
+    ledger = ledger_of(desired)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    denied = OSError(errno.EACCES, "Permission denied")
+    outcomes = [
+        Outcome(entry(desired, "Goldfish"), Status.FAILED, error=full),
+        Outcome(entry(desired, "FruitGummies"), Status.FAILED, error=full),
+        Outcome(entry(desired, "StringCheese"), Status.FAILED, error=denied),
+    ]
+    ledger.fold(outcomes, 0.0, "start", everything=True)
+    failing = events(log_lines, "failing")
+    assert [(line["error"], line["snacks"]) for line in failing] == [
+        ("No space left on device (ENOSPC)", ["Goldfish", "FruitGummies"]),
+        ("Permission denied (EACCES)", ["StringCheese"]),
+    ]
+    assert ledger.counts()["failing"] == 3 and ledger.status_line().startswith("0/3 snacks ok")
+    status = ledger.snacks_with_a_story(0.05)
+    assert status["/pantry/Goldfish"]["state"] == "failing"
+    assert status["/pantry/Goldfish"]["next_retry"] == 1_000_000.0 + 0.05
+    # A retry that fails again says nothing; then the space is freed.
+    todo = ledger.due(0.1)
+    assert sorted(e.name for e in todo["/pantry"]) == ["FruitGummies", "Goldfish", "StringCheese"]
+    ledger.fold(outcomes, 0.1, "retry")
+    assert len(events(log_lines, "failing")) == 2
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED)], 0.5, "retry")
+    ledger.fold([], 0.6, "periodic resync", everything=True)  # the others are found present
+    recovered = events(log_lines, "recovered")
+    assert [line["snacks"] for line in recovered] == [["Goldfish"], ["FruitGummies", "StringCheese"]]
+    assert ledger.counts() == {"snacks": 3, "ok": 3, "failing": 0, "conflicts": 0, "repairs": 1}
+    assert ledger.next_due() is None  # nothing scheduled: idle again
+
+
+def test_a_conflict_is_logged_once_cleared_when_the_file_is_back_and_flips_are_summed_up(
+    log_lines: list[dict[str, Any]],
+) -> None:
+    desired = desired_of("Goldfish")
+    ledger = ledger_of(desired)
+    goldfish = entry(desired, "Goldfish")
+    symlink = Outcome(goldfish, Status.CONFLICT, kind=Kind.SYMLINK)
+    ledger.fold([symlink], 0.0, "start", everything=True)
+    ledger.fold([symlink], 0.1, "deleted or moved away")
+    assert len(events(log_lines, "conflict")) == 1
+    assert ledger.snacks_with_a_story(0.1)["/pantry/Goldfish"]["reason"] == "a symlink is in its place"
+    ledger.fold([Outcome(goldfish, Status.PRESENT)], 0.2, "deleted or moved away")
+    assert ledger.counts()["conflicts"] == 0
+    # Someone flips the place between kinds, hundreds of times: one line now, a summary later.
+    kinds = [Kind.DIRECTORY, Kind.SYMLINK]
+    for flip in range(400):
+        ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=kinds[flip % 2])], 0.3 + flip * 0.01, "deleted")
+    assert len(events(log_lines, "conflict")) == 1
+    ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.DIRECTORY)], 0.3 + CONFLICT_QUIET, "deleted")
+    lines = events(log_lines, "conflict")
+    assert len(lines) == 2 and "(400 more changes in its place not logged)" in lines[1]["message"]
+    assert ledger.counts()["conflicts"] == 1
+
+
+def test_first_convergence_is_counted_without_per_snack_history(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of(*(f"snack{i}" for i in range(100)))
+    ledger = ledger_of(desired)
+    ledger.fold([Outcome(e, Status.CREATED) for e in desired.entries()], 0.0, "start", everything=True)
+    assert ledger.repairs == 100
+    assert ledger.history == {} and ledger.health.snacks == {} and ledger.health.restored_at == {}
+    assert ledger.snacks_with_a_story(0.0) == {}
+    assert events(log_lines, "restored")[0]["message"] == (
+        "restored snack0, snack1, snack2, snack3, snack4, snack5, snack6, snack7, snack8, snack9 (+90 more)"
+    )
+
+
+def test_created_files_reach_the_pruner_through_the_hook_and_the_state_writer_hears_of_changes() -> None:
+    desired = desired_of("Goldfish", prune=True)
+    created: list[tuple[str, int]] = []
+    changed: list[float] = []
+    ledger = ledger_of(
+        desired, on_created=lambda e, info: created.append((e.path, info.st_ino)), on_change=changed.append
+    )
+    info = Path("/").stat()
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED, created=info)], 2.0, "deleted")
+    assert created == [("/pantry/Goldfish", info.st_ino)]
+    assert changed == [2.0]
+
+
+def test_snacks_that_leave_the_spec_leave_no_state_behind() -> None:
+    desired = desired_of("Goldfish", "FruitGummies")
+    ledger = ledger_of(desired)
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED)], 1.0, "deleted")
+    ledger.fold([Outcome(entry(desired, "FruitGummies"), Status.CONFLICT, kind=Kind.DIRECTORY)], 1.0, "deleted")
+    assert set(ledger.history) == {"/pantry/Goldfish"} and set(ledger.conflicts) == {"/pantry/FruitGummies"}
+    ledger.spec_applied(desired_of("StringCheese"), 2.0)
+    assert ledger.history == {} and ledger.conflicts == {} and ledger.health.restored_at == {}
+    assert ledger.counts() == {"snacks": 1, "ok": 1, "failing": 0, "conflicts": 0, "repairs": 1}
+
+
+def test_dry_run_outcomes_are_told_not_counted(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of("Goldfish")
+    ledger = ledger_of(desired)
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.WOULD_CREATE)], 0.0, "start", everything=True)
+    assert events(log_lines, "would_restore")[0]["snacks"] == ["Goldfish"]
+    assert ledger.repairs == 0

@@ -142,7 +142,9 @@ def daemon_env(runtime_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_daemon(children: Children, spec: Path, backend: str, workdir: Path) -> Daemon:
+def start_daemon(
+    children: Children, spec: Path, backend: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Daemon:
     """Start `python -m snackwatch run` on `spec` with `--watcher backend`; does not wait for it."""
     workdir.mkdir(parents=True, exist_ok=True)
     runtime = workdir / "run"
@@ -151,7 +153,7 @@ def start_daemon(children: Children, spec: Path, backend: str, workdir: Path) ->
     argv = [sys.executable, "-m", "snackwatch", "run", "-c", str(spec), "--log-format", "json", "--watcher", backend]
     with open(log_path, "wb") as log:
         started = time.perf_counter()
-        proc = children.spawn(argv, cwd=workdir, env=daemon_env(runtime), stderr=log)
+        proc = children.spawn(argv, cwd=workdir, env=daemon_env(runtime) | (extra_env or {}), stderr=log)
     return Daemon(proc, LogFile(log_path), started)
 
 
@@ -223,6 +225,16 @@ def thread_states(pid: int) -> list[str]:
         if stat:
             states.append(stat[stat.rindex(")") + 2])
     return states
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime+stime of the whole process `pid` (all its threads), in clock ticks."""
+    stat = _read(Path(f"/proc/{pid}/stat"))
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:

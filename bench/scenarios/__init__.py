@@ -14,6 +14,7 @@ SCENARIOS = {
     "scale": "scenarios.scale",
     "edit": "scenarios.edit",
     "idle": "scenarios.idle",
+    "storm": "scenarios.storm",
 }
 
 

@@ -58,6 +58,7 @@ def merge(specs: Iterable[Spec]) -> Desired:
     roots: dict[str, str] = {}
     claimed: dict[str, Entry] = {}
     needed_dirs: dict[str, Entry | None] = {}  # directory -> a snack that needs it (None: a pantry)
+    children: dict[str, set[str]] = {}
     for spec in specs:
         pantry = str(spec.pantry)
         needed_dirs.setdefault(pantry, None)
@@ -75,7 +76,7 @@ def merge(specs: Iterable[Spec]) -> Desired:
                 directory = prefix + parent
                 entry = Entry(snack, spec, directory, name, os.path.join(directory, name))
                 files.setdefault(directory, {})[name] = entry
-                _need_parents(entry, pantry, needed_dirs, roots)
+                _need_parents(entry, pantry, needed_dirs, roots, children)
             other = claimed.setdefault(entry.path, entry)
             if other is not entry:
                 raise _clash(entry, other, "is also declared")
@@ -83,21 +84,24 @@ def merge(specs: Iterable[Spec]) -> Desired:
         if directory in claimed and needer is not None:
             raise _clash(needer, claimed[directory], "needs a directory where a file is declared")
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
-    children: dict[str, set[str]] = {}
     for directory in ordered:
         files.setdefault(directory, {})
-        if directory != roots[directory]:
-            parent, name = os.path.split(directory)
-            children.setdefault(parent, set()).add(name)
     return Desired(specs, files, ordered, roots, children)
 
 
-def _need_parents(entry: Entry, pantry: str, needed: dict[str, Entry | None], roots: dict[str, str]) -> None:
+def _need_parents(
+    entry: Entry, pantry: str, needed: dict[str, Entry | None], roots: dict[str, str], children: dict[str, set[str]]
+) -> None:
+    """Record the directories above a nested snack, stopping at the first one already known: each directory is
+    visited once, and its path string is stored once (the parent computed here becomes the next key)."""
     directory = entry.directory
     while directory != pantry and directory not in needed:
         needed[directory] = entry
         roots[directory] = pantry
-        directory = os.path.dirname(directory)
+        parent, _, name = directory.rpartition(os.sep)
+        parent = parent or os.sep  # a snack directly under a pantry of "/"
+        children.setdefault(parent, set()).add(name)
+        directory = parent
 
 
 def _clash(entry: Entry, other: Entry, what: str) -> SpecError:

@@ -15,13 +15,21 @@ from snackwatch.errors import SpecError
 
 MAX_SPEC_BYTES = 16 * 1024 * 1024
 RESERVED_PREFIX = ".snackwatch-"
+NAME_MAX = 255  # bytes in one path component (UTF-8)
+PATH_MAX = 4096  # bytes in a whole path with its terminating NUL, so at most 4095 of text
+MAX_DEPTH = 32  # components in a snack name
 TOP_KEYS = ("version", "pantry", "prune", "snacks")
 SNACK_KEYS = ("name", "content", "mode")
 
 # libyaml's composer is ~15x faster on big specs; the pure-Python one is the fallback.
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# A name that needs no further checks: one component, no dot start (so not ., .. or the reserved prefix).
-_PLAIN_NAME = re.compile(r"[^./\x00][^/\x00]*")
+# C0 controls, DEL and C1 controls: a name or pantry holding one could forge log lines or terminal output.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A name that needs no further checks: one component, no dot start (so not ., .. or the reserved prefix),
+# no control character, at most 63 characters (so at most 252 bytes: within NAME_MAX).
+_PLAIN_NAME = re.compile(r"[^./\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]{0,62}")
+# A pantry this short leaves room for any plain name within PATH_MAX.
+_ROOMY_PANTRY = PATH_MAX - 1 - 1 - 4 * 63
 
 
 class Snack(NamedTuple):
@@ -82,19 +90,48 @@ def parse_spec(data: bytes, path: Path) -> Spec:
     return _Validator(path).spec(root)
 
 
-def name_problem(name: str) -> str | None:
-    """Why `name` cannot be a snack (a relative path inside the pantry, e.g. drinks/Juice), or None if it can."""
+def name_problem(name: str, pantry_bytes: int = 0) -> str | None:
+    """Why `name` cannot be a snack (a relative path inside the pantry, e.g. drinks/Juice), or None if it can.
+
+    `pantry_bytes` is the length of the pantry path, for the PATH_MAX check of the whole path.
+    """
     if not name:
         return "snack name is empty"
-    if "\0" in name:
-        return "snack name contains a NUL byte"
+    problem = _text_problem(name, "snack name")
+    if problem is not None:
+        return problem
     if name.startswith("/"):
         return f"snack name {name!r} is an absolute path (names are relative to the pantry)"
-    for part in name.split("/"):
+    parts = name.split("/")
+    if len(parts) > MAX_DEPTH:
+        return f"snack name {name[:60]!r}... is {len(parts)} components deep (at most {MAX_DEPTH})"
+    for part in parts:
         if part in ("", ".", ".."):
             return f"snack name {name!r} has an empty, '.' or '..' component"
         if part.startswith(RESERVED_PREFIX):
             return f"snack name {name!r} uses the reserved prefix {RESERVED_PREFIX!r}"
+    return _length_problem(name, parts, pantry_bytes + 1, "snack name")
+
+
+def _text_problem(text: str, what: str) -> str | None:
+    """A NUL or control character (C0, DEL, C1) in a name or pantry, or None."""
+    if "\0" in text:
+        return f"{what} contains a NUL byte"
+    control = _CONTROL.search(text)
+    if control is not None:
+        return f"{what} {text[:60]!r} contains a control character (U+{ord(control.group()):04X})"
+    return None
+
+
+def _length_problem(text: str, parts: list[str], prefix_bytes: int, what: str) -> str | None:
+    """A component longer than NAME_MAX bytes, or a whole path (with `prefix_bytes` before it) past PATH_MAX."""
+    for part in parts:
+        size = len(part.encode("utf-8"))
+        if size > NAME_MAX:
+            return f"{what} has a component of {size} bytes: {part[:40]!r}... (at most {NAME_MAX} bytes)"
+    size = prefix_bytes + len(text.encode("utf-8"))
+    if size >= PATH_MAX:
+        return f"{what} {text[:40]!r}... makes a path of {size} bytes (at most {PATH_MAX - 1}, PATH_MAX with its NUL)"
     return None
 
 
@@ -113,6 +150,7 @@ class _Validator:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.seen: set[int] = set()
+        self.pantry_bytes = 0  # the pantry path's length, for the PATH_MAX check of each name
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         return SpecError(self.path, node.start_mark.line + 1, message)
@@ -163,10 +201,17 @@ class _Validator:
 
     def pantry(self, node: yaml.Node) -> Path:
         text = self.scalar(node, "pantry")
-        if not text.strip() or "\0" in text:
+        if not text.strip():
             raise self.fail(node, "pantry must be a directory path")
-        expanded = Path(os.path.expanduser(text))
-        return Path(os.path.abspath(self.path.parent / expanded))
+        problem = _text_problem(text, "pantry")
+        if problem is not None:
+            raise self.fail(node, problem)
+        pantry = Path(os.path.abspath(self.path.parent / os.path.expanduser(text)))
+        problem = _length_problem(str(pantry), str(pantry).split("/"), 0, "pantry")
+        if problem is not None:
+            raise self.fail(node, problem)
+        self.pantry_bytes = len(str(pantry).encode("utf-8"))
+        return pantry
 
     def snacks(self, node: yaml.Node) -> tuple[Snack, ...]:
         if not isinstance(self.visit(node), yaml.SequenceNode):
@@ -174,11 +219,12 @@ class _Validator:
         snacks: list[Snack] = []
         lines: dict[str, int] = {}
         seen = self.seen
+        plain = _PLAIN_NAME.fullmatch if self.pantry_bytes <= _ROOMY_PANTRY else lambda name: None
         for item in node.value:
             # Fast path for the common case, a bare plain name (100k of them parse in a fraction of a second);
             # anything unusual takes the full route below.
             name = item.value if item.__class__ is yaml.ScalarNode else None
-            if name and id(item) not in seen and _PLAIN_NAME.fullmatch(name):
+            if name and id(item) not in seen and plain(name):
                 seen.add(id(item))
                 snack = Snack(name, item.start_mark.line + 1)
             else:
@@ -187,9 +233,15 @@ class _Validator:
                 raise self.fail(item, f"duplicate snack {snack.name!r} (first declared on line {lines[snack.name]})")
             lines[snack.name] = snack.line
             snacks.append(snack)
-        for snack in (snack for snack in snacks if "/" in snack.name):  # "drinks" is a snack, or a directory
+        self.check_directories(snacks, lines)
+        return tuple(snacks)
+
+    def check_directories(self, snacks: list[Snack], lines: dict[str, int]) -> None:
+        """A name such as "drinks" is a snack or a directory, not both; each directory is looked at once."""
+        directories: set[str] = set()
+        for snack in (snack for snack in snacks if "/" in snack.name):
             parent = snack.name.rpartition("/")[0]
-            while parent:
+            while parent and parent not in directories:
                 if parent in lines:
                     raise SpecError(
                         self.path,
@@ -197,8 +249,8 @@ class _Validator:
                         f"snack {snack.name!r} needs {parent!r} to be a directory, "
                         f"but line {lines[parent]} declares it as a snack",
                     )
+                directories.add(parent)
                 parent = parent.rpartition("/")[0]
-        return tuple(snacks)
 
     def snack(self, node: yaml.Node) -> Snack:
         line = node.start_mark.line + 1
@@ -217,7 +269,7 @@ class _Validator:
 
     def name(self, node: yaml.Node) -> str:
         name = self.scalar(node, "a snack name")
-        problem = name_problem(name)
+        problem = name_problem(name, self.pantry_bytes)
         if problem is not None:
             raise self.fail(node, problem)
         return name

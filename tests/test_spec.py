@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from snackwatch.desired import merge
 from snackwatch.errors import SpecError
 from snackwatch.spec import MAX_SPEC_BYTES, Snack, load_spec, parse_mode, parse_spec
 
@@ -99,6 +100,19 @@ def test_explicit_empty_list_is_zero_snacks() -> None:
         ("pantry: /p\nsnacks: [a\n", 3, "invalid YAML"),
         ("pantry: /p\nsnacks:\n  - a\n - b\n", 4, "invalid YAML"),
         ("pantry: /p\nsnacks: []\n---\npantry: /q\n", 3, "invalid YAML"),
+        ('pantry: /p\nsnacks:\n  - a\n  - "x\\n<0>forged"\n', 4, "control character (U+000A)"),
+        ('pantry: /p\nsnacks:\n  - "\\e[31mred"\n', 3, "control character (U+001B)"),
+        ('pantry: /p\nsnacks:\n  - name: "tab\\there"\n', 3, "control character (U+0009)"),
+        ('pantry: /p\nsnacks:\n  - "del\\x7f"\n', 3, "control character (U+007F)"),
+        ('pantry: /p\nsnacks:\n  - "drinks/c1\\x9b31m"\n', 3, "control character (U+009B)"),
+        ('pantry: /p\nsnacks:\n  - "nel\\N"\n', 3, "control character (U+0085)"),
+        ('pantry: "/p\\x1b[2J"\nsnacks: []\n', 1, "pantry '/p\\x1b[2J' contains a control character"),
+        ("pantry: /p\nsnacks:\n  - a\n  - " + "x" * 256 + "\n", 4, "component of 256 bytes"),
+        ("pantry: /p\nsnacks:\n  - d/" + "\u00e9" * 128 + "\n", 3, "component of 256 bytes"),
+        ("pantry: /p\nsnacks:\n  - " + "/".join(["d"] * 33) + "\n", 3, "33 components deep (at most 32)"),
+        ("pantry: /p\nsnacks:\n  - " + "/".join(["d" * 200] * 21) + "\n", 3, "path of 4223 bytes"),
+        ("pantry: /" + "p" * 200 + "/x\nsnacks:\n  - " + "/".join(["d" * 250] * 16) + "\n", 3, "at most 4095"),
+        ("pantry: /" + "/".join(["p" * 250] * 17) + "\nsnacks: []\n", 1, "pantry '/ppp"),
     ],
 )
 def test_invalid_specs_name_the_line(text: str, line: int, fragment: str) -> None:
@@ -155,3 +169,25 @@ def test_load_spec_missing_file_is_a_spec_error_without_line(tmp_path: Path) -> 
         load_spec(tmp_path / "nope.yaml")
     assert caught.value.line is None
     assert str(caught.value) == f"{tmp_path / 'nope.yaml'}: cannot read spec: No such file or directory"
+
+
+def test_names_at_the_limits_are_accepted() -> None:
+    deepest = "/".join(["d"] * 31 + ["x" * 255])
+    longest = "/".join(["y" * 255] * 15 + ["z" * 252])  # with "/p/": 4095 bytes, PATH_MAX less its NUL
+    spec = parse_spec(f"pantry: /p\nsnacks: [{deepest}, {longest}, caf\u00e9]\n".encode(), SPEC)
+    assert [snack.name for snack in spec.snacks] == [deepest, longest, "caf\u00e9"]
+    assert len(f"/p/{longest}".encode()) == 4095
+
+
+def test_a_hundred_names_32_deep_merge_into_one_entry_per_directory() -> None:
+    names = ["/".join([f"top{i}"] + [f"level{j}" for j in range(31)]) for i in range(100)]
+    desired = merge([parse_spec(("pantry: /p\nsnacks:\n" + "".join(f"  - {n}\n" for n in names)).encode(), SPEC)])
+    assert len(desired.directories) == 1 + 100 * 31 and desired.count == 100
+    assert len(desired.children["/p"]) == 100
+    assert all(len(children) == 1 for parent, children in desired.children.items() if parent != "/p")
+    assert desired.directories[-1].count("/") == 32
+
+
+def test_a_snack_under_a_root_pantry_needs_no_empty_directory() -> None:
+    desired = merge([parse_spec(b"pantry: /\nsnacks: [srv/x]\n", SPEC)])
+    assert desired.directories == ("/", "/srv") and desired.children == {"/": {"srv"}}

@@ -1,25 +1,26 @@
 """argparse: parse the command line, call into the library, map the outcome to an exit code; nothing else."""
 
+# Each command imports only what it uses (inside its branch): `--version` needs argparse alone, `check` adds
+# yaml, `status` reads the daemon's status file, and only `run` imports the daemon (watchdog, loguru, asyncio).
+# build_parser() must stay importable with the standard library alone: the man page is built from it.
+
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from snackwatch import __version__, prune, status, units
-from snackwatch.daemon import Daemon, Options
-from snackwatch.desired import Desired
+from snackwatch import __version__
+from snackwatch.choices import BACKENDS
 from snackwatch.errors import SnackwatchError, SpecError
-from snackwatch.lock import running_pid
-from snackwatch.logsetup import setup_logging
-from snackwatch.plan import plan, render
-from snackwatch.reconcile import Status, observe_desired, reconcile_all
-from snackwatch.specset import SpecSet
-from snackwatch.watcher import BACKENDS
+
+if TYPE_CHECKING:
+    from snackwatch.desired import Desired
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+SHELLS = ("bash", "zsh")
 
 
 def default_config() -> Path:
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
             "-c",
             "--config",
             type=Path,
-            help="spec file (default: $SNACKWATCH_CONFIG, ~/.config/snackwatch/snacks.yaml)",
+            metavar="PATH",
+            help="spec file or directory (default: $SNACKWATCH_CONFIG, ~/.config/snackwatch/snacks.yaml)",
         )
         return sub
 
@@ -60,35 +62,49 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--polling", action="store_true", help="use the polling observer (same as --watcher polling)")
     run.add_argument("--watcher", choices=BACKENDS, default="auto", help="event source (default: inotify on Linux)")
     run.add_argument("--resync", type=_positive_seconds, metavar="SECONDS", help="also run a full pass this often")
-    run.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    run.add_argument("--log-format", default="text", choices=["text", "json"])
-    run.add_argument("--log-file", help="also log to this file (rotated at 10 MB, 5 kept)")
+    levels = ["DEBUG", "INFO", "WARNING", "ERROR"]
+    run.add_argument("--log-level", default="INFO", type=str.upper, choices=levels, help="least important to log")
+    run.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
+    run.add_argument("--log-file", metavar="PATH", help="also log to this file (rotated at 10 MB, 5 kept)")
+    run.add_argument("--metrics-file", type=Path, metavar="PATH", help="keep a Prometheus textfile up to date")
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
-    run.add_argument("--metrics-file", type=Path, help="keep a Prometheus textfile-collector file up to date")
     command("check", "validate the spec; exit 0 valid, 2 invalid")
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
     status = command("status", "what the running daemon is doing; exit 3 if none runs for this config")
     status.add_argument("--json", action="store_true", help="the status data as JSON")
     why = command("why", "which spec declares a snack, and what happened to it; exit 1 if none does")
-    why.add_argument("name", help="a snack name (as in the spec) or a file path")
+    why.add_argument("name", metavar="NAME", help="a snack name (as in the spec) or a file path")
     prune = command("prune", "list files that left a spec with prune: true; --yes deletes them once")
     prune.add_argument("--yes", action="store_true", help="confirm, past the circuit breaker, once")
     unit = commands.add_parser("unit", help="print the systemd unit (ExecStart= this install) to stdout")
     unit.add_argument("--user", action="store_true", help="the user unit (systemctl --user), not the system one")
+    completion = commands.add_parser("completion", help="print the shell completion script for bash or zsh")
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "unit":
-        print(units.for_this_interpreter(user=args.user), end="")
+        from snackwatch.units import for_this_interpreter
+
+        print(for_this_interpreter(user=args.user), end="")
+        return EXIT_OK
+    if args.command == "completion":
+        from snackwatch.completion import completion_script
+
+        print(completion_script(build_parser(), args.shell), end="")
         return EXIT_OK
     config: Path = args.config or default_config()
     try:
         if args.command == "run":
             return _run(args, config)
+        if args.command == "status":
+            return _status(config, as_json=args.json)
+        from snackwatch.specset import SpecSet
+
         desired = SpecSet.load(config).desired
         if args.command == "check":
             pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
@@ -96,12 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "diff":
             return _diff(desired)
-        if args.command == "status":
-            return _status(config, desired, as_json=args.json)
         if args.command == "why":
-            text, found = status.why(args.name, desired, status.read_status(config))
-            print(text)
-            return EXIT_OK if found else EXIT_FAILURE
+            return _why(config, desired, args.name)
         if args.command == "prune":
             return _prune(config, desired, confirmed=args.yes)
         return _once(desired, dry_run=args.dry_run)
@@ -116,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config: Path) -> int:
+    from snackwatch.daemon import Daemon, Options
+    from snackwatch.logsetup import setup_logging
+
     setup_logging(args.log_level, args.log_format, args.log_file)
     watcher = "polling" if args.polling else args.watcher
     options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
@@ -123,6 +138,9 @@ def _run(args: argparse.Namespace, config: Path) -> int:
 
 
 def _diff(desired: Desired) -> int:
+    from snackwatch.plan import plan, render
+    from snackwatch.reconcile import observe_desired
+
     observed = observe_desired(desired)
     actions = []
     for directory in desired.directories:
@@ -133,16 +151,32 @@ def _diff(desired: Desired) -> int:
     return EXIT_FAILURE if lines else EXIT_OK
 
 
-def _status(config: Path, desired: Desired, *, as_json: bool) -> int:
+def _status(config: Path, *, as_json: bool) -> int:
+    """From the daemon's status file alone: whatever state the spec on disk is in, status answers."""
+    import json
+
+    from snackwatch import status
+    from snackwatch.lock import running_pid
+
     data = status.read_status(config)
     if running_pid(config) is None or data is None:
         print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    print(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data, desired))
+    print(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))
     return EXIT_OK
 
 
+def _why(config: Path, desired: Desired, name: str) -> int:
+    from snackwatch import status
+
+    text, found = status.why(name, desired, status.read_status(config))
+    print(text)
+    return EXIT_OK if found else EXIT_FAILURE
+
+
 def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
+    from snackwatch import prune
+
     if confirmed:
         print(prune.confirm_prune(config, desired))
         return EXIT_OK
@@ -152,6 +186,8 @@ def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
 
 
 def _once(desired: Desired, *, dry_run: bool) -> int:
+    from snackwatch.reconcile import Status, reconcile_all
+
     unrepaired = 0
     for outcome in reconcile_all(desired, dry_run=dry_run):
         name = desired.display(outcome.entry)

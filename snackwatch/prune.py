@@ -7,8 +7,6 @@ import signal
 import time
 from pathlib import Path
 
-from loguru import logger
-
 from snackwatch.apply import remove_owned_file
 from snackwatch.desired import Desired
 from snackwatch.lock import SpecLock, running_pid
@@ -42,6 +40,8 @@ class Pruner:
 
     def prune(self, desired: Desired, *, confirmed: bool) -> None:
         """Delete what left its spec, unless that is more than the breaker allows and not confirmed."""
+        from loguru import logger  # noqa: PLC0415  (here: `snackwatch prune`, below, must not import loguru)
+
         if not any(spec.prune for spec in desired.specs):
             return
         owners, candidates = _candidates(self.owned, desired)
@@ -62,6 +62,8 @@ class Pruner:
         self.owned.save()
 
     def _remove(self, files: list[str]) -> None:
+        from loguru import logger  # noqa: PLC0415
+
         pruned: list[str] = []
         kept: list[str] = []
         for file in files:

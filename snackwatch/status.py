@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from snackwatch.desired import Desired, Entry
 from snackwatch.state import read_json, status_path
+
+if TYPE_CHECKING:  # `status` renders the status file alone and never imports the spec parser (yaml)
+    from snackwatch.desired import Desired, Entry
 
 ROWS_SHOWN_IN_FULL = 50  # bigger specs list only the snacks with something to say
 
@@ -28,8 +30,8 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
-def render_status(status: dict[str, Any], desired: Desired | None) -> str:
-    """A readable summary and one row per snack (all of them for small specs)."""
+def render_status(status: dict[str, Any]) -> str:
+    """A readable summary and one row per snack in the status file (for big specs, only those with a story)."""
     counts = status["counts"]
     spec = status["spec"]
     lines = [
@@ -41,10 +43,9 @@ def render_status(status: dict[str, Any], desired: Desired | None) -> str:
         "",
         f"{'SNACK':<28} {'STATE':<9} {'REPAIRS':>7}  {'LAST REPAIR':<19}  DETAIL",
     ]
-    rows = dict(status["snacks"])
-    if desired is not None and desired.count <= ROWS_SHOWN_IN_FULL:
-        for entry in desired.entries():
-            rows.setdefault(entry.path, {"name": desired.display(entry), "state": "ok", "repairs": 0})
+    rows: dict[str, dict[str, Any]] = status["snacks"]
+    if counts["snacks"] > ROWS_SHOWN_IN_FULL:
+        rows = {path: info for path, info in rows.items() if info["state"] != "ok" or info.get("repairs")}
     for path in sorted(rows, key=lambda p: str(rows[p]["name"])):
         info = rows[path]
         detail = info.get("reason") or info.get("trigger") or ""
@@ -54,8 +55,8 @@ def render_status(status: dict[str, Any], desired: Desired | None) -> str:
             f"{info['name']:<28} {info['state']:<9} {info.get('repairs', 0):>7}  "
             f"{_when(info.get('last_repair')):<19}  {detail}".rstrip()
         )
-    if desired is not None and desired.count > ROWS_SHOWN_IN_FULL:
-        lines.append(f"... and {desired.count - len(rows)} more snacks, all ok")
+    if len(rows) < counts["snacks"]:
+        lines.append(f"... and {counts['snacks'] - len(rows)} more snacks, all ok")
     return "\n".join(lines)
 
 

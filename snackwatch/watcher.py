@@ -28,6 +28,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
+from snackwatch.choices import BACKENDS
 from snackwatch.dirty import BURST, Mark
 
 try:  # Linux only; absent elsewhere.
@@ -56,7 +57,6 @@ class Marks(Protocol):
     def mark_snacks(self, names: set[tuple[str, str]], scan: set[str]) -> None: ...
 
 
-BACKENDS = ("auto", "inotify", "observer", "polling")
 POLL_INTERVAL = 1.0
 
 # Overflow: the inotify source reads IN_Q_OVERFLOW (wd -1) itself. watchdog's Observer only logs it as a

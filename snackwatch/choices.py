@@ -1,0 +1,3 @@
+"""Values the command line offers and the modules it configures accept, in a module that imports nothing."""
+
+BACKENDS = ("auto", "inotify", "observer", "polling")  # watcher.py: "auto" is inotify on Linux, else observer

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import stat
 from pathlib import Path
 
 from snackwatch.spec import RESERVED_PREFIX, Snack
-from snackwatch.state import OwnershipRecord
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -66,18 +64,6 @@ def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSEr
         else:
             append(True)
     return results
-
-
-def remove_owned_file(path: str, owned: OwnershipRecord) -> bool:
-    """Delete `path` only if it is still the regular file we created (same dev/ino): True if deleted."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    if not stat.S_ISREG(info.st_mode) or not owned.matches(path, info):
-        return False
-    os.unlink(path)
-    return True
 
 
 def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | bool:

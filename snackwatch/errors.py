@@ -31,3 +31,11 @@ class AlreadyRunning(SnackwatchError):
         self.pid = pid
         who = f"pid {pid}" if pid is not None else "pid unknown"
         super().__init__(f"already running ({who}) for spec {spec}")
+
+
+class UntrustedPath(SnackwatchError):
+    """A directory or file snackwatch keeps its own lock or state in is not safely its own."""
+
+    def __init__(self, path: Path | str, purpose: str, why: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{path}: not safe as snackwatch's {purpose}: {why}")

@@ -9,22 +9,16 @@ import os
 from pathlib import Path
 
 from snackwatch.errors import AlreadyRunning
+from snackwatch.trusted import choose_directory, open_trusted_directory, open_trusted_file
 
-
-def directory_from_env(systemd: str, xdg: str, for_root: str, for_user: str) -> Path:
-    """The directory systemd gives the unit ($systemd), else $xdg/snackwatch, else `for_root` when root
-    (the system unit's directory, so `sudo snackwatch ...` meets the service), else `for_user`."""
-    if os.environ.get(systemd):
-        return Path(os.environ[systemd].split(":")[0])
-    if os.environ.get(xdg):
-        return Path(os.environ[xdg]) / "snackwatch"
-    return Path(for_root if os.geteuid() == 0 else os.path.expanduser(for_user))
+RUNTIME_PURPOSE = "runtime directory (lock files)"
+PROC_LOCKS = Path("/proc/locks")
 
 
 def runtime_dir() -> Path:
-    """Where the lock lives: RuntimeDirectory=, $XDG_RUNTIME_DIR, /run/snackwatch (root), /tmp/snackwatch-UID."""
-    return directory_from_env(
-        "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR", "/run/snackwatch", f"/tmp/snackwatch-{os.getuid()}"
+    """Where locks live: RuntimeDirectory=; as root /run/snackwatch; else $XDG_RUNTIME_DIR, /tmp/snackwatch-UID."""
+    return choose_directory(
+        "RUNTIME_DIRECTORY", "XDG_RUNTIME_DIR", "/run/snackwatch", f"/tmp/snackwatch-{os.geteuid()}"
     )
 
 
@@ -39,36 +33,96 @@ def lock_path(spec: Path) -> Path:
     return runtime_dir() / f"{instance_name(spec)}.lock"
 
 
+def flock_holders(locks: str, device: int, inode: int) -> set[int]:
+    """The pids /proc/locks shows holding an exclusive flock on (device, inode); waiters ("->") hold nothing.
+
+    A line reads `N: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`, major and minor in hex.
+    """
+    wanted = (os.major(device), os.minor(device), inode)
+    holders = set()
+    for line in locks.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[1:4] != ["FLOCK", "ADVISORY", "WRITE"]:
+            continue
+        try:
+            major, minor, ino = fields[5].split(":")
+            where = (int(major, 16), int(minor, 16), int(ino))
+        except ValueError:
+            continue
+        if where == wanted and fields[4].isdigit():
+            holders.add(int(fields[4]))
+    return holders
+
+
+def proven_holder(fd: int) -> int | None:
+    """The pid written in the open lock file `fd`, if the kernel says that process holds the lock on it.
+
+    None when no process holds it; -1 when one does but it is not the pid written there. Without
+    /proc/locks (not Linux), a held lock vouches for the pid (the file is in a directory only we can write).
+    """
+    written = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    pid = int(written) if written.isdigit() else -1
+    info = os.fstat(fd)
+    try:
+        holders = flock_holders(PROC_LOCKS.read_text(), info.st_dev, info.st_ino)
+    except FileNotFoundError:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return pid
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    if not holders:
+        return None
+    return pid if pid in holders else -1
+
+
 def running_pid(spec: Path) -> int | None:
-    """The pid of the daemon holding this config's lock, or None if no daemon runs for it."""
+    """The pid of the daemon proven to hold this config's lock; None if none runs; -1 if the holder is unproven."""
+    path = lock_path(spec)
     try:
-        fd = os.open(lock_path(spec), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        directory = open_trusted_directory(path.parent, RUNTIME_PURPOSE, create=False)
+    except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(holder) if holder.isdigit() else -1
-    else:
+        fd = open_trusted_file(directory, path, os.O_RDONLY, "lock file")
+    except FileNotFoundError:
         return None
+    finally:
+        os.close(directory)
+    try:
+        return proven_holder(fd)
     finally:
         os.close(fd)
 
 
+def process_start(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/PID/stat field 22): with the pid, who it is."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    fields = text.rpartition(b")")[2].split()  # the name (field 2) may hold spaces and parentheses
+    return int(fields[19]) if len(fields) > 19 else None
+
+
 class SpecLock:
-    """Held for the daemon's lifetime; raises AlreadyRunning with the holder's pid."""
+    """Held for the daemon's lifetime; raises AlreadyRunning with the holder's pid, UntrustedPath for an unsafe
+    runtime directory or lock file."""
 
     def __init__(self, spec: Path) -> None:
         self.path = lock_path(spec)
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        directory = open_trusted_directory(self.path.parent, RUNTIME_PURPOSE, create=True)
+        try:
+            self.fd = open_trusted_file(directory, self.path, os.O_RDWR | os.O_CREAT, "lock file")
+        finally:
+            os.close(directory)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+            holder = proven_holder(self.fd)
             os.close(self.fd)
-            raise AlreadyRunning(spec, int(holder) if holder.isdigit() else None) from None
+            raise AlreadyRunning(spec, holder if holder is not None and holder > 0 else None) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 

@@ -2,110 +2,304 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import stat
 import time
 from pathlib import Path
+from typing import Any, Literal, NamedTuple
 
-from snackwatch.apply import remove_owned_file
+from loguru import logger
+
 from snackwatch.desired import Desired
-from snackwatch.lock import SpecLock, running_pid
+from snackwatch.errors import SnackwatchError
+from snackwatch.lock import SpecLock, process_start, running_pid
 from snackwatch.plan import breaker_allows, name_list, prune_candidates
-from snackwatch.state import OwnershipRecord, owned_path, prune_confirm_path, write_atomically
+from snackwatch.reconcile import BlockedPath, open_directory
+from snackwatch.spec import Spec
+from snackwatch.state import (
+    OwnershipRecord,
+    open_state_dir,
+    owned_path,
+    prune_confirm_path,
+    read_trusted,
+    reason,
+    write_atomically,
+)
+
+CONFIRM_TTL = 60.0  # seconds a `prune --yes` confirmation stays good for the daemon it names
+Removal = Literal["pruned", "kept", "gone"]
+
+
+class Pending(NamedTuple):
+    """Files a pruning spec's record lists inside its pantry that left the spec, and how many it manages there."""
+
+    spec: Spec
+    files: list[str]
+    managed: int
 
 
 class Pruner:
-    """The daemon's side: records what it creates for pruning specs, and prunes after each good reload."""
+    """The daemon's side: records what it creates for pruning specs, and prunes after each good reload.
+
+    Nothing here raises into the daemon: an unusable record or state directory is logged once and pruning
+    waits until the record is sound and written. An unsafe state directory refuses the start (UntrustedPath).
+    """
 
     def __init__(self, config: Path) -> None:
         self.config = config
-        self.owned = OwnershipRecord(owned_path(config))
+        self.started = process_start(os.getpid())
+        self.save_problem = ""
         self.warned: frozenset[str] = frozenset()
+        with contextlib.suppress(OSError):  # a full or read-only state filesystem: saving says so, once
+            os.close(open_state_dir())
+        self.owned = OwnershipRecord(owned_path(config))
+        if self.owned.problem:
+            doubted = self.owned.doubted
+            which = "every entry" if doubted is None else "the entries of " + ", ".join(sorted(doubted))
+            logger.bind(event="owned_unsound", file=str(self.owned.path)).warning(
+                "ownership record {} is unusable ({}): dropped {}, whose files will never be pruned; "
+                "the record is rewritten at the next state write",
+                self.owned.path,
+                self.owned.problem,
+                which,
+            )
 
     def record_created(self, path: str, info: os.stat_result, spec: Path) -> None:
         """A file the daemon just created for a pruning spec: remember its identity."""
         self.owned.record(path, info, spec)
 
     def save(self) -> None:
-        """Write the ownership record if it changed."""
-        self.owned.save()
+        """Write the ownership record if it changed; a failure is logged once per distinct problem."""
+        try:
+            self.owned.save()
+        except (OSError, SnackwatchError) as error:
+            problem = reason(error)
+            if problem != self.save_problem:
+                logger.bind(event="owned_unwritable", file=str(self.owned.path)).warning(
+                    "cannot write ownership record {}: {}; no pruning until it can be written",
+                    self.owned.path,
+                    problem,
+                )
+            self.save_problem = problem
+        else:
+            if self.save_problem:
+                logger.bind(event="owned_written").info("ownership record {} written again", self.owned.path)
+            self.save_problem = ""
 
     def take_confirmation(self) -> bool:
-        """`snackwatch prune --yes` leaves a one-shot confirmation for the running daemon."""
+        """A `snackwatch prune --yes` confirmation for this very daemon: consumed here, honoured once, if fresh.
+
+        One left for another daemon (a stopped or killed one, or an earlier process with this pid), or
+        expired, is deleted with a warning, and the breaker holds.
+        """
+        path = prune_confirm_path(self.config)
         try:
-            prune_confirm_path(self.config).unlink()
+            text = read_trusted(path)
         except FileNotFoundError:
             return False
-        return True
+        except (OSError, SnackwatchError) as error:
+            text = reason(error).encode()
+        try:
+            directory = open_state_dir()
+            try:
+                os.unlink(path.name, dir_fd=directory)
+            finally:
+                os.close(directory)
+        except (OSError, SnackwatchError) as error:
+            logger.bind(event="prune_confirmation_ignored").warning(
+                "ignored a prune confirmation that cannot be removed ({}): the circuit breaker holds", reason(error)
+            )
+            return False
+        problem = confirmation_problem(text, os.getpid(), self.started, time.time())
+        if problem:
+            logger.bind(event="prune_confirmation_ignored").warning(
+                "ignored a prune confirmation {}: the circuit breaker holds; if still intended, "
+                "run: snackwatch prune --yes -c {}",
+                problem,
+                self.config,
+            )
+        return not problem
 
     def prune(self, desired: Desired, *, confirmed: bool) -> None:
         """Delete what left its spec, unless that is more than the breaker allows and not confirmed."""
-        from loguru import logger  # noqa: PLC0415  (here: `snackwatch prune`, below, must not import loguru)
-
         if not any(spec.prune for spec in desired.specs):
             return
-        owners, candidates = _candidates(self.owned, desired)
-        for spec, files in candidates.items():
-            managed = sum(1 for owner in owners.values() if owner == spec)
+        self.save()  # what was created is on disk before anything is deleted
+        if self.save_problem:
+            return
+        pending, outside = find_pending(self.owned, desired)
+        self._ignore(outside)
+        for spec, files, managed in pending:
             if confirmed or breaker_allows(len(files), managed):
-                self._remove(files)
+                self._remove(files, str(spec.pantry))
             elif self.warned != frozenset(files):
                 self.warned = frozenset(files)
-                logger.bind(event="prune_blocked", count=len(files), spec=spec).warning(
+                logger.bind(event="prune_blocked", count=len(files), spec=str(spec.path)).warning(
                     "not pruning {} files that left {}: more than max(3, 25%) of the {} it created; "
                     "kept them all. If that is intended, run: snackwatch prune --yes -c {}",
                     len(files),
-                    spec,
+                    spec.path,
                     managed,
                     self.config,
                 )
-        self.owned.save()
+        self.save()
 
-    def _remove(self, files: list[str]) -> None:
-        from loguru import logger  # noqa: PLC0415
+    def _ignore(self, outside: list[str]) -> None:
+        if outside:
+            for file in outside:
+                self.owned.forget(file)
+            logger.bind(event="prune_outside", files=outside).warning(
+                "ignored the ownership record of {}: not inside the pantry of the spec that recorded it; "
+                "forgotten, never pruned",
+                name_list(outside),
+            )
 
-        pruned: list[str] = []
-        kept: list[str] = []
+    def _remove(self, files: list[str], pantry: str) -> None:
+        done: dict[Removal, list[str]] = {"pruned": [], "kept": [], "gone": []}
         for file in files:
-            (pruned if remove_owned_file(file, self.owned) else kept).append(file)
+            done[remove_owned(file, pantry, self.owned)].append(file)
             self.owned.forget(file)
-        if pruned:
-            logger.bind(event="pruned", files=pruned).info("pruned {} (left the spec)", name_list(pruned))
-        if kept:
-            logger.bind(event="prune_kept", files=kept).warning(
-                "not pruning {}: changed or replaced since snackwatch created it", name_list(kept)
+        if done["pruned"]:
+            logger.bind(event="pruned", files=done["pruned"]).info(
+                "pruned {} (left the spec)", name_list(done["pruned"])
+            )
+        if done["kept"]:
+            logger.bind(event="prune_kept", files=done["kept"]).warning(
+                "not pruning {}: changed or replaced since snackwatch created it", name_list(done["kept"])
             )
 
 
-def _candidates(owned: OwnershipRecord, desired: Desired) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Who declared each file we created, and the files that left a pruning spec, by spec."""
+def in_pantry(path: str, pantry: str) -> bool:
+    """Whether `path` names something strictly below `pantry`, with no empty, `.` or `..` component."""
+    prefix = pantry.rstrip("/") + "/"
+    return path.startswith(prefix) and all(part not in ("", ".", "..") for part in path[len(prefix) :].split("/"))
+
+
+def find_pending(owned: OwnershipRecord, desired: Desired) -> tuple[list[Pending], list[str]]:
+    """The files that left each pruning spec, inside its pantry; and the recorded ones outside it."""
     owners = {path: str(info["spec"]) for path, info in owned.files.items()}
-    prunable = {str(spec.path) for spec in desired.specs if spec.prune}
-    return owners, prune_candidates(owners, set(desired.by_path()), prunable)
+    specs = {str(spec.path): spec for spec in desired.specs if spec.prune}
+    managed: dict[str, int] = {}
+    for path, owner in owners.items():
+        if owner in specs and in_pantry(path, str(specs[owner].pantry)):
+            managed[owner] = managed.get(owner, 0) + 1
+    pending: list[Pending] = []
+    outside: list[str] = []
+    for owner, files in prune_candidates(owners, set(desired.by_path()), set(specs)).items():
+        pantry = str(specs[owner].pantry)
+        inside = [file for file in files if in_pantry(file, pantry)]
+        outside += [file for file in files if not in_pantry(file, pantry)]
+        if inside:
+            pending.append(Pending(specs[owner], inside, managed.get(owner, 0)))
+    return pending, outside
+
+
+def remove_owned(path: str, pantry: str, owned: OwnershipRecord) -> Removal:
+    """Delete `path` only if it is still the regular file we created (dev, ino, size, mtime as recorded).
+
+    Its directory is reached from the pantry by the same no-follow walk creation uses, and the name is
+    checked and unlinked relative to that directory's fd: a directory swapped for a symlink on the way
+    (even between the check and the unlink) can never redirect the deletion.
+    """
+    directory, name = os.path.split(path)
+    try:
+        fd = open_directory(directory, pantry, create=False)
+    except FileNotFoundError:
+        return "gone"
+    except (OSError, BlockedPath):
+        return "kept"
+    try:
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode) or not owned.matches(path, info):
+            return "kept"
+        os.unlink(name, dir_fd=fd)
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return "kept"
+    finally:
+        os.close(fd)
+    return "pruned"
+
+
+def confirmation_text(pid: int, started: int | None, now: float) -> str:
+    """A confirmation for the daemon `pid` that started at `started`, good for CONFIRM_TTL seconds."""
+    return json.dumps({"pid": pid, "started": started, "expires": now + CONFIRM_TTL}) + "\n"
+
+
+def confirmation_problem(text: bytes, pid: int, started: int | None, now: float) -> str:
+    """Why a confirmation must not be honoured by the daemon (`pid`, `started`) at `now`; "" if it may."""
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("expires"), float):
+        return f"that is unreadable ({text[:60]!r})"
+    if (data.get("pid"), data.get("started")) != (pid, started):
+        return f"left for another daemon (pid {data.get('pid')}), not this one (pid {pid})"
+    if not now <= data["expires"] <= now + CONFIRM_TTL:
+        return f"that expired {now - data['expires']:.0f} s ago"
+    return ""
 
 
 def prune_pending(config: Path, desired: Desired) -> dict[str, list[str]]:
     """Files snackwatch created that left a spec with prune: true (what `prune --yes` would delete)."""
-    return _candidates(OwnershipRecord(owned_path(config)), desired)[1]
+    owned = _sound_record(config)
+    return {str(spec.path): files for spec, files, _ in find_pending(owned, desired)[0]}
 
 
 def confirm_prune(config: Path, desired: Desired) -> str:
-    """Past the circuit breaker once: ask the running daemon, or prune here if none runs."""
+    """Past the circuit breaker once: ask the daemon proven to hold this config's lock, or prune here if none runs."""
     pid = running_pid(config)
-    if pid is not None and pid > 0:
-        write_atomically(prune_confirm_path(config), f"{time.time()}\n")
-        os.kill(pid, signal.SIGHUP)
-        return f"asked the running daemon (pid {pid}) to prune; see its log"
+    if pid == -1:
+        raise SnackwatchError(f"the lock for {config} is held, but not by the pid written in it: not signalling anyone")
+    if pid is not None:
+        return _ask_daemon(config, pid)
     lock = SpecLock(config)  # no daemon may start while we delete
     try:
-        owned = OwnershipRecord(owned_path(config))
-        pruned = []
-        for files in _candidates(owned, desired)[1].values():
+        owned = _sound_record(config)
+        pending, outside = find_pending(owned, desired)
+        lines = [f"ignored {file}: not inside its spec's pantry" for file in outside]
+        for file in outside:
+            owned.forget(file)
+        for spec, files, _ in pending:
             for file in files:
-                if remove_owned_file(file, owned):
-                    pruned.append(file)
+                if remove_owned(file, str(spec.pantry), owned) == "pruned":
+                    lines.append(f"pruned {file}")
                 owned.forget(file)
         owned.save()
     finally:
         lock.release()
-    return "\n".join(f"pruned {file}" for file in pruned) or "nothing to prune"
+    return "\n".join(lines) or "nothing to prune"
+
+
+def _ask_daemon(config: Path, pid: int) -> str:
+    """Leave a confirmation bound to the daemon `pid` (and its start time), then SIGHUP it through a pidfd:
+    the signal reaches that process or none, never one that reused its pid."""
+    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    try:
+        started = process_start(pid)
+        if running_pid(config) != pid:
+            raise SnackwatchError(f"the daemon for {config} (pid {pid}) stopped: nothing confirmed")
+        write_atomically(prune_confirm_path(config), confirmation_text(pid, started, time.time()), trusted=True)
+        if pidfd is None:
+            os.kill(pid, signal.SIGHUP)
+        else:
+            signal.pidfd_send_signal(pidfd, signal.SIGHUP)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+    return f"asked the running daemon (pid {pid}) to prune; see its log"
+
+
+def _sound_record(config: Path) -> OwnershipRecord:
+    owned = OwnershipRecord(owned_path(config))
+    if owned.problem:
+        raise SnackwatchError(
+            f"ownership record {owned.path} is unusable ({owned.problem}): nothing pruned from it; "
+            "a running daemon rewrites it (or remove it to start a new one)"
+        )
+    return owned

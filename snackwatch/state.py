@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
-from snackwatch.lock import directory_from_env, instance_name
+from snackwatch.errors import SnackwatchError
+from snackwatch.lock import instance_name
+from snackwatch.trusted import choose_directory, open_trusted_directory, open_trusted_file
 
 STATUS_VERSION = 1
+STATE_PURPOSE = "state directory (status and ownership record)"
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def state_dir() -> Path:
-    """Where status and ownership live: StateDirectory=, $XDG_STATE_HOME, /var/lib/snackwatch (root), ~/.local/state."""
-    return directory_from_env("STATE_DIRECTORY", "XDG_STATE_HOME", "/var/lib/snackwatch", "~/.local/state/snackwatch")
+    """Where status and ownership live: StateDirectory=; as root /var/lib/snackwatch; else $XDG_STATE_HOME."""
+    return choose_directory("STATE_DIRECTORY", "XDG_STATE_HOME", "/var/lib/snackwatch", "~/.local/state/snackwatch")
+
+
+def open_state_dir() -> int:
+    """An fd for the state directory, made 0700 if missing; UntrustedPath if it is not safely ours."""
+    return open_trusted_directory(state_dir(), STATE_PURPOSE, create=True)
 
 
 def status_path(config: Path) -> Path:
@@ -31,25 +41,48 @@ def prune_confirm_path(config: Path) -> Path:
     return state_dir() / f"{instance_name(config)}.prune-confirm"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write a temp file beside `path`, then rename it over: readers see the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def write_atomically(path: Path, text: str, *, trusted: bool = False) -> None:
+    """Write a new temp file (O_EXCL, 0600) beside `path`, then rename it over: readers see the old or the new
+    file, whole. With `trusted`, `path` is in the state directory, which must be safely ours (UntrustedPath)."""
+    if trusted:
+        directory = open_trusted_directory(path.parent, STATE_PURPOSE, create=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    temp = f".{path.name}.{secrets.token_hex(6)}"
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+        fd = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            os.replace(temp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=directory)
+            raise
+    finally:
+        os.close(directory)
+
+
+def read_trusted(path: Path) -> bytes:
+    """The bytes of a file in the state directory, read without following symlinks or blocking on a FIFO.
+
+    FileNotFoundError if it (or the directory) is missing; UntrustedPath if either is not safely ours.
+    """
+    directory = open_trusted_directory(path.parent, STATE_PURPOSE, create=False)
+    try:
+        fd = open_trusted_file(directory, path, os.O_RDONLY, "state file")
+    finally:
+        os.close(directory)
+    with os.fdopen(fd, "rb") as stream:
+        return stream.read()
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in `path`, or None if it is missing or unreadable."""
+    """The JSON in the state file `path`, or None if it is missing, unreadable or not safely ours."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(read_trusted(path))
+    except (OSError, ValueError, SnackwatchError):
         return None
 
 
@@ -57,14 +90,45 @@ class OwnershipRecord:
     """Files snackwatch created, by path: identity (dev, ino), size and mtime as created, and the declaring spec.
 
     Pruning deletes only a file still matching its record: never one snackwatch did not create, nor one
-    written to since.
+    written to since. A record that cannot be read or fully validated is never pruned from: the entries of
+    the specs it puts in doubt (all of them, if it cannot say which) are dropped, `problem` says why, and
+    the next save() rewrites it from what is left and what the daemon creates from now on.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        data = read_json(path)
-        self.files: dict[str, dict[str, Any]] = data.get("files", {}) if isinstance(data, dict) else {}
+        self.files: dict[str, dict[str, Any]] = {}
+        self.problem = ""  # why the record on disk was not sound; "" if it was (or was missing)
+        self.doubted: set[str] | None = set()  # specs whose entries were dropped; None: every spec's
         self.dirty = False
+        try:
+            data = json.loads(read_trusted(path))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, SnackwatchError) as error:
+            self._doubt(None, reason(error))
+            return
+        self._load(data)
+
+    def _load(self, data: Any) -> None:
+        files = data.get("files") if isinstance(data, dict) and data.get("version", 1) == 1 else None
+        if not isinstance(files, dict):
+            self._doubt(None, 'it is not {"version": 1, "files": {path: entry}}')
+            return
+        for file, entry in files.items():
+            if not _valid_entry(file, entry):
+                spec = entry.get("spec") if isinstance(entry, dict) else None
+                self._doubt(spec if isinstance(spec, str) else None, f"malformed entry {str(file)[:100]!r}")
+        if self.doubted is not None:
+            self.files = {file: entry for file, entry in files.items() if entry["spec"] not in self.doubted}
+
+    def _doubt(self, spec: str | None, problem: str) -> None:
+        self.problem = self.problem or problem
+        self.dirty = True
+        if spec is None:
+            self.doubted = None
+        elif self.doubted is not None:
+            self.doubted.add(spec)
 
     def record(self, file: str, info: os.stat_result, spec: Path) -> None:
         self.files[file] = {
@@ -86,9 +150,31 @@ class OwnershipRecord:
         return recorded == (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
     def save(self) -> None:
+        """Write the record if it changed: OSError or UntrustedPath if it cannot be."""
         if self.dirty:
-            write_atomically(self.path, json.dumps({"version": 1, "files": self.files}, sort_keys=True))
+            write_atomically(self.path, json.dumps({"version": 1, "files": self.files}, sort_keys=True), trusted=True)
             self.dirty = False
+
+
+def _valid_entry(file: Any, entry: Any) -> bool:
+    """An entry as record() writes it, for a normalized absolute path."""
+    if not (isinstance(file, str) and file.startswith("/") and os.path.normpath(file) == file and "\0" not in file):
+        return False
+    if not isinstance(entry, dict) or set(entry) != {"dev", "ino", "size", "mtime_ns", "spec"}:
+        return False
+    numbers = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"])
+    whole = all(type(number) is int and number >= 0 for number in numbers)
+    return whole and isinstance(entry["spec"], str) and bool(entry["spec"])
+
+
+def reason(error: Exception) -> str:
+    """Why a state file could not be read, in a few words."""
+    if isinstance(error, OSError):
+        code = errno.errorcode.get(error.errno or 0, "")
+        return f"{error.strerror or error} ({code})" if code else str(error)
+    if isinstance(error, ValueError):
+        return "it is not valid JSON"
+    return str(error)
 
 
 def metrics_text(status: dict[str, Any]) -> str:

@@ -94,12 +94,14 @@ def spec_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def daemon_env(tmp_path: Path) -> dict[str, str]:
+    """The daemon's own runtime and state directories (0700, ours) the way systemd hands them over: root
+    ignores XDG variables. Nothing inherited from a service manager around the test run."""
     env = dict(os.environ)
-    env["XDG_RUNTIME_DIR"] = str(tmp_path / "run")
-    env["XDG_STATE_HOME"] = str(tmp_path / "state")
-    (tmp_path / "run").mkdir(mode=0o700, exist_ok=True)
+    for name, folder in (("RUNTIME_DIRECTORY", "run"), ("STATE_DIRECTORY", "state")):
+        (tmp_path / folder).mkdir(mode=0o700, exist_ok=True)
+        env[name] = str(tmp_path / folder)
     inherited = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG")
-    for name in (*inherited, "RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
+    for name in (*inherited, "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
         env.pop(name, None)
     return env
 

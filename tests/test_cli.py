@@ -96,16 +96,16 @@ def test_run_with_invalid_spec_exits_2_without_traceback(spec_path: Path) -> Non
     assert result.stderr == f"snackwatch: {spec_path}:2: duplicate snack 'a' (first declared on line 2)\n"
 
 
-def test_runtime_and_state_directories_follow_systemd_then_xdg_then_root_defaults(
+def test_runtime_and_state_directories_follow_systemd_then_root_defaults_then_xdg(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY", "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert (runtime_dir(), state_dir()) == (Path("/run/snackwatch"), Path("/var/lib/snackwatch"))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/0")
-    monkeypatch.setenv("XDG_STATE_HOME", "/root/.local/state")
-    assert (runtime_dir(), state_dir()) == (Path("/run/user/0/snackwatch"), Path("/root/.local/state/snackwatch"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")  # another user's, inherited by root (sudo -E): ignored
+    monkeypatch.setenv("XDG_STATE_HOME", "/home/ada/.local/state")
+    assert (runtime_dir(), state_dir()) == (Path("/run/snackwatch"), Path("/var/lib/snackwatch"))
     monkeypatch.setenv("RUNTIME_DIRECTORY", "/run/snackwatch")
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/snackwatch:/var/lib/other")
     assert (runtime_dir(), state_dir()) == (Path("/run/snackwatch"), Path("/var/lib/snackwatch"))

@@ -33,12 +33,11 @@ class Config:
     idle: float = 10.0
     storm_snacks: int = 1_000  # issue 10 item 8
     churn: float = 10.0  # seconds of unrelated create/delete churn
-    attrib: float = 5.0  # seconds of touch/chmod churn
-    enospc: float = 5.0  # seconds of churn beside snacks failing on ENOSPC
+    attrib: float = 3.0  # seconds of touch/chmod churn
+    enospc: float = 3.0  # seconds of churn beside snacks failing on ENOSPC
     flip: float = 3.0  # seconds of a snack's place flipped between symlink, directory and missing
     storm_interval: float = 0.05  # one real snack deletion every 50 ms during the churn
-    mount_dirs: tuple[int, ...] = (5_000, 100_000)  # issue 13 item 5
-    mount_samples: int = 5
+    mount_dirs: tuple[tuple[int, int], ...] = ((5_000, 5), (100_000, 2))  # issue 13 item 5: (directories, samples)
     cli_runs: int = 20  # issue 15 item 1: median of 20 runs each
     ready_runs: int = 10
 
@@ -56,8 +55,7 @@ class Config:
             churn=3.0,
             attrib=2.0,
             enospc=2.0,
-            mount_dirs=(5_000,),
-            mount_samples=3,
+            mount_dirs=((5_000, 3),),
             cli_runs=10,
             ready_runs=5,
         )

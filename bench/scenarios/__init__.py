@@ -15,6 +15,7 @@ SCENARIOS = {
     "edit": "scenarios.edit",
     "idle": "scenarios.idle",
     "storm": "scenarios.storm",
+    "mount": "scenarios.mount",
 }
 
 

@@ -68,15 +68,15 @@ def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSEr
 
 def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | bool:
     temp = f"{RESERVED_PREFIX}{os.getpid()}-{secrets.token_hex(6)}.tmp"
-    fd = os.open(temp, _CREATE_FLAGS, 0o666, dir_fd=directory_fd)
+    # 0600 until every byte is written: another user racing the temp file never reads a secret snack's content.
+    fd = os.open(temp, _CREATE_FLAGS, 0o600, dir_fd=directory_fd)
     try:
         try:
             if snack.content:
                 view = memoryview(snack.content.encode("utf-8"))
                 while view:
                     view = view[os.write(fd, view) :]
-            if snack.mode is not None:
-                os.fchmod(fd, snack.mode)
+            os.fchmod(fd, snack.mode if snack.mode is not None else 0o666 & ~_umask())
             os.fsync(fd)
             identity = os.fstat(fd)
         finally:
@@ -88,3 +88,11 @@ def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | boo
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=directory_fd)
     return identity
+
+
+def _umask() -> int:
+    """The process umask (the mode a plain create would get). Reading it means setting it: set to 0o077 for the
+    instant in between, so a file another thread creates meanwhile can only come out more private."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask

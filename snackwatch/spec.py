@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +23,13 @@ MAX_DEPTH = 32  # components in a snack name
 TOP_KEYS = ("version", "pantry", "prune", "snacks")
 SNACK_KEYS = ("name", "content", "mode")
 
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 # libyaml's composer is ~15x faster on big specs; the pure-Python one is the fallback.
 _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # C0 controls, DEL and C1 controls: a name or pantry holding one could forge log lines or terminal output.
@@ -56,13 +65,28 @@ def load_spec(path: Path) -> Spec:
     return parse_spec(read_spec_bytes(path), path)
 
 
-def read_spec_bytes(path: Path) -> bytes:
-    """Read at most MAX_SPEC_BYTES (+1 to detect excess) so a runaway file cannot exhaust memory."""
+def read_spec_bytes(path: Path, *, follow: bool = True) -> bytes:
+    """Read at most MAX_SPEC_BYTES (+1 to detect excess) so a runaway file cannot exhaust memory.
+
+    Opened non-blocking and refused unless a regular file, so a FIFO or device never hangs us. `follow=False`
+    (a file found in a conf.d directory) refuses a symlink: only the path the user named may be one.
+    """
     try:
-        with open(path, "rb") as stream:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+    except OSError as error:
+        if error.errno == errno.ELOOP and not follow:
+            raise SpecError(path, None, "is a symlink, not followed inside a conf.d directory") from None
+        raise SpecError(path, None, f"cannot read spec: {error.strerror or error}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise SpecError(path, None, f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')})")
+        with open(fd, "rb", closefd=False) as stream:
             data = stream.read(MAX_SPEC_BYTES + 1)
     except OSError as error:
         raise SpecError(path, None, f"cannot read spec: {error.strerror or error}") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(path, 1, f"spec is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB")
     return data

@@ -48,7 +48,7 @@ class SpecSet:
         if not files:
             raise SpecError(config, None, "no *.yaml spec files in this directory")
         for path in files:
-            raw[path] = read_spec_bytes(path)
+            raw[path] = read_spec_bytes(path, follow=path == config)
             specs[path] = parse_spec(raw[path], path)
         return cls(config, specs, raw, merge(specs.values()))
 
@@ -76,7 +76,7 @@ class SpecSet:
                 changed = True
         for path in files:
             try:
-                data = read_spec_bytes(path)
+                data = read_spec_bytes(path, follow=path == self.config)
                 if data == self.raw.get(path):
                     if path in broken:
                         result.revived.append(path)

@@ -56,8 +56,9 @@ class Config:
             attrib=2.0,
             enospc=2.0,
             mount_dirs=((5_000, 3),),
-            cli_runs=10,
-            ready_runs=5,
+            flip=2.0,
+            cli_runs=5,
+            ready_runs=3,
         )
 
 

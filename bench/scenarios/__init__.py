@@ -16,6 +16,7 @@ SCENARIOS = {
     "idle": "scenarios.idle",
     "storm": "scenarios.storm",
     "mount": "scenarios.mount",
+    "startup": "scenarios.startup",
 }
 
 

@@ -11,10 +11,9 @@ import time
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from loguru import logger
-
 from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError
+from snackwatch.lazylog import logger  # loguru itself only once the daemon logs
 from snackwatch.lock import SpecLock, process_start, running_pid
 from snackwatch.plan import breaker_allows, name_list, prune_candidates
 from snackwatch.reconcile import BlockedPath, open_directory

@@ -27,12 +27,14 @@ class DirectoryArmer:
     def __init__(
         self,
         watcher: Watches,
+        spec_dirs: Callable[[], Iterable[str]],
         backoff: BackoffPolicy = BackoffPolicy(),
         *,
         dry_run: bool = False,
         after_arm: Callable[[], None] | None = None,
     ) -> None:
         self.watcher = watcher
+        self.spec_dirs = spec_dirs  # watched too (the same watcher hears spec edits)
         self.retry = Health(backoff)  # keyed by directory
         self.dry_run = dry_run
         self.after_arm = after_arm  # the watcher's fd may have changed (a fallback to polling)
@@ -40,7 +42,7 @@ class DirectoryArmer:
     def next_due(self) -> float | None:
         return self.retry.next_due()
 
-    def arm(self, desired: Desired, spec_dirs: Iterable[str], now: float) -> set[str]:
+    def arm(self, desired: Desired, now: float) -> set[str]:
         """Make sure every snack directory exists and is watched; returns the directories re-watched (replaced)."""
         failures: dict[str, str] = {}
         for directory in desired.directories:
@@ -51,7 +53,7 @@ class DirectoryArmer:
                 failures[directory] = f"a {blocked.kind.value} is in the way"
             except OSError as error:
                 failures[directory] = error_text(error)
-        armed = self.watcher.arm(desired.directories, spec_dirs)
+        armed = self.watcher.arm(desired.directories, self.spec_dirs())
         if self.after_arm is not None:
             self.after_arm()
         for directory, problem in armed.failures.items():
@@ -68,13 +70,13 @@ class DirectoryArmer:
             self.retry.clear(directory)
         return armed.readded
 
-    def check(self, desired: Desired, spec_dirs: Iterable[str], gone: set[str], now: float) -> str | None:
+    def check(self, desired: Desired, gone: set[str], now: float) -> str | None:
         """Some directory vanished or was replaced, or a retry is due: re-arm; the full pass's trigger if needed."""
         if not gone and not self.retry.pop_due(now):
             return None
         missing = {d for d in gone if d in desired.files and not os.path.isdir(d)}
         retrying = bool(self.retry.snacks)
-        readded = self.arm(desired, spec_dirs, now)
+        readded = self.arm(desired, now)
         lost = sorted(missing | (readded & gone))
         for directory in lost:
             logger.bind(event="pantry_gone", directory=directory).warning(

@@ -183,6 +183,10 @@ class Health:
         self._hold(name, now + delay)
         return delay, Change.STARTED_FAILING if state.failures == 1 else None
 
+    @property
+    def has_failing(self) -> bool:
+        return bool(self._failing)
+
     def failing(self) -> list[str]:
         """Names whose last repair failed."""
         return sorted(self._failing)

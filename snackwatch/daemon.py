@@ -39,6 +39,7 @@ from snackwatch.watcher import Watcher
 __all__ = ["SPEC_SETTLE", "Daemon", "Options"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
+READ_GAP = 0.02  # in a storm of unrelated events, read inotify at most this often: the kernel queues meanwhile
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +69,7 @@ class Daemon:
         self.watch_fd: int | None = None
         self.notifier = Notifier()
         self.watcher = Watcher(self.dirty, options.watcher, ignore_prefix=RESERVED_PREFIX)
+        self.watcher.track(relevant_names(self.specs.desired))
         self.pruner = Pruner(self.config)
         self.state = StateWriter(
             self.status, status_path(self.config), metrics_file=options.metrics_file, save_owned=self.pruner.save
@@ -81,13 +83,19 @@ class Daemon:
         )
         self.reloader = SpecReloader(self.specs, on_change=self.state.changed)
         self.armer = DirectoryArmer(
-            self.watcher, options.backoff, dry_run=options.dry_run, after_arm=self._poll_watcher
+            self.watcher,
+            self.specs.watched_dirs,
+            options.backoff,
+            dry_run=options.dry_run,
+            after_arm=self._poll_watcher,
         )
         self.stopping = False
         self.next_resync: float | None = None
         self.errors_in_a_row = 0
         self.error_resync_at: float | None = None
         self.overflow_logged_at: float | None = None
+        self.last_noise = 0.0
+        self.reads_resume_at: float | None = None
         self.started = time.time()
 
     @property
@@ -157,6 +165,7 @@ class Daemon:
             self.notifier.next_due(),
             self.error_resync_at,
             self.next_resync,
+            self.reads_resume_at,
         ]
         pending = [deadline for deadline in deadlines if deadline is not None]
         return min(pending) if pending else None
@@ -168,8 +177,8 @@ class Daemon:
 
     def _guarded_step(self, ready: set[int]) -> None:
         try:
-            if self.watch_fd is not None and self.watch_fd in ready:
-                self.watcher.read_events()
+            if self.watch_fd is not None and self.watch_fd in ready and not self.watcher.read_events():
+                self._pace_reads(time.monotonic())
             if self.mounts.fd is not None and self.mounts.fd in ready:
                 self._mounts_changed()
             if self._step(time.monotonic()):
@@ -184,17 +193,32 @@ class Daemon:
 
     # --- one turn of the loop: triage ---------------------------------------------------------
 
+    def _pace_reads(self, now: float) -> None:
+        """Two noise-only reads in a row (another user churning the pantry): let events gather for READ_GAP.
+
+        Unrelated names are dropped by the watcher, but each wake-up still costs; this bounds the wake-ups
+        at 1/READ_GAP per second, so a churn storm costs a bounded share of a core and real deletions are
+        still repaired within milliseconds.
+        """
+        if now - self.last_noise < READ_GAP and self.watch_fd is not None:
+            self.poller.modify(self.watch_fd, 0)
+            self.reads_resume_at = now + READ_GAP
+        self.last_noise = now
+
     def _step(self, now: float) -> bool:
         """One turn; True if it ran a full pass."""
         batch = self.dirty.take()
         if self.stopping:
             return False
+        if self.reads_resume_at is not None and now >= self.reads_resume_at and self.watch_fd is not None:
+            self.poller.modify(self.watch_fd, select.POLLIN)
+            self.reads_resume_at = None
         self.notifier.tick(now)
         if Mark.SPEC in batch.marks:
             self.reloader.changed(now)
         full_pass = self._reload(now)
         gone = batch.gone | self._nested_directories(batch.names)
-        full_pass = self.armer.check(self.desired, self.specs.watched_dirs(), gone, now) or full_pass
+        full_pass = self.armer.check(self.desired, gone, now) or full_pass
         if Mark.OVERFLOW in batch.marks:
             self._overflowed(now)
             full_pass = "overflow resync"
@@ -214,6 +238,7 @@ class Daemon:
                 self.ledger.fold(outcomes, now, "deleted or moved away")
             self._repair(now, self.ledger.deleted(batch.names, now), "deleted or moved away")
             self._repair(now, self.ledger.due(now), "retry")
+        self.watcher.watch_attributes(self.ledger.health.has_failing or self.armer.retry.has_failing)
         self.state.write_if_due(now)
         self.notifier.status(self.ledger.status_line())
         return full_pass is not None
@@ -272,6 +297,7 @@ class Daemon:
         trigger = None
         if reloaded.desired is not None:
             self.ledger.spec_applied(reloaded.desired, now)
+            self.watcher.track(relevant_names(reloaded.desired))
             self._arm(now)
             self._prune(confirmed=self.pruner.take_confirmation())
             trigger = "spec reload"
@@ -282,7 +308,7 @@ class Daemon:
         return trigger
 
     def _arm(self, now: float) -> None:
-        self.armer.arm(self.desired, self.specs.watched_dirs(), now)
+        self.armer.arm(self.desired, now)
 
     def _poll_watcher(self) -> None:
         """Poll the watcher's fd on this thread (the inotify backend has one; a fallback may change it)."""
@@ -293,6 +319,7 @@ class Daemon:
             if fd is not None:
                 self.poller.register(fd, select.POLLIN)
             self.watch_fd = fd
+            self.reads_resume_at = None
 
     def _prune(self, *, confirmed: bool) -> None:
         if not self.options.dry_run:
@@ -315,3 +342,11 @@ class Daemon:
             "last_reconcile": self.ledger.last_reconcile,
             "snacks": self.ledger.snacks_with_a_story(time.monotonic()),
         }
+
+
+def relevant_names(desired: Desired) -> dict[str, frozenset[str]]:
+    """Per snack directory, the names whose removal matters: its snacks and its nested snack directories."""
+    return {
+        directory: frozenset(entries).union(desired.children.get(directory, ()))
+        for directory, entries in desired.files.items()
+    }

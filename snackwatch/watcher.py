@@ -18,7 +18,8 @@ import errno
 import logging
 import os
 import struct
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,6 +59,7 @@ class Marks(Protocol):
 
 
 POLL_INTERVAL = 1.0
+_FS_ENCODING = sys.getfilesystemencoding()
 
 # Overflow: the inotify source reads IN_Q_OVERFLOW (wd -1) itself. watchdog's Observer only logs it as a
 # warning and never tells handlers, so on that path its log record is the signal (_OverflowLogHandler).
@@ -102,7 +104,22 @@ class Watcher:
         self.marks = marks
         self.backend = backend
         self.ignore_prefix = ignore_prefix
+        self.relevant: Mapping[str, Container[str]] = {}
+        self.attributes = False
         self._source: _Source | None = None
+
+    def track(self, relevant: Mapping[str, Container[str]]) -> None:
+        """The names that matter in each snack directory: removals of other names are noise (a nudge at most)."""
+        self.relevant = relevant
+        if self._source is not None:
+            self._source.relevant = relevant
+
+    def watch_attributes(self, on: bool) -> None:
+        """Hear permission changes in snack directories (only while something fails: a chmod storm costs nothing)."""
+        if on != self.attributes:
+            self.attributes = on
+            if self._source is not None:
+                self._source.watch_attributes(on)
 
     @property
     def resync_interval(self) -> float | None:
@@ -138,14 +155,16 @@ class Watcher:
                 if inotify
                 else _ObserverSource(self.marks.mark, self.backend, self.ignore_prefix)
             )
+            self._source.relevant = self.relevant
+            self._source.watch_attributes(self.attributes)
         return self._source
 
     def fileno(self) -> int | None:
         return self._source.fileno() if self._source is not None else None
 
-    def read_events(self) -> None:
-        if self._source is not None:
-            self._source.read_events()
+    def read_events(self) -> bool:
+        """Read what the kernel queued (inotify backend); False if it was only noise (nothing to repair)."""
+        return self._source.read_events() if self._source is not None else False
 
     def close(self) -> None:
         """Stop watching and join watchdog's threads."""
@@ -164,6 +183,10 @@ class _Source:
     def __init__(self) -> None:
         self.armed: dict[str, tuple[tuple[int, int], Roles]] = {}
         self.dead: set[str] = set()
+        self.relevant: Mapping[str, Container[str]] = {}
+
+    def watch_attributes(self, on: bool) -> None:
+        """Whether attribute changes in snack directories matter (the inotify source narrows its mask)."""
 
     def arm(self, wanted: dict[str, Roles]) -> Armed:
         result = Armed()
@@ -205,8 +228,9 @@ class _Source:
         """An fd for the loop to poll and then call read_events(); None where watchdog's threads deliver."""
         return None
 
-    def read_events(self) -> None:
-        """Read what is pending on fileno() and mark it; never blocks."""
+    def read_events(self) -> bool:
+        """Read what is pending on fileno() and mark it; never blocks. False if it was only noise."""
+        return False
 
     def _watch(self, directory: str, roles: Roles) -> None:
         raise NotImplementedError
@@ -224,7 +248,8 @@ if HAVE_INOTIFY:
     C = InotifyConstants
     # IN_MOVED_TO: a rename over a snack may put a symlink or directory in its place. No IN_CREATE:
     # our own restores would wake us for nothing.
-    _SNACK_MASK = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO | C.IN_ATTRIB | C.IN_DELETE_SELF | C.IN_MOVE_SELF
+    # IN_ATTRIB only while something fails (watch_attributes): a touch/chmod storm then costs nothing.
+    _SNACK_MASK = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO | C.IN_DELETE_SELF | C.IN_MOVE_SELF
     _SPEC_MASK = C.IN_CLOSE_WRITE | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
@@ -249,6 +274,7 @@ class _InotifySource(_Source):
         super().__init__()
         self.marks = marks
         self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
+        self.ignore_text = ignore_prefix or None
         self.sink = marks.mark
         fd = inotify_init()
         if fd < 0:
@@ -259,13 +285,29 @@ class _InotifySource(_Source):
         self.by_wd: dict[int, tuple[str, Roles]] = {}
         self.by_dir: dict[str, int] = {}
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of plain snack directories
+        self.attributes = False
 
     def fileno(self) -> int | None:
         return self.fd
 
+    def _mask(self, roles: Roles) -> int:
+        snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
+        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0))
+
+    def watch_attributes(self, on: bool) -> None:
+        self.attributes = on
+        for directory, wd in list(self.by_dir.items()):
+            roles = self.by_wd[wd][1]
+            if not roles.snacks:
+                continue
+            again = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles))  # same inode: new mask
+            if again != wd:  # the directory was replaced meanwhile: let the armer make a fresh watch
+                if again >= 0:
+                    inotify_rm_watch(self.fd, WatchDescriptor(again))
+                self._event(wd, C.IN_DELETE_SELF, b"")
+
     def _watch(self, directory: str, roles: Roles) -> None:
-        mask = C.IN_ONLYDIR | (_SNACK_MASK if roles.snacks else 0) | (_SPEC_MASK if roles.specs else 0)
-        wd = inotify_add_watch(self.fd, os.fsencode(directory), mask)
+        wd = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles))
         if wd < 0:
             raise _libc_error(directory)
         self.by_wd[wd] = (directory, roles)
@@ -280,12 +322,15 @@ class _InotifySource(_Source):
             self.snacks_only.pop(wd, None)
             inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
 
-    def read_events(self) -> None:
-        # The hot path: removals in snack directories, marked in one batch. Past BURST removals in one
-        # directory the names no longer matter (it will be scanned whole), so they are not even decoded.
+    def read_events(self) -> bool:
+        # The hot path: removals in snack directories, marked in one batch. A name that no snack or nested
+        # directory has is noise (another user's churn in a shared pantry): dropped here, at most a nudge.
+        # Past BURST relevant removals in one directory it is scanned whole, so names are no longer kept.
         removed: set[tuple[str, str]] = set()
         counts: dict[int, int] = {}
         scan: set[str] = set()
+        relevant = self.relevant
+        noise = other = False
         while True:
             try:
                 buffer = os.read(self.fd, 65536)
@@ -298,16 +343,24 @@ class _InotifySource(_Source):
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
                     self._event(wd, mask, buffer[start:offset].rstrip(b"\0"))
+                    other = True
+                    continue
+                name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
+                wanted = relevant.get(directory)
+                if wanted is not None and name not in wanted:
+                    noise = True
                     continue
                 count = counts[wd] = counts.get(wd, 0) + 1
                 if count > BURST:
                     scan.add(directory)
-                    continue
-                name = buffer[start:offset].rstrip(b"\0")
-                if self.ignore is None or not name.startswith(self.ignore):
-                    removed.add((directory, os.fsdecode(name)))
+                elif self.ignore_text is None or not name.startswith(self.ignore_text):
+                    removed.add((directory, name))
         if removed or scan:
             self.marks.mark_snacks({(d, n) for d, n in removed if d not in scan} if scan else removed, scan)
+            return True
+        if noise:
+            self.sink(Mark.NUDGE, "", "")  # a removal may have freed space for a failing repair
+        return other
 
     def _event(self, wd: int, mask: int, name: bytes) -> None:
         if mask & C.IN_Q_OVERFLOW:

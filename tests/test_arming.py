@@ -38,17 +38,17 @@ def desired_in(pantry: Path, *names: str) -> Desired:
 def test_arming_creates_every_directory_and_watches_it(tmp_path: Path) -> None:
     watcher = StubWatcher()
     armed_calls: list[int] = []
-    armer = DirectoryArmer(watcher, after_arm=lambda: armed_calls.append(1))
+    armer = DirectoryArmer(watcher, lambda: [str(tmp_path)], after_arm=lambda: armed_calls.append(1))
     desired = desired_in(tmp_path / "pantry", "Goldfish", "drinks/Juice")
-    assert armer.arm(desired, [str(tmp_path)], 0.0) == set()
+    assert armer.arm(desired, 0.0) == set()
     assert (tmp_path / "pantry" / "drinks").is_dir()
     assert watcher.watched == [{str(tmp_path / "pantry"), str(tmp_path / "pantry" / "drinks"), str(tmp_path)}]
     assert armed_calls == [1] and armer.next_due() is None
 
 
 def test_dry_run_creates_nothing(tmp_path: Path) -> None:
-    armer = DirectoryArmer(StubWatcher(), dry_run=True)
-    armer.arm(desired_in(tmp_path / "pantry", "drinks/Juice"), [], 0.0)
+    armer = DirectoryArmer(StubWatcher(), list, dry_run=True)
+    armer.arm(desired_in(tmp_path / "pantry", "drinks/Juice"), 0.0)
     assert not (tmp_path / "pantry").exists()
 
 
@@ -56,19 +56,19 @@ def test_an_unwatchable_directory_backs_off_logs_once_and_recovers(
     tmp_path: Path, log_lines: list[dict[str, Any]]
 ) -> None:
     watcher = StubWatcher()
-    armer = DirectoryArmer(watcher, BackoffPolicy(initial=0.1, cap=5.0))
+    armer = DirectoryArmer(watcher, list, BackoffPolicy(initial=0.1, cap=5.0))
     desired = desired_in(tmp_path / "pantry", "Goldfish")
     pantry = str(tmp_path / "pantry")
     watcher.fail = {pantry: OSError(28, "No space left on device")}
-    armer.arm(desired, [], 0.0)
+    armer.arm(desired, 0.0)
     assert armer.next_due() == 0.1
-    assert armer.check(desired, [], set(), 0.05) is None  # not due yet: nothing done
-    assert armer.check(desired, [], set(), 0.1) == "directory recreated"  # retried, failed again, quietly
+    assert armer.check(desired, set(), 0.05) is None  # not due yet: nothing done
+    assert armer.check(desired, set(), 0.1) == "directory recreated"  # retried, failed again, quietly
     assert armer.next_due() == 0.1 + 0.2
     unwatchable = events(log_lines, "pantry_unwatchable")
     assert len(unwatchable) == 1 and "No space left on device (ENOSPC)" in unwatchable[0]["message"]
     watcher.fail = {}
-    assert armer.check(desired, [], set(), 0.1 + 0.2) == "directory recreated"
+    assert armer.check(desired, set(), 0.1 + 0.2) == "directory recreated"
     assert len(events(log_lines, "pantry_recovered")) == 1
     assert armer.next_due() is None and armer.retry.snacks == {}
 
@@ -80,21 +80,21 @@ def test_a_symlink_in_a_nested_directorys_place_is_reported_not_followed(
     pantry.mkdir()
     (tmp_path / "elsewhere").mkdir()
     os.symlink(tmp_path / "elsewhere", pantry / "drinks")
-    armer = DirectoryArmer(StubWatcher())
-    armer.arm(desired_in(pantry, "drinks/Juice"), [], 0.0)
+    armer = DirectoryArmer(StubWatcher(), list)
+    armer.arm(desired_in(pantry, "drinks/Juice"), 0.0)
     assert "a symlink is in the way" in events(log_lines, "pantry_unwatchable")[0]["message"]
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
 def test_a_removed_pantry_is_recreated_and_told(tmp_path: Path, log_lines: list[dict[str, Any]]) -> None:
     watcher = StubWatcher()
-    armer = DirectoryArmer(watcher)
+    armer = DirectoryArmer(watcher, list)
     pantry = tmp_path / "pantry"
     desired = desired_in(pantry, "Goldfish")
-    armer.arm(desired, [], 0.0)
+    armer.arm(desired, 0.0)
     pantry.rmdir()
     watcher.replaced = {str(pantry)}
-    assert armer.check(desired, [], {str(pantry)}, 1.0) == "directory recreated"
+    assert armer.check(desired, {str(pantry)}, 1.0) == "directory recreated"
     assert pantry.is_dir()
     assert [line["directory"] for line in events(log_lines, "pantry_gone")] == [str(pantry)]
-    assert armer.check(desired, [], {str(pantry)}, 2.0) is None  # a late duplicate: nothing to do
+    assert armer.check(desired, {str(pantry)}, 2.0) is None  # a late duplicate: nothing to do

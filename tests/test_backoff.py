@@ -106,3 +106,24 @@ def test_forget_drops_state_of_removed_snacks() -> None:
     health.forget({"b"})
     assert health.failing() == ["b"]
     assert health.pop_due(1.0) == ["b"]
+
+
+def test_a_storm_of_nudges_retries_failing_snacks_at_most_every_100_ms() -> None:
+    health = Health(BackoffPolicy(nudges=(0.02, 0.2), nudge_every=0.1))
+    health.failed("a", 0.0, "No space left on device")
+    retries = 0
+    for step in range(1000):  # another user deletes an unrelated file every millisecond for a second
+        now = 0.5 + step * 0.001
+        health.nudge(now)
+        if health.pop_due(now):
+            retries += 1
+            health.failed("a", now, "No space left on device")
+    assert 5 <= retries <= 11  # ~one per 100 ms, not one per deletion
+    assert health.failing() == ["a"]
+
+
+def test_nudges_cost_nothing_while_nothing_fails() -> None:
+    health = Health()
+    for step in range(100):
+        health.nudge(step * 0.001)
+    assert health.next_due() is None

@@ -1,0 +1,109 @@
+"""Hostile churn: another user's storm of unrelated events costs a bounded amount and hides no real deletion."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import IS_LINUX, Running, needs_root_linux, wait_until, write_spec
+
+from snackwatch.dirty import DirtySet, Mark
+from snackwatch.watcher import HAVE_INOTIFY, Watcher
+
+pytestmark = pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+CHURN = """
+import os, sys, time
+pantry, seconds = sys.argv[1], float(sys.argv[2])
+end, i = time.monotonic() + seconds, 0
+while time.monotonic() < end:
+    path = f"{pantry}/junk{i % 50}"
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+    os.utime(path)
+    os.unlink(path)
+    i += 1
+print(i)
+"""
+
+
+@pytest.fixture
+def watched(tmp_path: Path) -> Iterator[tuple[Watcher, DirtySet, Path]]:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    watcher.track({str(pantry): frozenset({"Goldfish", "drinks"})})
+    watcher.arm([str(pantry)], [])
+    yield watcher, dirty, pantry
+    watcher.close()
+    dirty.close()
+
+
+def inotify_masks(fd: int) -> list[int]:
+    """The masks the kernel holds for an inotify fd's watches (from /proc/self/fdinfo)."""
+    lines = Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+    return [int(field[5:], 16) for line in lines for field in line.split() if field.startswith("mask:")]
+
+
+def test_removals_of_unrelated_names_are_dropped_in_the_read_loop(watched: tuple[Watcher, DirtySet, Path]) -> None:
+    watcher, dirty, pantry = watched
+    for i in range(500):
+        (pantry / f"junk{i}").touch()
+        (pantry / f"junk{i}").unlink()
+    assert watcher.read_events() is False  # only noise: nothing to repair
+    batch = dirty.take()
+    assert batch.names == set() and batch.scan == set() and batch.marks == {Mark.NUDGE}
+    (pantry / "Goldfish").touch()
+    (pantry / "junk").touch()
+    (pantry / "Goldfish").unlink()
+    (pantry / "junk").unlink()
+    assert watcher.read_events() is True
+    assert dirty.take().names == {(str(pantry), "Goldfish")}
+
+
+def test_attribute_changes_are_heard_only_while_something_fails(watched: tuple[Watcher, DirtySet, Path]) -> None:
+    watcher, dirty, pantry = watched
+    fd = watcher.fileno()
+    assert fd is not None
+    in_attrib = 0x4
+    assert not any(mask & in_attrib for mask in inotify_masks(fd))  # a touch storm queues nothing
+    for _ in range(100):
+        os.utime(pantry)
+    assert watcher.read_events() is False and dirty.take().marks == set()
+    watcher.watch_attributes(True)  # a repair is failing: a chmod of the pantry may fix it
+    assert all(mask & in_attrib for mask in inotify_masks(fd))
+    pantry.chmod(0o755)
+    watcher.read_events()
+    assert Mark.NUDGE in dirty.take().marks
+    watcher.watch_attributes(False)
+    assert not any(mask & in_attrib for mask in inotify_masks(fd))
+
+
+@needs_root_linux("plays another user with setpriv")
+def test_another_users_churn_in_a_shared_pantry_hides_no_real_deletion(
+    public_dir: Path, start_daemon: Callable[..., Running]
+) -> None:
+    spec_path = public_dir / "snacks.yaml"
+    pantry = public_dir / "pantry"
+    pantry.mkdir()
+    pantry.chmod(0o1777)
+    snacks = [f"snack{i}" for i in range(200)]
+    write_spec(spec_path, snacks)
+    running = start_daemon(spec_path)
+    churn = subprocess.Popen([*NOBODY, sys.executable, "-c", CHURN, str(pantry), "1.0"], stdout=subprocess.PIPE)
+    restored = 0
+    while churn.poll() is None and restored < 20:
+        snack = pantry / snacks[restored * 7]
+        snack.unlink()
+        wait_until(snack.exists, 2.0, f"{snack.name} restored during the churn")
+        restored += 1
+    out, _ = churn.communicate(timeout=10)
+    assert restored == 20 and int(out) > 1000  # the churner really churned meanwhile
+    assert sorted(os.listdir(pantry)) == sorted(snacks)
+    assert all(not line.get("raw") and "junk" not in line["message"] for line in running.logs())
+    assert [line for line in running.logs() if line["level"] not in ("INFO",)] == []

@@ -62,10 +62,8 @@ def test_status_never_reads_the_spec(
     spec_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A broken spec is no reason for `status` to fail: it answers from the daemon's status file (here: none)."""
-    for name in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))  # as root, XDG_* would be ignored
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     spec_path.write_text("snacks: [unclosed\n")
     assert main(["status", "-c", str(spec_path)]) == 3
     assert capsys.readouterr().err == f"snackwatch: no daemon is running for {spec_path}\n"

@@ -134,9 +134,10 @@ class Daemon:
 
 
 def daemon_env(runtime_dir: Path) -> dict[str, str]:
-    """The environment of a daemon: its own lock directory, no systemd variables."""
+    """The environment of a daemon: its own lock and state directories (as root, XDG_* would be ignored)."""
     env = dict(os.environ)
-    env["XDG_RUNTIME_DIR"] = str(runtime_dir)
+    env["RUNTIME_DIRECTORY"] = str(runtime_dir)
+    env["STATE_DIRECTORY"] = str(runtime_dir.parent / "state")
     for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG"):
         env.pop(name, None)
     return env

@@ -247,8 +247,10 @@ def manager(systemd_marker: None, box: Path) -> Iterator[UserManager]:
 
 @pytest.fixture(scope="module")
 def user_unit(manager: UserManager) -> str:
-    """The user unit as `snackwatch unit --user` prints it, installed with WatchdogSec=1s."""
-    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n")
+    """The user unit as `snackwatch unit --user` prints it, installed with WatchdogSec=1s. The manager runs as
+    root here, and root ignores XDG_STATE_HOME: STATE_DIRECTORY keeps its state in the box, not /var/lib."""
+    state = f"Environment=STATE_DIRECTORY={manager.state_home / 'snackwatch'}\n"
+    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n{state}")
     return UNIT
 
 

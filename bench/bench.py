@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -39,6 +40,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=Path, help="text holding the seed's snack_controller.sh (default: shared/seed)")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write the JSON (default: {RESULTS})")
+    parser.add_argument(
+        "--mount-dirs",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="snack directories of the mount scenario (default: 5000; '5000 100000' as issue 13 asks, ~50 s more)",
+    )
     parser.add_argument(
         "--src",
         type=Path,
@@ -185,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.src is not None:
         use_source(args.src.resolve())
     config = Config.quick_config() if args.quick else Config()
+    if args.mount_dirs:
+        config = dataclasses.replace(config, mount_dirs=tuple(args.mount_dirs))
     tmpdir = (args.tmpdir or default_tmpdir()).resolve()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (`cmd &`)
     signal.signal(signal.SIGTERM, _interrupt)

@@ -283,7 +283,7 @@ def _ask_daemon(config: Path, pid: int) -> str:
         started = process_start(pid)
         if running_pid(config) != pid:
             raise SnackwatchError(f"the daemon for {config} (pid {pid}) stopped: nothing confirmed")
-        write_atomically(prune_confirm_path(config), confirmation_text(pid, started, time.time()), trusted=True)
+        write_atomically(prune_confirm_path(config), confirmation_text(pid, started, time.time()))
         if pidfd is None:
             os.kill(pid, signal.SIGHUP)
         else:

@@ -41,10 +41,11 @@ def prune_confirm_path(config: Path) -> Path:
     return state_dir() / f"{instance_name(config)}.prune-confirm"
 
 
-def write_atomically(path: Path, text: str, *, trusted: bool = False) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write a new temp file (O_EXCL, 0600) beside `path`, then rename it over: readers see the old or the new
-    file, whole. With `trusted`, `path` is in the state directory, which must be safely ours (UntrustedPath)."""
-    if trusted:
+    file, whole. A file in the state directory is written only if that directory is safely ours (else
+    UntrustedPath); elsewhere (a --metrics-file) the directory is the user's choice."""
+    if path.parent == state_dir():
         directory = open_trusted_directory(path.parent, STATE_PURPOSE, create=True)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,7 @@ class OwnershipRecord:
     def save(self) -> None:
         """Write the record if it changed: OSError or UntrustedPath if it cannot be."""
         if self.dirty:
-            write_atomically(self.path, json.dumps({"version": 1, "files": self.files}, sort_keys=True), trusted=True)
+            write_atomically(self.path, json.dumps({"version": 1, "files": self.files}, sort_keys=True))
             self.dirty = False
 
 

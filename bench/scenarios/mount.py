@@ -40,8 +40,7 @@ def directories(bench: Bench, count: int, samples: int) -> dict[str, Any]:
         quiet(daemon.pid)
     for folder in picks[samples:]:
         started = time.perf_counter()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "snackwatch-bench", str(elsewhere)], check=True)
-        subprocess.run(["umount", str(elsewhere)], check=True)
+        mount_and_unmount(elsewhere)
         mounting.append(time.perf_counter() - started)
         record(mounted, restore(pantry / folder))
         quiet(daemon.pid)
@@ -53,6 +52,12 @@ def directories(bench: Bench, count: int, samples: int) -> dict[str, Any]:
         "after_mount": mounted.summary(),
         "mount_umount_s": mounting,
     }
+
+
+def mount_and_unmount(target: Path) -> None:
+    """A tmpfs mounted on `target` and unmounted again: two changes of the mount table, unrelated to any snack."""
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "snackwatch-bench", str(target)], check=True)
+    subprocess.run(["umount", str(target)], check=True)
 
 
 def restore(folder: Path, timeout: float = 30.0) -> float | None:

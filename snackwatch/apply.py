@@ -5,24 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from pathlib import Path
 
 from snackwatch.spec import RESERVED_PREFIX, Snack
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def open_pantry(pantry: str | Path) -> int:
-    """An fd for the pantry directory, so every name below is resolved inside it and nowhere else."""
-    return os.open(pantry, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def ensure_pantry(pantry: str | Path) -> bool:
-    """Create the pantry (and parents) if missing; True if it had to be created."""
-    if os.path.isdir(pantry):
-        return False
-    os.makedirs(pantry, exist_ok=True)
-    return True
 
 
 def create_snack(directory_fd: int, name: str, snack: Snack, *, identity: bool = False) -> os.stat_result | bool:

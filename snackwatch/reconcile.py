@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import stat
 from collections.abc import Iterable
 from enum import Enum
 from typing import NamedTuple
 
-from snackwatch.apply import create_plain_snacks, create_snack, ensure_pantry, open_pantry
+from snackwatch.apply import create_plain_snacks, create_snack
+from snackwatch.chase import BlockedPath, kind_of, open_directory
 from snackwatch.desired import Desired, Entry
 from snackwatch.plan import Conflict, Kind, plan
 
@@ -35,25 +33,6 @@ class Outcome(NamedTuple):
     created: os.stat_result | None = None  # the file we created, as created: for the ownership record
 
 
-class BlockedPath(Exception):
-    """A component on the way to a snack's directory is not a directory (a symlink is never followed)."""
-
-    def __init__(self, kind: Kind) -> None:
-        super().__init__(kind.value)
-        self.kind = kind
-
-
-def kind_of(mode: int) -> Kind:
-    """Classify an lstat() mode."""
-    if stat.S_ISREG(mode):
-        return Kind.FILE
-    if stat.S_ISDIR(mode):
-        return Kind.DIRECTORY
-    if stat.S_ISLNK(mode):
-        return Kind.SYMLINK
-    return Kind.OTHER
-
-
 def observe(directory_fd: int) -> dict[str, Kind]:
     """Every entry of a directory with its kind: one scan, no stat on most filesystems."""
     observed: dict[str, Kind] = {}
@@ -68,42 +47,6 @@ def observe(directory_fd: int) -> dict[str, Kind]:
             else:
                 observed[entry.name] = Kind.OTHER
     return observed
-
-
-def open_directory(directory: str, pantry: str, *, create: bool) -> int:
-    """Open `directory` under `pantry`, one component at a time with O_NOFOLLOW (creating missing ones).
-
-    The pantry itself may be a symlink the user chose; nothing below it is ever followed.
-    """
-    if create:
-        ensure_pantry(pantry)
-    fd = open_pantry(pantry)
-    if directory == pantry:
-        return fd
-    for part in os.path.relpath(directory, pantry).split(os.sep):
-        fd = _descend(fd, part, create=create)
-    return fd
-
-
-def _descend(parent_fd: int, part: str, *, create: bool) -> int:
-    """Open a child directory of `parent_fd`, which is closed in every case."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
-        try:
-            child = os.open(part, flags, dir_fd=parent_fd)
-        except FileNotFoundError:
-            if not create:
-                raise
-            with contextlib.suppress(FileExistsError):  # made in between: open it
-                os.mkdir(part, 0o777, dir_fd=parent_fd)
-            child = os.open(part, flags, dir_fd=parent_fd)
-    except OSError as error:
-        if error.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise BlockedPath(kind_of(os.lstat(part, dir_fd=parent_fd).st_mode)) from None
-        raise
-    finally:
-        os.close(parent_fd)
-    return child
 
 
 def observe_desired(desired: Desired) -> dict[str, dict[str, Kind]]:
@@ -135,16 +78,9 @@ def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = Fal
     wanted = desired.files.get(directory, {})
     if not wanted:
         return []
-    try:
-        fd = open_directory(directory, desired.roots[directory], create=not dry_run)
-    except FileNotFoundError as error:
-        if dry_run:
-            return [Outcome(entry, Status.WOULD_CREATE) for entry in wanted.values()]
-        return [Outcome(entry, Status.FAILED, error=error) for entry in wanted.values()]
-    except BlockedPath as blocked:
-        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind) for entry in wanted.values()]
-    except OSError as error:
-        return [Outcome(entry, Status.FAILED, error=error) for entry in wanted.values()]
+    fd = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
+    if isinstance(fd, list):
+        return fd
     try:
         outcomes: list[Outcome | None] = []
         plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
@@ -178,16 +114,30 @@ def reconcile_names(desired: Desired, directory: str, names: Iterable[str], *, d
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
-    try:
-        fd = open_directory(directory, desired.roots[directory], create=not dry_run)
-    except BlockedPath as blocked:
-        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind) for entry in entries]
-    except OSError as error:
-        return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
+    fd = _open(desired, directory, entries, dry_run=dry_run)
+    if isinstance(fd, list):
+        return fd
     try:
         return [_ensure(fd, entry, dry_run) for entry in entries]
     finally:
         os.close(fd)
+
+
+def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool) -> int | list[Outcome]:
+    """The directory's fd, or the outcome of every entry when it cannot be had: one decision for every pass.
+
+    In a dry run a missing directory is one that would be created, with the snacks in it.
+    """
+    try:
+        return open_directory(directory, desired.roots[directory], create=not dry_run)
+    except FileNotFoundError as error:
+        if dry_run:
+            return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]
+        return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
+    except BlockedPath as blocked:
+        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind) for entry in entries]
+    except OSError as error:
+        return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
 
 
 def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:

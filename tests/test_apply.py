@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from snackwatch.apply import create_snack, open_pantry
+from snackwatch.apply import create_snack
+from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
 from snackwatch.plan import Kind
-from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_names
+from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.spec import RESERVED_PREFIX, Snack, Spec
+
+
+def open_pantry(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
 
 
 def make_spec(pantry: Path, *snacks: Snack) -> Desired:
@@ -152,3 +157,31 @@ def test_a_symlinked_parent_directory_is_never_followed(tmp_path: Path) -> None:
     outcomes = reconcile_all(make_spec(pantry, Snack("drinks/Juice")))
     assert [(o.status, o.kind) for o in outcomes] == [(Status.CONFLICT, Kind.SYMLINK)]
     assert list(elsewhere.iterdir()) == []
+
+
+def test_dry_run_agrees_on_a_missing_directory_in_every_pass(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    desired = make_spec(pantry, Snack("Goldfish"), Snack("drinks/Juice"))
+    for directory in desired.directories:  # the burst pass and the targeted repair decide alike
+        names = list(desired.files[directory])
+        full = reconcile_directory(desired, directory, dry_run=True)
+        targeted = reconcile_names(desired, directory, names, dry_run=True)
+        assert [(o.status, o.error) for o in full] == [(o.status, o.error) for o in targeted]
+        assert {o.status for o in full} == {Status.WOULD_CREATE}
+    pantry.mkdir()
+    assert [o.status for o in reconcile_names(desired, str(pantry / "drinks"), ["Juice"], dry_run=True)] == [
+        Status.WOULD_CREATE
+    ]
+    assert os.listdir(pantry) == []
+
+
+def test_once_dry_run_prints_what_it_would_create_without_errno(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "snacks.yaml"
+    spec.write_text("pantry: ./missing/pantry\nsnacks: [Goldfish, drinks/cold/Soda]\n")
+    assert main(["once", "--dry-run", "-c", str(spec)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == ["would create Goldfish", "would create drinks/cold/Soda"]
+    assert captured.err == ""
+    assert not (tmp_path / "missing").exists()

@@ -15,9 +15,13 @@ import pytest
 from conftest import needs_root_linux, write_spec
 
 from snackwatch.apply import create_snack
+from snackwatch.chase import MAX_SYMLINKS, BlockedPath, open_directory
 from snackwatch.cli import main
+from snackwatch.desired import Desired, merge
 from snackwatch.errors import SpecError
-from snackwatch.spec import Snack
+from snackwatch.plan import Kind
+from snackwatch.reconcile import Status, reconcile_all, reconcile_names
+from snackwatch.spec import Snack, Spec
 from snackwatch.specset import SpecSet
 
 NOBODY = 65534
@@ -146,3 +150,96 @@ def test_check_and_status_do_not_hang_on_a_fifo(tmp_path: Path, capsys: pytest.C
     assert main(["check", "-c", str(confd)]) == 2
     assert "x.yaml: not a regular file (a FIFO)" in capsys.readouterr().err
     assert main(["status", "-c", str(confd)]) in (2, 3)  # the spec error, or no daemon: either way, at once
+
+
+# --- item 4: the pantry path is walked like chase(CHASE_SAFE) ------------------------------------------------
+
+
+def desired_for(pantry: Path, *snacks: Snack) -> Desired:
+    return merge([Spec(pantry.parent / "snacks.yaml", pantry, snacks)])
+
+
+@needs_root_linux("plays the owner of the pantry's parent against root")
+def test_a_pantry_swapped_for_a_symlink_to_a_root_only_directory_is_refused(public_dir: Path) -> None:
+    home = public_dir / "home"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    root_only = public_dir / "root-only"
+    root_only.mkdir(mode=0o700)
+    pantry = home / "pantry"
+    desired = desired_for(pantry, Snack("Goldfish"), Snack("drinks/Juice"), Snack("Secret", content="s", mode=0o600))
+    assert {o.status for o in reconcile_all(desired)} == {Status.CREATED}
+    swap = f"mv {pantry} {home / 'old'} && ln -s {root_only} {pantry}"
+    subprocess.run([*AS_NOBODY, "sh", "-c", swap], check=True)
+
+    outcomes = reconcile_all(desired)
+    assert {(o.status, o.kind) for o in outcomes} == {(Status.CONFLICT, Kind.SYMLINK)} and len(outcomes) == 3
+    for directory in desired.directories:  # every repair and every re-arm goes through open_directory
+        outcomes = reconcile_names(desired, directory, desired.files[directory])
+        assert all(o.status is Status.CONFLICT for o in outcomes)
+        with pytest.raises(BlockedPath):
+            open_directory(directory, str(pantry), create=True)
+    assert os.listdir(root_only) == []
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_root_owned_symlink_in_a_root_owned_directory_is_followed(tmp_path: Path, absolute: bool) -> None:
+    release = tmp_path / "release"
+    (release / "v1").mkdir(parents=True)
+    (release / "current").symlink_to(release / "v1" if absolute else "v1")
+    desired = desired_for(release / "current" / "pantry", Snack("drinks/Juice"))
+    assert [o.status for o in reconcile_all(desired)] == [Status.CREATED]
+    assert (release / "v1" / "pantry" / "drinks" / "Juice").is_file()
+    (release / "next").symlink_to("../release/v2")  # re-pointed by rename, as a deploy does
+    os.rename(release / "next", release / "current")
+    assert [o.status for o in reconcile_all(desired)] == [Status.CREATED]
+    assert (release / "v2" / "pantry" / "drinks" / "Juice").is_file()
+
+
+@pytest.mark.parametrize(
+    ("link_owner", "holder_owner", "holder_mode"),
+    [
+        (NOBODY, 0, 0o755),  # another user's symlink in our directory
+        (0, NOBODY, 0o755),  # our symlink in another user's directory (they could swap it)
+        (0, 0, 0o775),  # a group may swap it
+        (0, 0, 0o1777),  # /tmp: sticky, but anyone may plant one
+    ],
+)
+@needs_root_linux("chowns to another user")
+def test_an_untrusted_symlink_to_the_pantry_is_a_conflict(
+    tmp_path: Path, link_owner: int, holder_owner: int, holder_mode: int
+) -> None:
+    holder, target = tmp_path / "holder", tmp_path / "target"
+    holder.mkdir()
+    target.mkdir()
+    (holder / "pantry").symlink_to(target)
+    os.lchown(holder / "pantry", link_owner, link_owner)
+    os.chown(holder, holder_owner, holder_owner)
+    holder.chmod(holder_mode)
+    desired = desired_for(holder / "pantry", Snack("Goldfish"))
+    assert [(o.status, o.kind) for o in reconcile_all(desired)] == [(Status.CONFLICT, Kind.SYMLINK)]
+    assert os.listdir(target) == []
+
+
+def test_symlink_loops_and_long_chains_are_bounded(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to("b")
+    (tmp_path / "b").symlink_to("a")
+    with pytest.raises(BlockedPath):
+        open_directory(str(tmp_path / "a"), str(tmp_path / "a"), create=True)
+    (tmp_path / "d").mkdir()
+    for hop in range(MAX_SYMLINKS + 1):  # l0 -> l1 -> ... -> l40 -> d
+        (tmp_path / f"l{hop}").symlink_to(f"l{hop + 1}" if hop < MAX_SYMLINKS else "d")
+    os.close(open_directory(str(tmp_path / "l1"), str(tmp_path / "l1"), create=False))
+    with pytest.raises(BlockedPath):
+        open_directory(str(tmp_path / "l0"), str(tmp_path / "l0"), create=False)
+
+
+def test_a_file_on_the_way_to_the_pantry_is_a_conflict_and_missing_parts_are_made(tmp_path: Path) -> None:
+    (tmp_path / "file").touch()
+    desired = desired_for(tmp_path / "file" / "pantry", Snack("Goldfish"))
+    assert [(o.status, o.kind) for o in reconcile_all(desired)] == [(Status.CONFLICT, Kind.FILE)]
+    desired = desired_for(tmp_path / "a" / "b" / "pantry", Snack("c/Goldfish"))
+    with pytest.raises(FileNotFoundError):
+        open_directory(str(tmp_path / "a" / "b" / "pantry"), str(tmp_path / "a" / "b" / "pantry"), create=False)
+    assert [o.status for o in reconcile_all(desired)] == [Status.CREATED]
+    assert (tmp_path / "a" / "b" / "pantry" / "c" / "Goldfish").is_file()

@@ -9,9 +9,9 @@ from typing import Protocol
 from loguru import logger
 
 from snackwatch.backoff import BackoffPolicy, Change, Health
+from snackwatch.chase import BlockedPath, open_directory
 from snackwatch.desired import Desired
 from snackwatch.ledger import error_text
-from snackwatch.reconcile import BlockedPath, open_directory
 from snackwatch.watcher import Armed
 
 

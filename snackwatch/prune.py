@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from snackwatch.chase import BlockedPath, open_directory
 from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError
 from snackwatch.lazylog import logger  # loguru itself only once the daemon logs
 from snackwatch.lock import SpecLock, process_start, running_pid
 from snackwatch.plan import breaker_allows, name_list, prune_candidates
-from snackwatch.reconcile import BlockedPath, open_directory
 from snackwatch.spec import Spec
 from snackwatch.state import (
     OwnershipRecord,
@@ -157,10 +157,7 @@ class Pruner:
             )
 
     def _remove(self, files: list[str], pantry: str) -> None:
-        done: dict[Removal, list[str]] = {"pruned": [], "kept": [], "gone": []}
-        for file in files:
-            done[remove_owned(file, pantry, self.owned)].append(file)
-            self.owned.forget(file)
+        done = remove_owned(files, pantry, self.owned)
         if done["pruned"]:
             logger.bind(event="pruned", files=done["pruned"]).info(
                 "pruned {} (left the spec)", name_list(done["pruned"])
@@ -196,31 +193,48 @@ def find_pending(owned: OwnershipRecord, desired: Desired) -> tuple[list[Pending
     return pending, outside
 
 
-def remove_owned(path: str, pantry: str, owned: OwnershipRecord) -> Removal:
-    """Delete `path` only if it is still the regular file we created (dev, ino, size, mtime as recorded).
+def remove_owned(files: list[str], pantry: str, owned: OwnershipRecord) -> dict[Removal, list[str]]:
+    """Delete each file only if it is still the regular file we created (dev, ino, size, mtime as recorded),
+    and forget it: which were pruned, kept (changed, replaced, or not reachable without a symlink), or gone.
 
-    Its directory is reached from the pantry by the same no-follow walk creation uses, and the name is
-    checked and unlinked relative to that directory's fd: a directory swapped for a symlink on the way
-    (even between the check and the unlink) can never redirect the deletion.
+    Each directory is reached from the pantry by the same no-follow walk creation uses, once, and each name
+    is checked and unlinked relative to that directory's fd: a directory swapped for a symlink on the way
+    (even between the check and the unlink) can never redirect a deletion.
     """
-    directory, name = os.path.split(path)
+    done: dict[Removal, list[str]] = {"pruned": [], "kept": [], "gone": []}
+    by_directory: dict[str, list[str]] = {}
+    for file in files:
+        by_directory.setdefault(os.path.dirname(file), []).append(file)
+    for directory, paths in by_directory.items():
+        try:
+            fd = open_directory(directory, pantry, create=False)
+        except FileNotFoundError:
+            done["gone"] += paths
+            continue
+        except (OSError, BlockedPath):
+            done["kept"] += paths
+            continue
+        try:
+            for path in paths:
+                done[_remove_at(fd, path, owned)].append(path)
+        finally:
+            os.close(fd)
+    for file in files:
+        owned.forget(file)
+    return done
+
+
+def _remove_at(directory_fd: int, path: str, owned: OwnershipRecord) -> Removal:
+    name = os.path.basename(path)
     try:
-        fd = open_directory(directory, pantry, create=False)
-    except FileNotFoundError:
-        return "gone"
-    except (OSError, BlockedPath):
-        return "kept"
-    try:
-        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        info = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
         if not stat.S_ISREG(info.st_mode) or not owned.matches(path, info):
             return "kept"
-        os.unlink(name, dir_fd=fd)
+        os.unlink(name, dir_fd=directory_fd)
     except FileNotFoundError:
         return "gone"
     except OSError:
         return "kept"
-    finally:
-        os.close(fd)
     return "pruned"
 
 
@@ -265,10 +279,7 @@ def confirm_prune(config: Path, desired: Desired) -> str:
         for file in outside:
             owned.forget(file)
         for spec, files, _ in pending:
-            for file in files:
-                if remove_owned(file, str(spec.pantry), owned) == "pruned":
-                    lines.append(f"pruned {file}")
-                owned.forget(file)
+            lines += [f"pruned {file}" for file in remove_owned(files, str(spec.pantry), owned)["pruned"]]
         owned.save()
     finally:
         lock.release()

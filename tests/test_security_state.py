@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from conftest import Running, events, needs_root_linux, wait_until, write_spec
 
+from snackwatch.chase import BlockedPath, open_directory
 from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError, UntrustedPath
 from snackwatch.lock import SpecLock, flock_holders, lock_path, process_start, running_pid, runtime_dir
 from snackwatch.prune import Pruner, confirm_prune, confirmation_problem, confirmation_text, in_pantry
-from snackwatch.reconcile import BlockedPath, open_directory
 from snackwatch.specset import SpecSet
 from snackwatch.state import owned_path, prune_confirm_path, state_dir
 

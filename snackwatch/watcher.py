@@ -78,10 +78,31 @@ def _is_limit(error: OSError) -> bool:
 
 @dataclass(frozen=True)
 class Roles:
-    """Why a directory is watched: it holds snacks, specs, or both."""
+    """Why a directory is watched: it holds snacks, specs, or both; `links`: names in it that lead to a
+    watched directory (a pantry or spec directory, maybe a symlink), so re-pointing or re-creating one is seen."""
 
     snacks: bool
     specs: bool
+    links: frozenset[str] = frozenset()
+
+    @property
+    def primary(self) -> bool:
+        """Watched for its own sake (not only as the parent of one that is)."""
+        return self.snacks or self.specs
+
+    def __or__(self, other: Roles) -> Roles:
+        return Roles(self.snacks or other.snacks, self.specs or other.specs, self.links | other.links)
+
+
+def roles_for(snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> dict[str, Roles]:
+    """What to watch: every snack and spec directory, and the parent of each top one (it sees it re-pointed)."""
+    snack_set, spec_set = set(snack_dirs), set(spec_dirs)
+    wanted = {d: Roles(d in snack_set, d in spec_set) for d in snack_set | spec_set}
+    for directory in list(wanted):
+        parent, name = os.path.split(directory)
+        if parent and parent != directory and parent not in snack_set:
+            wanted[parent] = wanted.get(parent, Roles(False, False)) | Roles(False, False, frozenset({name}))
+    return wanted
 
 
 @dataclass
@@ -128,10 +149,7 @@ class Watcher:
 
     def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
         """Watch exactly these directories, re-creating any watch whose directory was replaced or died."""
-        wanted: dict[str, Roles] = {}
-        snack_set, spec_set = set(snack_dirs), set(spec_dirs)
-        for directory in snack_set | spec_set:
-            wanted[directory] = Roles(directory in snack_set, directory in spec_set)
+        wanted = roles_for(snack_dirs, spec_dirs)
         try:
             return self._ensure_source().arm(wanted)
         except WatchLimitError as error:
@@ -189,16 +207,17 @@ class _Source:
         """Whether attribute changes in snack directories matter (the inotify source narrows its mask)."""
 
     def arm(self, wanted: dict[str, Roles]) -> Armed:
+        """Failures and re-created watches are told only for primary directories (parents are best effort)."""
         result = Armed()
-        everything = self._with_extras(wanted)
-        for directory in [d for d in self.armed if d not in everything]:
+        for directory in [d for d in self.armed if d not in wanted]:
             self._unwatch(directory)
             del self.armed[directory]
-        for directory, roles in everything.items():
+        self._roles_changed(wanted)
+        for directory, roles in wanted.items():
             try:
                 info = os.stat(directory)
             except OSError as error:
-                if directory in wanted:
+                if roles.primary:
                     result.failures[directory] = error
                 continue
             state = ((info.st_dev, info.st_ino), roles)
@@ -206,7 +225,7 @@ class _Source:
                 continue
             if directory in self.armed:
                 self._unwatch(directory)
-                if directory in wanted:
+                if roles.primary:
                     result.readded.add(directory)
             self.dead.discard(directory)
             try:
@@ -215,14 +234,14 @@ class _Source:
                 raise
             except OSError as error:
                 self.armed.pop(directory, None)
-                if directory in wanted:
+                if roles.primary:
                     result.failures[directory] = error
                 continue
             self.armed[directory] = state
         return result
 
-    def _with_extras(self, wanted: dict[str, Roles]) -> dict[str, Roles]:
-        return wanted
+    def _roles_changed(self, wanted: dict[str, Roles]) -> None:
+        """The directories and roles about to be watched (the Observer's handler reads them)."""
 
     def fileno(self) -> int | None:
         """An fd for the loop to poll and then call read_events(); None where watchdog's threads deliver."""
@@ -253,6 +272,7 @@ if HAVE_INOTIFY:
     _SPEC_MASK = C.IN_CLOSE_WRITE | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
+    _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
 
 
@@ -268,23 +288,25 @@ class _InotifySource(_Source):
 
     Compared with watchdog's InotifyFD thread this saves a thread hop and the GIL hand-off per event,
     builds no event objects, and sees IN_Q_OVERFLOW (wd -1) directly. The reads never block.
+    One inode reached by several paths (`shared` and `link -> shared`) is one kernel watch: the watch
+    keeps every path (alias) with its roles, its mask is the union, and each event is told to every alias.
     """
 
     def __init__(self, marks: Marks, ignore_prefix: str) -> None:
         super().__init__()
         self.marks = marks
+        self.sink = marks.mark
         self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
         self.ignore_text = ignore_prefix or None
-        self.sink = marks.mark
         fd = inotify_init()
         if fd < 0:
             raise _libc_error("inotify_init")
         os.set_blocking(fd, False)
         os.set_inheritable(fd, False)
         self.fd = fd
-        self.by_wd: dict[int, tuple[str, Roles]] = {}
+        self.by_wd: dict[int, dict[str, Roles]] = {}  # wd -> every path that reached it, with its roles
         self.by_dir: dict[str, int] = {}
-        self.snacks_only: dict[int, str] = {}  # the hot path: watches of plain snack directories
+        self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
         self.attributes = False
 
     def fileno(self) -> int | None:
@@ -292,35 +314,78 @@ class _InotifySource(_Source):
 
     def _mask(self, roles: Roles) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
-        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0))
+        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | (_LINK_MASK if roles.links else 0))
+
+    def _union(self, wd: int) -> Roles:
+        roles = Roles(False, False)
+        for alias in self.by_wd[wd].values():
+            roles |= alias
+        return roles
+
+    def _readd(self, wd: int) -> None:
+        """Set a watch's mask to what all its aliases need; an alias that no longer reaches it is dropped."""
+        aliases = self.by_wd[wd]
+        roles = self._union(wd)
+        for directory in list(aliases):
+            again = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles))
+            if again == wd:
+                break
+            if again >= 0 and again not in self.by_wd:  # the path leads elsewhere now: let the armer redo it
+                inotify_rm_watch(self.fd, WatchDescriptor(again))
+            self._alias_gone(wd, directory)
+        self._refresh_fast_path(wd)
+
+    def _refresh_fast_path(self, wd: int) -> None:
+        aliases = self.by_wd.get(wd, {})
+        self.snacks_only.pop(wd, None)
+        if len(aliases) == 1:
+            [(directory, roles)] = aliases.items()
+            if roles == Roles(snacks=True, specs=False):
+                self.snacks_only[wd] = directory
 
     def watch_attributes(self, on: bool) -> None:
         self.attributes = on
-        for directory, wd in list(self.by_dir.items()):
-            roles = self.by_wd[wd][1]
-            if not roles.snacks:
-                continue
-            again = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles))  # same inode: new mask
-            if again != wd:  # the directory was replaced meanwhile: let the armer make a fresh watch
-                if again >= 0:
-                    inotify_rm_watch(self.fd, WatchDescriptor(again))
-                self._event(wd, C.IN_DELETE_SELF, b"")
+        for wd in [wd for wd in self.by_wd if self._union(wd).snacks]:
+            if wd in self.by_wd:
+                self._readd(wd)
 
     def _watch(self, directory: str, roles: Roles) -> None:
         wd = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles))
         if wd < 0:
             raise _libc_error(directory)
-        self.by_wd[wd] = (directory, roles)
+        aliases = self.by_wd.setdefault(wd, {})
+        aliases[directory] = roles
         self.by_dir[directory] = wd
-        if roles.snacks and not roles.specs:
-            self.snacks_only[wd] = directory
+        if len(aliases) > 1:  # another path already reached this inode: widen the mask to serve all
+            self._readd(wd)
+        self._refresh_fast_path(wd)
 
     def _unwatch(self, directory: str) -> None:
         wd = self.by_dir.pop(directory, None)
-        if wd is not None:
-            self.by_wd.pop(wd, None)
+        if wd is None:
+            return
+        aliases = self.by_wd.get(wd, {})
+        aliases.pop(directory, None)
+        if aliases:
+            self._readd(wd)
+            return
+        self.by_wd.pop(wd, None)
+        self.snacks_only.pop(wd, None)
+        inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
+
+    def _alias_gone(self, wd: int, directory: str) -> None:
+        """`directory` no longer reaches the watched inode: forget it and tell the loop."""
+        roles = self.by_wd[wd].pop(directory)
+        if not self.by_wd[wd]:
+            del self.by_wd[wd]
             self.snacks_only.pop(wd, None)
-            inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
+            inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel dropped it
+        self.by_dir.pop(directory, None)
+        self.dead.add(directory)
+        if roles.snacks:
+            self.sink(Mark.GONE, directory, "")
+        if roles.specs:
+            self.sink(Mark.SPEC, directory, "")
 
     def read_events(self) -> bool:
         # The hot path: removals in snack directories, marked in one batch. A name that no snack or nested
@@ -342,8 +407,7 @@ class _InotifySource(_Source):
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
-                    self._event(wd, mask, buffer[start:offset].rstrip(b"\0"))
-                    other = True
+                    other = self._event(wd, mask, buffer[start:offset].rstrip(b"\0")) or other
                     continue
                 name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
                 wanted = relevant.get(directory)
@@ -362,37 +426,42 @@ class _InotifySource(_Source):
             self.sink(Mark.NUDGE, "", "")  # a removal may have freed space for a failing repair
         return other
 
-    def _event(self, wd: int, mask: int, name: bytes) -> None:
+    def _event(self, wd: int, mask: int, name: bytes) -> bool:
+        """Mark what one event means for every path that reaches its watch; False if it meant nothing."""
         if mask & C.IN_Q_OVERFLOW:
             self.sink(Mark.OVERFLOW, "", "")
-            return
-        watch = self.by_wd.get(wd)
-        if watch is None:
-            return  # a watch we already dropped
-        directory, roles = watch
+            return True
+        aliases = self.by_wd.get(wd)
+        if aliases is None:
+            return False  # a watch we already dropped
         if mask & _SELF_GONE:  # the directory was removed, moved away or unmounted
-            del self.by_wd[wd]
-            self.by_dir.pop(directory, None)
-            self.snacks_only.pop(wd, None)
             if mask & C.IN_MOVE_SELF:  # the kernel keeps watching a moved directory: let it go
                 inotify_rm_watch(self.fd, WatchDescriptor(wd))
-            self.dead.add(directory)
-            if roles.snacks:
-                self.sink(Mark.GONE, directory, "")
-            if roles.specs:
-                self.sink(Mark.SPEC, directory, "")
-            return
+            for directory in list(aliases):
+                self._alias_gone(wd, directory)
+            return True
         if not name:
-            if mask & C.IN_ATTRIB:
-                self.sink(Mark.NUDGE, directory, "")
-            return
+            if mask & C.IN_ATTRIB and self._union(wd).snacks:
+                self.sink(Mark.NUDGE, next(iter(aliases)), "")
+                return True
+            return False
         if self.ignore is not None and name.startswith(self.ignore):
-            return
+            return False
         text = os.fsdecode(name)
-        if roles.snacks and mask & _SNACK_GONE:
-            self.sink(Mark.SNACK, directory, text)
-        if roles.specs:
-            self.sink(Mark.SPEC, directory, text)
+        meant = False
+        for directory, roles in list(aliases.items()):
+            if roles.snacks and mask & _SNACK_GONE:
+                self.sink(Mark.SNACK, directory, text)
+                meant = True
+            if roles.specs:
+                self.sink(Mark.SPEC, directory, text)
+                meant = True
+            if text in roles.links and mask & _LINK_MASK:  # a watched directory's path re-pointed or re-created
+                child = os.path.join(directory, text)
+                self.sink(Mark.GONE, child, "")
+                self.sink(Mark.SPEC, child, "")
+                meant = True
+        return meant
 
     def close(self) -> None:
         os.close(self.fd)
@@ -415,34 +484,57 @@ class _OverflowLogHandler(logging.Handler):
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: Sink, roles: dict[str, Roles], dead: set[str], ignore_prefix: str) -> None:
+    """Runs on watchdog's thread: turns an event into marks for every watched path it concerns."""
+
+    def __init__(
+        self, sink: Sink, roles: dict[str, Roles], aliases: dict[str, set[str]], dead: set[str], ignore_prefix: str
+    ) -> None:
         self.sink = sink
         self.ignore = ignore_prefix
-        self.roles = roles  # shared with the source, which updates it on arm()
+        self.roles = roles  # shared with the source, which updates them on arm()
+        self.aliases = aliases  # real path -> the watched paths that reach it (watches follow symlinks)
         self.dead = dead
+
+    def _paths(self, path: str) -> tuple[str, ...]:
+        return tuple(self.aliases.get(path, ())) or (path,)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         paths = [os.fsdecode(event.src_path)]
         if isinstance(event, FileSystemMovedEvent) and event.dest_path:
             paths.append(os.fsdecode(event.dest_path))
-        for index, path in enumerate(paths):
-            parent, name = os.path.split(path)
+        for path in paths:
+            real_parent, name = os.path.split(path)
             if self.ignore and name.startswith(self.ignore):
                 continue
-            own = self.roles.get(path)
-            if own is not None and own.snacks and kind in ("deleted", "moved") and index == 0:
+            for own_path in self._paths(path):
+                self._own(own_path, kind)
+            for parent in self._paths(real_parent):
+                self._child(parent, name, kind)
+
+    def _own(self, path: str, kind: str) -> None:
+        own = self.roles.get(path)
+        if own is not None and own.primary and kind in ("deleted", "moved", "created"):
+            if kind != "created":  # removed, moved away, or replaced by a rename over it
                 self.dead.add(path)
-                self.sink(Mark.GONE, path, "")
-            if own is not None and own.snacks and kind == "attrib":
-                self.sink(Mark.NUDGE, path, "")
-            roles = self.roles.get(parent)
-            if roles is None:
-                continue
-            if roles.specs and kind in ("created", "moved", "deleted", "closed", "modified"):
-                self.sink(Mark.SPEC, parent, name)
-            if roles.snacks and kind in ("deleted", "moved"):
-                self.sink(Mark.SNACK, parent, name)
+            self.sink(Mark.GONE, path, "")
+            if own.specs:
+                self.sink(Mark.SPEC, path, "")
+        if own is not None and own.snacks and kind == "attrib":
+            self.sink(Mark.NUDGE, path, "")
+
+    def _child(self, parent: str, name: str, kind: str) -> None:
+        roles = self.roles.get(parent)
+        if roles is None:
+            return
+        path = os.path.join(parent, name)
+        if name in roles.links and path not in self.roles and kind in ("deleted", "moved", "created"):
+            self.sink(Mark.GONE, path, "")  # a watched directory's path, re-pointed while it was not armed
+            self.sink(Mark.SPEC, path, "")
+        if roles.specs and kind in ("created", "moved", "deleted", "closed", "modified"):
+            self.sink(Mark.SPEC, parent, name)
+        if roles.snacks and kind in ("deleted", "moved"):
+            self.sink(Mark.SNACK, parent, name)
 
 
 class _ObserverSource(_Source):
@@ -456,32 +548,39 @@ class _ObserverSource(_Source):
             # costs 0.5 s per moved-away snack, so the grouper releases IN_MOVED_FROM at once.
             inotify_move_event_grouper.InotifyMoveEventGrouper.delay = 0.0
         self.roles: dict[str, Roles] = {}
-        self.handler = _Handler(sink, self.roles, self.dead, ignore_prefix)
-        self.watches: dict[str, ObservedWatch] = {}
+        self.aliases: dict[str, set[str]] = {}
+        self.handler = _Handler(sink, self.roles, self.aliases, self.dead, ignore_prefix)
+        self.watches: dict[str, tuple[str, ObservedWatch]] = {}  # path -> (real path, its watch)
         self.observer.start()
 
-    def _with_extras(self, wanted: dict[str, Roles]) -> dict[str, Roles]:
-        # A parent tells us when a top directory itself is moved away (the Observer reports no IN_MOVE_SELF).
-        parents = {os.path.dirname(d) for d in wanted if wanted[d].snacks} - set(wanted)
-        everything = {parent: Roles(snacks=False, specs=False) for parent in parents}
-        everything.update(wanted)
+    def _roles_changed(self, wanted: dict[str, Roles]) -> None:
+        # Parents (Roles.links) tell us when a top directory is moved away or re-pointed: the Observer
+        # reports no IN_MOVE_SELF.
         self.roles.clear()
-        self.roles.update(everything)
-        return everything
+        self.roles.update(wanted)
 
     def _watch(self, directory: str, roles: Roles) -> None:
+        # Watches follow symlinks and watchdog reports real paths: `aliases` maps them back to every watched
+        # path that reaches the same directory (`shared` and `link -> shared`).
+        real = os.path.realpath(directory)
         try:
-            self.watches[directory] = self.observer.schedule(self.handler, directory)
+            watch = self.observer.schedule(self.handler, directory, follow_symlink=True)
         except OSError as error:
             if _is_limit(error):
                 raise WatchLimitError(error.errno, error.strerror) from None
             raise
+        self.watches[directory] = (real, watch)
+        self.aliases.setdefault(real, set()).add(directory)
 
     def _unwatch(self, directory: str) -> None:
-        watch = self.watches.pop(directory, None)
-        if watch is not None:
-            with contextlib.suppress(KeyError):
-                self.observer.unschedule(watch)
+        real, watch = self.watches.pop(directory, ("", None))
+        if watch is None:
+            return
+        self.aliases.get(real, set()).discard(directory)
+        if not self.aliases.get(real):
+            self.aliases.pop(real, None)
+        with contextlib.suppress(KeyError):
+            self.observer.unschedule(watch)
 
     def close(self) -> None:
         _INOTIFY_LOG.removeHandler(self.overflow)

@@ -5,18 +5,32 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
 if TYPE_CHECKING:
-    from loguru import Message, Record
+    from loguru import Message, Record, RecordException
 
 TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}"
 # syslog priorities (sd-daemon.h) for loguru's levels
 PRIORITY = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+ERROR_PRIORITY = 3
+# Every C0 control but tab, DEL and C1: a newline would start a journald line with a priority of its own
+# choosing; an ANSI escape would drive the reader's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_ESCAPES = {"\n": r"\n", "\r": r"\r"}
+
+
+def printable(text: str) -> str:
+    r"""`text` as one line without control characters: a newline becomes a literal \n, ESC a literal \x1b."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda match: _ESCAPES.get(match.group(), f"\\x{ord(match.group()):02x}"), text)
 
 
 def under_journald(stream: TextIO) -> bool:
@@ -29,9 +43,34 @@ def under_journald(stream: TextIO) -> bool:
     return bool(expected) and expected == f"{info.st_dev}:{info.st_ino}"
 
 
-def _journald_format(record: Record) -> str:
-    # loguru reads "<6>" in a format as a color tag (and rejects it): "\<" is a literal "<"
-    return f"\\<{PRIORITY.get(record['level'].name, 6)}>{{message}}\n{{exception}}"
+def _escape_message(record: Record) -> None:
+    """loguru patcher: every sink (the log file's too) gets the message as one printable line."""
+    record["message"] = printable(record["message"])
+
+
+def _traceback_lines(exception: RecordException) -> list[str]:
+    text = "".join(traceback.format_exception(exception.type, exception.value, exception.traceback))
+    return [printable(line) for line in text.rstrip("\n").split("\n")]
+
+
+def _stream_sink(stream: TextIO, *, journald: bool) -> Callable[[Message], None]:
+    """Text lines (time, level, message), or journald lines (<N>message, no time of our own). Each traceback line
+    is escaped and, under journald, carries the error priority: no line has a priority the daemon did not choose."""
+
+    def write(message: Message) -> None:
+        record = message.record
+        text = printable(record["message"])
+        if journald:
+            lines = [f"<{PRIORITY.get(record['level'].name, 6)}>{text}"]
+        else:
+            lines = [f"{record['time']:YYYY-MM-DD HH:mm:ss.SSS} {record['level'].name: <7} {text}"]
+        if record["exception"] is not None:
+            prefix = f"<{ERROR_PRIORITY}>" if journald else ""
+            lines += [prefix + line for line in _traceback_lines(record["exception"])]
+        stream.write("\n".join(lines) + "\n")
+        stream.flush()
+
+    return write
 
 
 def _json_sink(stream: TextIO) -> Callable[[Message], None]:
@@ -62,15 +101,14 @@ class _Intercept(logging.Handler):
 def setup_logging(
     level: str = "INFO", fmt: str = "text", log_file: str | None = None, stream: TextIO | None = None
 ) -> None:
-    """Replace loguru's default sink with ours."""
+    """Replace loguru's default sink with ours; every message is escaped to one printable line first."""
     stream = stream or sys.stderr
     logger.remove()
+    logger.configure(patcher=_escape_message)
     if fmt == "json":
         logger.add(_json_sink(stream), level=level, format="{message}", diagnose=False)
-    elif under_journald(stream):
-        logger.add(stream, level=level, format=_journald_format, colorize=False, diagnose=False)
     else:
-        logger.add(stream, level=level, format=TEXT_FORMAT, colorize=False, diagnose=False)
+        logger.add(_stream_sink(stream, journald=under_journald(stream)), level=level, format="{message}")
     if log_file:
         logger.add(
             log_file, level=level, format=TEXT_FORMAT, rotation="10 MB", retention=5, colorize=False, diagnose=False

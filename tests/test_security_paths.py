@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,12 +15,14 @@ from pathlib import Path
 
 import pytest
 from conftest import needs_root_linux, write_spec
+from loguru import logger
 
 from snackwatch.apply import create_snack
 from snackwatch.chase import MAX_SYMLINKS, BlockedPath, open_directory
 from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
 from snackwatch.errors import SpecError
+from snackwatch.logsetup import printable, setup_logging
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, reconcile_all, reconcile_names
 from snackwatch.spec import Snack, Spec
@@ -243,3 +247,66 @@ def test_a_file_on_the_way_to_the_pantry_is_a_conflict_and_missing_parts_are_mad
         open_directory(str(tmp_path / "a" / "b" / "pantry"), str(tmp_path / "a" / "b" / "pantry"), create=False)
     assert [o.status for o in reconcile_all(desired)] == [Status.CREATED]
     assert (tmp_path / "a" / "b" / "pantry" / "c" / "Goldfish").is_file()
+
+
+# --- item 7: log lines carry no control characters and no priority the daemon did not choose ---------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """setup_logging() replaces loguru's sinks and patcher and the root logger's handlers: put the defaults back."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logger.remove()
+    logger.configure(patcher=lambda record: None)
+    logger.add(sys.stderr)
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
+
+
+def log_hostile_lines(path: Path, monkeypatch: pytest.MonkeyPatch, *, journald: bool) -> list[str]:
+    with open(path, "w") as stream:
+        info = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}" if journald else "1:2")
+        setup_logging(stream=stream, log_file=str(path.with_suffix(".file")))
+        logger.info("restored {}", "x\n<0>forged emergency")
+        logger.warning("conflict at {}", "\x1b[2J\x1b[31mred\x9b")
+        try:
+            raise OSError("bad\nname\x1b[0m")
+        except OSError:
+            logger.exception("repair failed")
+        logging.getLogger("watchdog").warning("stdlib\r\n<1>too")
+        logger.remove()
+    return path.read_text().splitlines()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_journald_lines_cannot_be_forged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = log_hostile_lines(tmp_path / "log", monkeypatch, journald=True)
+    assert lines[:3] == [
+        r"<6>restored x\n<0>forged emergency",
+        r"<4>conflict at \x1b[2J\x1b[31mred\x9b",
+        "<3>repair failed",
+    ]
+    traceback_lines = lines[3:-1]
+    assert traceback_lines[0] == "<3>Traceback (most recent call last):"
+    assert traceback_lines[-2:] == ["<3>OSError: bad", r"<3>name\x1b[0m"]  # each line of it under <3>
+    assert all(line.startswith("<3>") for line in traceback_lines)
+    assert lines[-1] == r"<4>watchdog: stdlib\r\n<1>too"
+    assert not any(char in "".join(lines) for char in "\x1b\x9b\r")
+    file_lines = (tmp_path / "log.file").read_text().splitlines()
+    assert file_lines[0].endswith(r"INFO    restored x\n<0>forged emergency") and "\x1b" not in file_lines[1]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_text_lines_let_no_escape_through_raw(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = log_hostile_lines(tmp_path / "log", monkeypatch, journald=False)
+    assert lines[0].endswith(r"INFO    restored x\n<0>forged emergency")
+    assert lines[1].endswith(r"WARNING conflict at \x1b[2J\x1b[31mred\x9b")
+    assert lines[-3:-1] == ["OSError: bad", r"name\x1b[0m"]
+    assert not any(char in "".join(lines) for char in "\x1b\x9b\r")
+
+
+def test_printable_escapes_controls_only() -> None:
+    assert printable("tab\tstays, caf\u00e9 too") == "tab\tstays, caf\u00e9 too"
+    assert printable("a\nb\rc\x00d\x7fe\x85") == r"a\nb\rc\x00d\x7fe\x85"

@@ -141,7 +141,8 @@ def test_own_directories_are_made_0700_and_nothing_in_them_is_followed(
 
 
 def test_a_user_refuses_a_runtime_directory_someone_else_made(area: Path) -> None:
-    """As a non-root user, /tmp/snackwatch-UID (or any runtime dir) made by someone else is refused at start."""
+    """As a non-root user, /tmp/snackwatch-UID (or any runtime dir) made by someone else is refused with one
+    line, by `run` and every command that looks for the daemon (`status` here: the cheap one to start)."""
     squatted = area / "snackwatch-65534"
     squatted.mkdir(mode=0o755)  # another user got there first
     state = area / "state"
@@ -149,7 +150,7 @@ def test_a_user_refuses_a_runtime_directory_someone_else_made(area: Path) -> Non
     os.chown(state, NOBODY, NOBODY)
     spec = write_spec(area / "snacks.yaml", ["Goldfish"], pantry=str(area / "pantry"))
     env = {"PATH": os.environ["PATH"], "RUNTIME_DIRECTORY": str(squatted), "STATE_DIRECTORY": str(state)}
-    command = [*AS_NOBODY, sys.executable, "-m", "snackwatch", "run", "-c", str(spec)]
+    command = [*AS_NOBODY, sys.executable, "-m", "snackwatch", "status", "-c", str(spec)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=20, env=env, cwd=area)
     assert done.returncode == 1
     assert done.stderr == (

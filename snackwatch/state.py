@@ -57,9 +57,11 @@ def write_atomically(path: Path, text: str) -> None:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 stream.write(text)
             os.replace(temp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
-        except BaseException:
+        except BaseException as error:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
+            if isinstance(error, OSError) and error.filename is None:
+                error.filename = str(path)  # a failed write names no file: say which one
             raise
     finally:
         os.close(directory)

@@ -393,6 +393,7 @@ def test_the_daemon_starts_and_runs_with_a_malformed_record_on_a_full_state_file
         running = start_daemon(spec_path)
         assert running.wait_event("owned_unsound")[0]["file"] == str(owned_path(spec_path))
         running.wait_event("owned_unwritable")
+        assert ".status.json: No space left on device" in running.wait_event("state_unwritable")[0]["message"]
         (running.pantry / "Goldfish").unlink()
         wait_until((running.pantry / "Goldfish").exists, 3.0, "Goldfish restored with the state fs full")
         write_spec(spec_path, ["Goldfish"], extra="prune: true\n")  # Pretzels leaves the spec: nothing is pruned

@@ -19,7 +19,10 @@ class SpecError(SnackwatchError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line is not None else f"{self.path}"
+        path = str(self.path)
+        if not path.isprintable():  # a conf.d file named with an escape sequence: show it escaped, not raw
+            path = repr(path)[1:-1]
+        where = f"{path}:{self.line}" if self.line is not None else path
         return f"{where}: {self.message}"
 
 

@@ -310,3 +310,12 @@ def test_text_lines_let_no_escape_through_raw(tmp_path: Path, monkeypatch: pytes
 def test_printable_escapes_controls_only() -> None:
     assert printable("tab\tstays, caf\u00e9 too") == "tab\tstays, caf\u00e9 too"
     assert printable("a\nb\rc\x00d\x7fe\x85") == r"a\nb\rc\x00d\x7fe\x85"
+
+
+def test_a_conf_d_file_named_with_an_escape_is_reported_escaped(tmp_path: Path) -> None:
+    confd = tmp_path / "conf.d"
+    confd.mkdir()
+    (confd / "\x1b[2Jx.yaml").write_text("pantry: /p\nsnacks: [a\n")
+    with pytest.raises(SpecError) as caught:
+        SpecSet.load(confd)
+    assert str(caught.value).startswith(f"{confd}/\\x1b[2Jx.yaml:3: invalid YAML")

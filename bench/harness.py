@@ -145,8 +145,12 @@ class Bench:
         return start_daemon(self.children, spec, backend, spec.parent.parent / name)
 
     def started(self, spec: Path, backend: str, name: str, timeout: float = 60.0) -> Daemon:
+        """A daemon past its 'start' line, on the backend asked for: figures from a fallback would be mislabelled."""
         daemon = self.daemon(spec, backend, name)
         daemon.wait_event("start", timeout)
+        running = daemon.log.events("start")[0].get("backend", backend)
+        if running != backend:
+            raise RuntimeError(f"snackwatch started on {running}, not {backend} (inotify limits lowered meanwhile?)")
         return daemon
 
 

@@ -121,6 +121,10 @@ class Daemon:
     def pid(self) -> int:
         return self.proc.pid
 
+    def fell_back(self) -> bool:
+        """Whether it fell back to polling at runtime (inotify limits hit, e.g. lowered by a test beside the bench)."""
+        return bool(self.log.events("watch_limit"))
+
     def wait_event(self, event: str, timeout: float) -> float:
         """Poll the log until `event` appears; returns perf_counter() when it was seen."""
         deadline = time.perf_counter() + timeout

@@ -100,6 +100,7 @@ def storm(bench: Bench, mode: str, seconds: float) -> dict[str, Any]:
         "attacker": report,
         "restore": samples.summary(),
         "log_lines": len(daemon.log.refresh()),
+        "fell_back": daemon.fell_back(),
     }
 
 
@@ -190,6 +191,7 @@ def failing_storm(bench: Bench, daemon: Daemon, pantry: Path, snacks: Sequence[s
         "retries_per_snack_s": retries / len(snacks) / elapsed,
         "failing_lines_at_start": failing_lines,
         "missing": sum(not (pantry / name).exists() for name in snacks),
+        "fell_back": daemon.fell_back(),
     }
 
 
@@ -220,6 +222,7 @@ def flip(bench: Bench) -> dict[str, Any]:
         "error_lines": levels.count("ERROR") + levels.count("CRITICAL"),
         "events": sorted({str(entry.get("event", "")) for entry in lines}),
         "warnings_per_10s": levels.count("WARNING") * 10 / max(elapsed, 10.0),
+        "fell_back": daemon.fell_back(),
     }
 
 
@@ -278,4 +281,7 @@ def section(config: Config, data: dict[str, Any]) -> Section:
         )
     )
     result.rows.append(Row("same: daemon CPU", percent(flipped["daemon_cpu"])))
+    void = [mode for mode, figures in data.items() if figures["fell_back"]]
+    if void:
+        result.rows.append(Row("VOID: the daemon fell back to polling (inotify limits hit) during", ", ".join(void)))
     return result

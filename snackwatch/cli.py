@@ -40,6 +40,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter, sized to the terminal as it would be, without importing shutil (bz2, lzma): every
+    add_argument() makes one, so argparse's own sizing costs each command 2 ms."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0")) or os.get_terminal_size().columns
+    except (ValueError, OSError):
+        columns = 80
+    return argparse.HelpFormatter(prog, width=columns - 2)
+
+
 class _Version(argparse.Action):
     """--version without argparse's help formatter (shutil, textwrap): the version is one plain line."""
 
@@ -52,12 +62,14 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snackwatch", description="Keep declared files present, instantly.")
+    parser = argparse.ArgumentParser(
+        prog="snackwatch", description="Keep declared files present, instantly.", formatter_class=_help_formatter
+    )
     parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="snackwatch")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=_help_formatter)
         sub.add_argument(
             "-c",
             "--config",
@@ -88,9 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     why.add_argument("name", metavar="NAME", help="a snack name (as in the spec) or a file path")
     prune = command("prune", "list files that left a spec with prune: true; --yes deletes them once")
     prune.add_argument("--yes", action="store_true", help="confirm, past the circuit breaker, once")
-    unit = commands.add_parser("unit", help="print the systemd unit (ExecStart= this install) to stdout")
+    unit = commands.add_parser(
+        "unit", help="print the systemd unit (ExecStart= this install) to stdout", formatter_class=_help_formatter
+    )
     unit.add_argument("--user", action="store_true", help="the user unit (systemctl --user), not the system one")
-    completion = commands.add_parser("completion", help="print the shell completion script for bash or zsh")
+    completion = commands.add_parser(
+        "completion", help="print the shell completion script for bash or zsh", formatter_class=_help_formatter
+    )
     completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     return parser
 
@@ -171,7 +187,7 @@ def _status(config: Path, *, as_json: bool) -> int:
     from snackwatch.lock import running_pid
 
     data = status.read_status(config)
-    if running_pid(config) is None or data is None:
+    if data is None or running_pid(config) is None:
         print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     print(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))

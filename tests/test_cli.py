@@ -13,6 +13,7 @@ from conftest import write_spec
 from snackwatch import __version__
 from snackwatch.lock import runtime_dir
 from snackwatch.state import state_dir
+from snackwatch.status import render_status
 
 
 def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -115,3 +116,24 @@ def test_runtime_and_state_directories_follow_systemd_then_root_defaults_then_xd
     monkeypatch.setattr(os, "getuid", lambda: 1000)
     monkeypatch.setenv("HOME", "/home/ada")
     assert (runtime_dir(), state_dir()) == (Path("/tmp/snackwatch-1000"), Path("/home/ada/.local/state/snackwatch"))
+
+
+def status_data(snacks: dict[str, dict[str, object]], count: int) -> dict[str, object]:
+    counts = {"snacks": count, "ok": count - 1, "failing": 1, "conflicts": 0, "repairs": 2}
+    spec = {"ok": True, "problems": []}
+    started = 1_700_000_000.0
+    return {"pid": 42, "started": started, "watcher": "inotify", "config": "/etc/s.yaml", "spec": spec,
+            "counts": counts, "last_reconcile": started, "snacks": snacks}  # fmt: skip
+
+
+def test_status_table_comes_from_the_status_file_alone() -> None:
+    failing = {"name": "Goldfish", "state": "failing", "reason": "No space left on device", "repairs": 0}
+    ok = {"name": "FruitGummies", "state": "ok", "repairs": 2, "last_repair": 1_700_000_100.0, "trigger": "deleted"}
+    small = render_status(status_data({"/p/Goldfish": failing, "/p/FruitGummies": ok}, 3)).splitlines()
+    assert small[0].startswith("snackwatch running (pid 42, up ") and small[0].endswith("watcher inotify")
+    assert [line.split()[:3] for line in small[5:7]] == [["FruitGummies", "ok", "2"], ["Goldfish", "failing", "0"]]
+    assert small[-1] == "... and 1 more snacks, all ok"
+    quiet = {f"/p/s{i}": {"name": f"s{i}", "state": "ok", "repairs": 0} for i in range(60)}
+    big = render_status(status_data({**quiet, "/p/Goldfish": failing}, 61)).splitlines()
+    assert [line.split()[0] for line in big[5:]] == ["Goldfish", "..."]  # big specs: only snacks with a story
+    assert big[-1] == "... and 60 more snacks, all ok"

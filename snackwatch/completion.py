@@ -28,7 +28,7 @@ _snackwatch_snacks() {{
   local config="${{SNACKWATCH_CONFIG:-${{XDG_CONFIG_HOME:-$HOME/.config}}/snackwatch/snacks.yaml}}" i name
   for ((i = 1; i < COMP_CWORD; i++)); do
     case "${{COMP_WORDS[i]}}" in
-      -c | --config) config="${{COMP_WORDS[i + 1]}}"; [[ "$config" == = ]] && config="${{COMP_WORDS[i + 2]}}" ;;
+      -c | --config) config="${{COMP_WORDS[i + 1]}}" ;;
     esac
   done
   config="${{config/#\\~/$HOME}}"
@@ -46,7 +46,6 @@ _snackwatch_snacks() {{
   for ((i = 1; i < CURRENT; i++)); do
     case "$words[i]" in
       -c|--config) config="$words[i + 1]" ;;
-      --config=*) config="${{words[i]#--config=}}" ;;
     esac
   done
   config="${{config/#\\~/$HOME}}"

@@ -51,7 +51,7 @@ def _help_formatter(prog: str) -> argparse.HelpFormatter:
 
 
 class _Version(argparse.Action):
-    """--version without argparse's help formatter (shutil, textwrap): the version is one plain line."""
+    """--version as one plain line, without the help formatter (textwrap) argparse's version action uses."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="print the version and exit")

@@ -78,6 +78,12 @@ def use_source(src: Path) -> None:
     inherited = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = f"{src}{os.pathsep}{inherited}" if inherited else str(src)
     sys.path.insert(0, str(src))
+    # An editable install's finder would still resolve modules `src` lacks from the installed tree: drop it.
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not _is_editable_finder(finder)]
+
+
+def _is_editable_finder(finder: object) -> bool:
+    return str(getattr(finder, "__module__", "")).startswith("__editable__")
 
 
 def source(package: Path) -> str:

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_linux, write_spec
+from conftest import Running, needs_root_linux, write_spec
 from loguru import logger
 
 from snackwatch.apply import create_snack
@@ -319,3 +319,32 @@ def test_a_conf_d_file_named_with_an_escape_is_reported_escaped(tmp_path: Path) 
     with pytest.raises(SpecError) as caught:
         SpecSet.load(confd)
     assert str(caught.value).startswith(f"{confd}/\\x1b[2Jx.yaml:3: invalid YAML")
+
+
+_EXCHANGE = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+link, pantry = sys.argv[1], sys.argv[2]
+os.symlink(sys.argv[3], link)
+if libc.renameat2(-100, link.encode(), -100, pantry.encode(), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+    raise OSError(ctypes.get_errno(), "renameat2")
+"""
+
+
+@needs_root_linux("plays the owner of the pantry's parent against a root daemon")
+def test_the_daemon_refuses_a_pantry_exchanged_for_a_symlink_at_runtime(
+    public_dir: Path, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    home = public_dir / "home"
+    home.mkdir()
+    os.chown(home, NOBODY, NOBODY)
+    root_only = public_dir / "root-only"
+    root_only.mkdir(mode=0o700)
+    spec = write_spec(tmp_path / "snacks.yaml", ["a", "drinks/Juice"], pantry=str(home / "pantry"))
+    running = start_daemon(spec)
+    exchange = [*AS_NOBODY, "/usr/bin/python3", "-c", _EXCHANGE, str(home / "link"), str(home / "pantry")]
+    subprocess.run([*exchange, str(root_only)], check=True)  # atomically: the pantry is now that symlink
+    conflicts = running.wait_event("conflict", count=2)  # the re-arm's full pass: where root used to create them
+    assert {line["snack"] for line in conflicts} == {"a", "drinks/Juice"}
+    assert os.listdir(root_only) == []
+    assert running.stop() == 0

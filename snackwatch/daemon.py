@@ -58,10 +58,13 @@ class Daemon:
     """Keeps every spec's files in their desired state until stopped."""
 
     def __init__(self, config: Path, options: Options = Options()) -> None:
-        self.specs = SpecSet.load(config)
+        self.stopping = False
+        self.reload_asked = False  # SIGHUP, for the reloader
+        self.dirty = DirtySet()
+        self._install_signals()  # first: a signal during a long load (100k snacks) is queued, not fatal
+        self.specs = SpecSet.load(config, strict=False)
         self.config = self.specs.config
         self.options = options
-        self.dirty = DirtySet()
         self.mounts = MountTable()
         self.poller = select.poll()
         self.poller.register(self.dirty.read_fd, select.POLLIN)
@@ -89,7 +92,7 @@ class Daemon:
             dry_run=options.dry_run,
             after_arm=self._poll_watcher,
         )
-        self.stopping = False
+        self.reloading = False  # RELOADING=1 sent, READY=1 not yet
         self.next_resync: float | None = None
         self.errors_in_a_row = 0
         self.error_resync_at: float | None = None
@@ -107,7 +110,6 @@ class Daemon:
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; returns the process exit code."""
         lock = SpecLock(self.config)
-        self._install_signals()
         try:
             now = time.monotonic()
             self._arm(now)  # watches before the first reconcile: no deletion is missed
@@ -115,6 +117,7 @@ class Daemon:
             self._prune(confirmed=self.pruner.take_confirmation())
             self._resync_due(now)
             self._log_start()
+            self.reloader.start(now)
             self.state.write()
             self.notifier.ready(self.ledger.status_line())
             self.notifier.start_watchdog(time.monotonic())
@@ -149,7 +152,7 @@ class Daemon:
             self.dirty.wake()
 
         def reload(signum: int, frame: FrameType | None) -> None:
-            self.reloader.request()
+            self.reload_asked = True
             self.dirty.wake()
 
         signal.signal(signal.SIGTERM, stop)
@@ -214,13 +217,18 @@ class Daemon:
             self.poller.modify(self.watch_fd, select.POLLIN)
             self.reads_resume_at = None
         self.notifier.tick(now)
+        if self.reload_asked:
+            self.reload_asked = False
+            self.reloader.request()
         if Mark.SPEC in batch.marks:
-            self.reloader.changed(now)
+            self.reloader.changed(now, batch.spec_writes)
         full_pass = self._reload(now)
         gone = batch.gone | self._nested_directories(batch.names)
         full_pass = self.armer.check(self.desired, gone, now) or full_pass
         if Mark.OVERFLOW in batch.marks:
             self._overflowed(now)
+            self.reloader.lost_track()
+            self.reloader.changed(now)
             full_pass = "overflow resync"
         if self.error_resync_at is not None and now >= self.error_resync_at:
             self.error_resync_at = None
@@ -289,7 +297,8 @@ class Daemon:
 
     def _reload(self, now: float) -> str | None:
         """Re-read the specs if due; the full pass's trigger if a new good state was taken."""
-        if self.reloader.requested:
+        if self.reloader.requested and not self.reloading:
+            self.reloading = True
             self.notifier.reloading()
         reloaded = self.reloader.due(now)
         if reloaded is None:
@@ -304,6 +313,7 @@ class Daemon:
         elif reloaded.forced and self.pruner.take_confirmation():
             self._prune(confirmed=True)
         if reloaded.forced:
+            self.reloading = False
             self.notifier.ready(self.ledger.status_line())
         return trigger
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from loguru import logger
@@ -19,7 +19,8 @@ class Mark(Enum):
     SNACK = "snack"  # a name in a snack directory was deleted, moved away or replaced (implies NUDGE)
     NUDGE = "nudge"  # something changed that may unblock failing repairs (permissions, freed space)
     GONE = "gone"  # a watched snack directory was removed, moved or unmounted
-    SPEC = "spec"  # something changed in a spec directory
+    SPEC = "spec"  # something changed in a spec directory (a file written and closed, renamed, removed...)
+    SPEC_WRITE = "spec write"  # a file in a spec directory was written to and is still open: not yet whole
     OVERFLOW = "overflow"  # the kernel dropped events: only a full resync is safe
     SCAN = "scan"  # a burst of removals in one directory: one scan of it beats per-name repairs
 
@@ -32,6 +33,7 @@ class Batch:
     gone: set[str]  # directories removed, moved or replaced
     scan: set[str]  # directories hit by a burst: scan them whole
     marks: set[Mark]
+    spec_writes: dict[str, bool] = field(default_factory=dict)  # path -> still being written (the last word)
 
 
 def split_bursts(names: set[tuple[str, str]], scan: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
@@ -56,6 +58,7 @@ class DirtySet:
         self._gone: set[str] = set()
         self._scan: set[str] = set()
         self._marks: set[Mark] = set()
+        self._spec_writes: dict[str, bool] = {}
         self._woken = False
 
     def mark(self, mark: Mark, directory: str, name: str) -> None:
@@ -68,6 +71,10 @@ class DirtySet:
                     self._gone.add(directory)
                 elif mark is Mark.SCAN:
                     self._scan.add(directory)
+                elif mark in (Mark.SPEC, Mark.SPEC_WRITE):
+                    self._marks.add(Mark.SPEC)
+                    if name:
+                        self._spec_writes[os.path.join(directory, name)] = mark is Mark.SPEC_WRITE
                 else:
                     self._marks.add(mark)
                 if self._woken:
@@ -98,11 +105,11 @@ class DirtySet:
             while os.read(self.read_fd, 4096):
                 pass
         with self._lock:
-            names, gone, scan, marks = self._names, self._gone, self._scan, self._marks
-            self._names, self._gone, self._scan, self._marks = set(), set(), set(), set()
+            names, gone, scan, marks, writes = self._names, self._gone, self._scan, self._marks, self._spec_writes
+            self._names, self._gone, self._scan, self._marks, self._spec_writes = set(), set(), set(), set(), {}
             self._woken = False
         names, scan = split_bursts(names, scan)
-        return Batch(names, gone, scan, marks)
+        return Batch(names, gone, scan, marks, writes)
 
     def close(self) -> None:
         os.close(self.read_fd)

@@ -26,6 +26,10 @@ class SpecError(SnackwatchError):
         return f"{where}: {self.message}"
 
 
+class SpecBeingWritten(SpecError):
+    """The spec file is open for writing by another process: it is read once its writer closes it."""
+
+
 class AlreadyRunning(SnackwatchError):
     """Another daemon holds the lock for this spec."""
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from loguru import logger
 
 from snackwatch.desired import Desired
-from snackwatch.errors import SpecError
+from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.plan import name_list
-from snackwatch.specset import SpecSet
+from snackwatch.specset import SPEC_SUFFIXES, SpecSet
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
+MAX_SETTLE = 0.2  # ...but a busy spec directory postpones the read by at most this much
+WRITE_WAIT = 5.0  # a SIGHUP while a spec is open for writing waits this long for the close, then answers
 
 
 @dataclass(frozen=True)
@@ -32,41 +35,102 @@ class SpecReloader:
         self.on_change = on_change
         self.requested = False  # set from the SIGHUP handler
         self.settle_at: float | None = None
+        self.first_change: float | None = None  # of the changes not read yet: bounds the settle time
+        self.writing: dict[str, float] = {}  # spec files written to and not closed yet -> since when
+        self.hup_deadline: float | None = None  # a SIGHUP waiting for a writer to close its spec
         self.problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
+
+    def start(self, now: float) -> None:
+        """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal)."""
+        for path, error in self.specs.problems.items():
+            self._trouble(path, error, now)
 
     def request(self) -> None:
         """An explicit reload (SIGHUP): safe to call from a signal handler."""
         self.requested = True
 
-    def changed(self, now: float) -> None:
-        """Something changed in a spec directory: read after SPEC_SETTLE of quiet."""
-        self.settle_at = now + SPEC_SETTLE
+    def changed(self, now: float, writes: Mapping[str, bool] | None = None) -> None:
+        """Something changed in a spec directory: read after SPEC_SETTLE of quiet (MAX_SETTLE at most), and
+        never while a spec file is still open for writing (`writes`: path -> still being written)."""
+        for path, writing in (writes or {}).items():
+            real = os.path.realpath(path)  # a spec reached through a symlink is written where it points
+            if not writing:
+                self.writing.pop(real, None)
+            elif self._is_spec(real):
+                self.writing.setdefault(real, now)
+        if self.first_change is None:
+            self.first_change = now
+        self.settle_at = min(now + SPEC_SETTLE, self.first_change + MAX_SETTLE)
+
+    def lost_track(self) -> None:
+        """Events were lost (overflow): forget who was writing, re-read after the settle time."""
+        self.writing.clear()
 
     def next_due(self) -> float | None:
+        if self.writing:
+            return self.hup_deadline  # the close will wake the loop
         return self.settle_at
 
     def due(self, now: float) -> Reloaded | None:
-        """Reload if asked to or settled; None when it is not time yet."""
+        """Reload if asked to or settled; None when it is not time yet (or a spec is half-written)."""
+        if self.writing:
+            return self._wait_for_writer(now)
+        self.hup_deadline = None
         if self.requested:
             self.requested = False
-            self.settle_at = None
+            self.settle_at = self.first_change = None
             return self._reload(now, forced=True)
         if self.settle_at is not None and now >= self.settle_at:
-            self.settle_at = None
+            self.settle_at = self.first_change = None
             return self._reload(now, forced=False)
         return None
 
-    def _reload(self, now: float, *, forced: bool) -> Reloaded:
+    def _wait_for_writer(self, now: float) -> Reloaded | None:
+        """A spec is open for writing: reading it now could act on half a file. A SIGHUP waits (bounded)."""
+        if not self.requested:
+            return None
+        files = ", ".join(sorted(self.writing))
+        if self.hup_deadline is None:
+            self.hup_deadline = now + WRITE_WAIT
+            logger.bind(event="reload_wait").info("reload requested while {} is being written: waiting for it", files)
+            return None
+        if now < self.hup_deadline:
+            return None
+        self.requested = False
+        self.hup_deadline = None
+        logger.bind(event="reload_wait").warning(
+            "{} still open for writing after {:g} s: keeping the last good spec; it is read once closed",
+            files,
+            WRITE_WAIT,
+        )
+        return Reloaded(True, None)
+
+    def _is_spec(self, real: str) -> bool:
+        if self.specs.is_directory:
+            return real.endswith(SPEC_SUFFIXES) and not os.path.basename(real).startswith(".")
+        return real == os.path.realpath(self.specs.config)
+
+    def _reload(self, now: float, *, forced: bool) -> Reloaded | None:
         old = self.specs.desired
         result = self.specs.reload(forced=forced, broken=set(self.problems))
         for path in result.revived:
             logger.bind(event="spec_ok").info("{} is valid again, unchanged", path)
         for path in [path for path in self.problems if path not in result.problems]:
             del self.problems[path]
+        busy = False
         for path, error in result.problems.items():
+            if isinstance(error, SpecBeingWritten):  # its writer's close will bring us back
+                self.writing.setdefault(os.path.realpath(path), now)
+                self.problems.pop(path, None)
+                busy = True
+                continue
             self._trouble(path, error, now)
-        if result.desired is not None:
-            _log_changes(old, result.desired, result.dropped)
+        if busy and forced:  # a SIGHUP during a write: it is answered once the writer closes the file
+            self.requested, forced = True, False
+        if result.desired is None:
+            return None if busy else Reloaded(forced, None)
+        if not _log_changes(old, result.desired, result.dropped, forced) and busy:
+            return None  # only the busy file's old spec again: nothing to apply yet
         return Reloaded(forced, result.desired)
 
     def _trouble(self, path: Path, error: SpecError, now: float) -> None:
@@ -83,13 +147,16 @@ class SpecReloader:
             logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
 
 
-def _log_changes(old: Desired, new: Desired, dropped: list[Path]) -> None:
+def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) -> bool:
+    """Log what a reload changed (a forced one says so even when nothing did); True if anything changed."""
     old_paths, new_paths = old.by_path(), new.by_path()
     added = [new.display(entry) for path, entry in new_paths.items() if path not in old_paths]
     removed = [old.display(entry) for path, entry in old_paths.items() if path not in new_paths]
     changes = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
     changes += [f"pantry {spec.pantry}" for spec in new.specs if spec.pantry not in {s.pantry for s in old.specs}]
     changes += [f"dropped {path.name}" for path in dropped]
-    logger.bind(event="reload", added=added, removed=removed).info(
-        "spec reloaded: {} ({} snacks)", name_list(changes) if changes else "no change", new.count
-    )
+    if changes or forced:
+        logger.bind(event="reload", added=added, removed=removed).info(
+            "spec reloaded: {} ({} snacks)", name_list(changes) if changes else "no change", new.count
+        )
+    return bool(changes)

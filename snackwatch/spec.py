@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import errno
+import fcntl
 import os
 import re
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import yaml
 
-from snackwatch.errors import SpecError
+from snackwatch.errors import SpecBeingWritten, SpecError
 
 MAX_SPEC_BYTES = 16 * 1024 * 1024
 RESERVED_PREFIX = ".snackwatch-"
@@ -81,7 +84,7 @@ def read_spec_bytes(path: Path, *, follow: bool = True) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise SpecError(path, None, f"not a regular file ({_FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')})")
-        with open(fd, "rb", closefd=False) as stream:
+        with _no_writer(fd, path), open(fd, "rb", closefd=False) as stream:
             data = stream.read(MAX_SPEC_BYTES + 1)
     except OSError as error:
         raise SpecError(path, None, f"cannot read spec: {error.strerror or error}") from None
@@ -90,6 +93,26 @@ def read_spec_bytes(path: Path, *, follow: bool = True) -> bytes:
     if len(data) > MAX_SPEC_BYTES:
         raise SpecError(path, 1, f"spec is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB")
     return data
+
+
+@contextlib.contextmanager
+def _no_writer(fd: int, path: Path) -> Iterator[None]:
+    """Hold a read lease while reading: the kernel grants it only if no process has the file open for writing,
+    and a writer that opens it meanwhile waits for our release. So a spec is never read half-written.
+    Where leases are not to be had (not the file's owner, or the filesystem has none), read without one."""
+    setlease = getattr(fcntl, "F_SETLEASE", None)  # Linux only
+    try:
+        if setlease is not None:
+            fcntl.fcntl(fd, setlease, fcntl.F_RDLCK)
+    except OSError as error:
+        if error.errno == errno.EAGAIN:
+            raise SpecBeingWritten(path, None, "is open for writing by another process: read once closed") from None
+        setlease = None
+    try:
+        yield
+    finally:
+        if setlease is not None:
+            fcntl.fcntl(fd, setlease, fcntl.F_UNLCK)
 
 
 def parse_spec(data: bytes, path: Path) -> Spec:

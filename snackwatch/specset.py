@@ -38,27 +38,41 @@ class SpecSet:
     specs: dict[Path, Spec]
     raw: dict[Path, bytes]
     desired: Desired
+    problems: dict[Path, SpecError] = field(default_factory=dict)  # conf.d files left out at load (daemon only)
 
     @classmethod
-    def load(cls, config: Path) -> SpecSet:
+    def load(cls, config: Path, *, strict: bool = True) -> SpecSet:
+        """Load every spec file. `strict` (check, diff, once): any bad file is an error. Otherwise (the daemon)
+        a bad file in a conf.d directory is left out and kept in `problems`, as it would be at runtime; only
+        a config with no good file at all is an error."""
         config = Path(os.path.abspath(config))
         raw = {}
         specs = {}
+        problems: dict[Path, SpecError] = {}
         files = spec_files(config)
         if not files:
             raise SpecError(config, None, "no *.yaml spec files in this directory")
         for path in files:
-            raw[path] = read_spec_bytes(path, follow=path == config)
-            specs[path] = parse_spec(raw[path], path)
-        return cls(config, specs, raw, merge(specs.values()))
+            try:
+                data = read_spec_bytes(path, follow=path == config)
+                specs[path], raw[path] = parse_spec(data, path), data
+            except SpecError as error:
+                if strict or path == config:
+                    raise
+                problems[path] = error
+        if not specs:
+            raise next(iter(problems.values()))
+        return cls(config, specs, raw, merge(specs.values()), problems)
 
     @property
     def is_directory(self) -> bool:
         return self.config.is_dir()
 
     def watched_dirs(self) -> set[str]:
-        """The directories whose changes may change the specs."""
-        return {str(self.config)} if self.is_directory else {str(self.config.parent)}
+        """The directories whose changes may change the specs: the config's, and those its symlinks lead to
+        (a spec managed by GNU stow or a dotfile manager is edited where the link points)."""
+        home = str(self.config) if self.is_directory else str(self.config.parent)
+        return {home} | {os.path.dirname(os.path.realpath(path)) for path in self.raw}
 
     def reload(self, *, forced: bool, broken: set[Path]) -> Reload:
         """Re-read every spec file; `broken` are the files currently reported as broken or missing."""

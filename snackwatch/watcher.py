@@ -269,7 +269,10 @@ if HAVE_INOTIFY:
     # our own restores would wake us for nothing.
     # IN_ATTRIB only while something fails (watch_attributes): a touch/chmod storm then costs nothing.
     _SNACK_MASK = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO | C.IN_DELETE_SELF | C.IN_MOVE_SELF
-    _SPEC_MASK = C.IN_CLOSE_WRITE | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB
+    # IN_MODIFY: a spec being written is not read until its writer closes it (IN_CLOSE_WRITE).
+    _SPEC_MASK = (
+        C.IN_CLOSE_WRITE | C.IN_MODIFY | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB
+    )
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
     _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
@@ -454,7 +457,7 @@ class _InotifySource(_Source):
                 self.sink(Mark.SNACK, directory, text)
                 meant = True
             if roles.specs:
-                self.sink(Mark.SPEC, directory, text)
+                self.sink(Mark.SPEC_WRITE if mask & C.IN_MODIFY else Mark.SPEC, directory, text)
                 meant = True
             if text in roles.links and mask & _LINK_MASK:  # a watched directory's path re-pointed or re-created
                 child = os.path.join(directory, text)
@@ -531,7 +534,9 @@ class _Handler(FileSystemEventHandler):
         if name in roles.links and path not in self.roles and kind in ("deleted", "moved", "created"):
             self.sink(Mark.GONE, path, "")  # a watched directory's path, re-pointed while it was not armed
             self.sink(Mark.SPEC, path, "")
-        if roles.specs and kind in ("created", "moved", "deleted", "closed", "modified"):
+        if roles.specs and kind == "modified" and HAVE_INOTIFY:  # Linux tells the close: wait for it
+            self.sink(Mark.SPEC_WRITE, parent, name)
+        elif roles.specs and kind in ("created", "moved", "deleted", "closed", "modified"):
             self.sink(Mark.SPEC, parent, name)
         if roles.snacks and kind in ("deleted", "moved"):
             self.sink(Mark.SNACK, parent, name)

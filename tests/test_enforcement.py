@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -77,3 +80,119 @@ def test_a_re_pointed_pantry_symlink_is_followed_stocked_and_enforced(
     (releases / "v1" / "Goldfish").unlink()  # v1 is no longer the pantry: left alone
     wait_until(lambda: running.events("restored")[2:], 3.0, "the v2 restore logged")
     assert not (releases / "v1" / "Goldfish").exists()
+
+
+def test_a_spec_written_slowly_in_place_is_read_only_once_its_writer_closes_it(
+    spec_path: Path, start_daemon: Callable[..., Running], backend: str
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path, "--watcher", backend)
+    pantry = running.pantry
+    with open(spec_path, "w") as writer:  # `cat > snacks.yaml`, pausing mid-line
+        writer.write("version: 1\npantry: ./pantry\nsnacks:\n  - Goldfish\n  - Fru")
+        writer.flush()
+        (spec_path.parent / "other-file").touch()  # other events in the spec directory...
+        running.proc.send_signal(signal.SIGHUP)  # ...and an explicit reload, during the write
+        running.wait_event("reload_wait")
+        (spec_path.parent / "other-file").unlink()
+        wait_until(lambda: running.events("reload_wait") and running.proc.poll() is None, 1.0, "still waiting")
+        writer.write("itGummies\n")
+    wait_until((pantry / "FruitGummies").exists, 3.0, "FruitGummies once the writer closed the spec")
+    assert not (pantry / "Fru").exists()
+    assert [line["added"] for line in running.events("reload")] == [["FruitGummies"]]
+
+
+def test_a_spec_directory_moved_away_and_recreated_is_read_again(
+    tmp_path: Path, start_daemon: Callable[..., Running], backend: str
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    spec = write_spec(etc / "snacks.yaml", ["Goldfish"], pantry="../pantry")
+    running = start_daemon(spec, "--watcher", backend)
+    etc.rename(tmp_path / "etc.old")
+    etc.mkdir()
+    write_spec(etc / "snacks.yaml", ["Goldfish", "Popcorn"], pantry="../pantry")
+    wait_until((tmp_path / "pantry" / "Popcorn").exists, 3.0, "Popcorn from the re-created spec directory")
+    write_spec(etc / "snacks.yaml", ["Goldfish", "Popcorn", "Pretzel"], pantry="../pantry")
+    wait_until((tmp_path / "pantry" / "Pretzel").exists, 3.0, "later saves in the new directory too")
+    assert running.proc.poll() is None
+
+
+def test_a_spec_that_is_a_symlink_into_another_directory_sees_edits_to_its_target(
+    tmp_path: Path, start_daemon: Callable[..., Running], backend: str
+) -> None:
+    dotfiles = tmp_path / "dotfiles"
+    dotfiles.mkdir()
+    target = write_spec(dotfiles / "snacks.yaml", ["Goldfish"], pantry=str(tmp_path / "pantry"))
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "snacks.yaml").symlink_to(target)  # GNU stow
+    start_daemon(config / "snacks.yaml", "--watcher", backend)
+    with open(target, "a") as stream:  # in place
+        stream.write("  - Popcorn\n")
+    wait_until((tmp_path / "pantry" / "Popcorn").exists, 3.0, "Popcorn from an in-place edit of the target")
+    write_spec(target, ["Goldfish", "Popcorn", "Pretzel"], pantry=str(tmp_path / "pantry"))  # by rename
+    wait_until((tmp_path / "pantry" / "Pretzel").exists, 3.0, "Pretzel from a save by rename of the target")
+
+
+TOUCHER = """
+import pathlib, sys, time
+path, end = pathlib.Path(sys.argv[1]), time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    path.touch()
+    time.sleep(0.005)
+"""
+
+
+def test_a_busy_spec_directory_delays_a_save_by_a_bounded_time(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    running = start_daemon(spec_path)
+    toucher = subprocess.Popen([sys.executable, "-c", TOUCHER, str(spec_path.parent / "busy.log"), "4"])
+    try:
+        wait_until((spec_path.parent / "busy.log").exists, 2.0, "the toucher to start")
+        write_spec(spec_path, ["Goldfish", "Popcorn"])
+        wait_until((running.pantry / "Popcorn").exists, 1.0, "the save applied while the directory stays busy")
+        assert toucher.poll() is None
+    finally:
+        toucher.kill()
+        toucher.wait()
+
+
+def test_one_broken_file_in_a_conf_d_does_not_stop_the_start(
+    tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    conf = tmp_path / "conf.d"
+    conf.mkdir()
+    write_spec(conf / "good.yaml", ["Goldfish"], pantry="../good")
+    (conf / "broken.yaml").write_text("pantry: ../broken\nsnacks:\n  - [unclosed\n")
+    running = start_daemon(conf)
+    assert (tmp_path / "good" / "Goldfish").exists()
+    invalid = running.wait_event("spec_invalid")
+    assert len(invalid) == 1 and f"{conf / 'broken.yaml'}:" in invalid[0]["message"]
+    (tmp_path / "good" / "Goldfish").unlink()
+    wait_until((tmp_path / "good" / "Goldfish").exists, 3.0, "the good spec enforced")
+    check = subprocess.run([sys.executable, "-m", "snackwatch", "check", "-c", str(conf)], capture_output=True)
+    assert check.returncode == 2 and b"broken.yaml:" in check.stderr
+
+
+def _catches_sighup(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
+    return False
+
+
+@pytest.mark.skipif(not IS_LINUX, reason="reads /proc/PID/status")
+def test_a_sighup_during_a_long_start_is_queued_not_fatal(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    write_spec(spec_path, [f"snack{i}" for i in range(30_000)])
+    running = start_daemon(spec_path, wait=False)
+    wait_until(lambda: _catches_sighup(running.proc.pid), 10.0, "the daemon to catch SIGHUP")
+    assert not running.events("start")  # still loading or converging
+    running.proc.send_signal(signal.SIGHUP)
+    running.wait_event("start", timeout=20)
+    reload = running.wait_event("reload", timeout=5)[0]
+    assert "no change" in reload["message"] and running.proc.poll() is None

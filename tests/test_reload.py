@@ -71,3 +71,30 @@ def test_a_broken_file_restored_to_its_last_good_bytes_is_revived(
     reloaded = reloader.due(4.0)
     assert reloaded is not None and reloaded.desired is None  # same bytes: nothing to apply
     assert len(events(log_lines, "spec_ok")) == 1 and reloader.problems == {}
+
+
+def test_a_spec_open_for_writing_is_not_read_and_a_sighup_waits_for_its_close(
+    spec_path: Path, log_lines: list[dict[str, Any]]
+) -> None:
+    reloader = reloader_for(spec_path)
+    with open(spec_path, "a") as writer:  # a writer has it open: the kernel refuses our read lease
+        writer.write("  - Fru")
+        writer.flush()
+        reloader.request()
+        assert reloader.due(1.0) is None  # not read: it could be half a file
+        assert reloader.writing and reloader.requested
+        assert reloader.due(1.1) is None
+        assert [line["event"] for line in log_lines if line.get("event", "").startswith("reload")] == ["reload_wait"]
+        assert reloader.next_due() == 1.1 + 5.0  # the SIGHUP is answered within WRITE_WAIT at the latest
+        writer.write("itGummies\n")
+    reloader.changed(2.0, {str(spec_path): False})  # IN_CLOSE_WRITE
+    reloaded = reloader.due(2.0)
+    assert reloaded is not None and reloaded.forced and reloaded.desired is not None
+    assert [line["added"] for line in events(log_lines, "reload")] == [["FruitGummies"]]
+
+
+def test_a_busy_directory_postpones_the_read_by_at_most_max_settle(spec_path: Path) -> None:
+    reloader = reloader_for(spec_path)
+    for step in range(100):  # something touches the directory every 5 ms
+        reloader.changed(step * 0.005)
+    assert reloader.next_due() == 0.2

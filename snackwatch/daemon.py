@@ -25,7 +25,7 @@ from snackwatch.desired import Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.ledger import Ledger
 from snackwatch.lock import SpecLock
-from snackwatch.mounts import MountTable
+from snackwatch.mounts import MountTable, under
 from snackwatch.notify import Notifier
 from snackwatch.prune import Pruner
 from snackwatch.reconcile import reconcile_all, reconcile_directory, reconcile_names
@@ -252,10 +252,21 @@ class Daemon:
         return full_pass is not None
 
     def _mounts_changed(self) -> None:
-        """Retry failures (a remount may have fixed them) and check whether a directory was mounted over."""
+        """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
+        points, remounted = self.mounts.changes()
         self.dirty.mark(Mark.NUDGE, "", "")
-        for directory in self.desired.directories:
+        covered = under(points, self.desired.directories)
+        specs = under(points, self.specs.watched_dirs())
+        for directory in covered | specs:
             self.dirty.mark(Mark.GONE, directory, "")
+        for directory in specs:
+            self.dirty.mark(Mark.SPEC, directory, "")
+        logger.bind(event="mounts", points=sorted(points)).debug(
+            "mount table changed ({} mount points{}): re-checking {} directories",
+            len(points),
+            ", remounts" if remounted else "",
+            len(covered | specs),
+        )
 
     def _nested_directories(self, names: Iterable[tuple[str, str]]) -> set[str]:
         """A removed or replaced entry that is one of our nested directories: treat the directory as gone."""

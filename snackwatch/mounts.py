@@ -1,9 +1,33 @@
-"""Wakes the loop when the mount table changes: a filesystem remounted read-write, or one mounted over the pantry."""
+"""Wakes the loop when the mount table changes, and says which mount points changed (a remount, or a mount over us)."""
 
 from __future__ import annotations
 
 import os
+import re
 import select
+from collections.abc import Iterable
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def parse_mountinfo(text: str) -> dict[str, tuple[str, str]]:
+    """Mount id -> (mount point, options) for each line of /proc/self/mountinfo (escapes such as \\040 undone)."""
+    mounts = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 6:
+            continue
+        tail = fields[fields.index("-") + 1 :] if "-" in fields else []
+        point = _OCTAL.sub(lambda match: chr(int(match.group(1), 8)), fields[4])
+        mounts[fields[0]] = (point, fields[5] + " " + " ".join(tail[2:3]))
+    return mounts
+
+
+def under(points: Iterable[str], directories: Iterable[str]) -> set[str]:
+    """The directories at or below any of these mount points (mounted over, or over one of their parents)."""
+    prefixes = tuple(point.rstrip("/") + "/" for point in points)
+    exact = set(points)
+    return {d for d in directories if d in exact or d.startswith(prefixes)}
 
 
 class MountTable:
@@ -14,6 +38,26 @@ class MountTable:
             self.fd: int | None = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             self.fd = None
+        self.mounts = self._read()
+
+    def _read(self) -> dict[str, tuple[str, str]]:
+        if self.fd is None:
+            return {}
+        chunks = []
+        offset = 0
+        while chunk := os.pread(self.fd, 65536, offset):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return parse_mountinfo(b"".join(chunks).decode(errors="surrogateescape"))
+
+    def changes(self) -> tuple[set[str], bool]:
+        """Since the last look: mount points mounted or unmounted, and whether anything was remounted."""
+        old, self.mounts = self.mounts, self._read()
+        moved = {old[i][0] for i in old.keys() - self.mounts.keys()} | {
+            self.mounts[i][0] for i in self.mounts.keys() - old.keys()
+        }
+        remounted = any(old[i] != self.mounts[i] for i in old.keys() & self.mounts.keys())
+        return moved, remounted
 
     def register(self, poller: select.poll) -> None:
         if self.fd is not None:

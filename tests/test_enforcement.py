@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import IS_LINUX, Running, wait_until, write_spec
+from conftest import IS_LINUX, Running, needs_root_linux, wait_until, write_spec
 
 BACKENDS = ["inotify", "observer"] if IS_LINUX else ["observer"]
 
@@ -196,3 +196,29 @@ def test_a_sighup_during_a_long_start_is_queued_not_fatal(
     running.wait_event("start", timeout=20)
     reload = running.wait_event("reload", timeout=5)[0]
     assert "no change" in reload["message"] and running.proc.poll() is None
+
+
+@needs_root_linux("mounts a tmpfs")
+def test_only_mounts_over_a_watched_directory_re_arm_it(
+    spec_path: Path, start_daemon: Callable[..., Running], tmp_path: Path
+) -> None:
+    write_spec(spec_path, ["Goldfish", "drinks/Juice"])
+    running = start_daemon(spec_path, "--log-level", "debug")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(elsewhere)], check=True)
+    try:
+        unrelated = running.wait_event("mounts")[0]
+        assert "re-checking 0 directories" in unrelated["message"]
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(running.pantry)], check=True)
+        try:  # mounted over the pantry: the new (empty) filesystem is stocked and watched
+            wait_until((running.pantry / "drinks" / "Juice").exists, 3.0, "snacks on the new mount")
+            assert "re-checking 2 directories" in running.events("mounts")[-1]["message"]
+            (running.pantry / "Goldfish").unlink()
+            wait_until((running.pantry / "Goldfish").exists, 3.0, "a deletion on the new mount restored")
+        finally:
+            subprocess.run(["umount", "-l", str(running.pantry)], check=True)
+        wait_until((running.pantry / "Goldfish").exists, 3.0, "the old pantry back after the umount")
+    finally:
+        subprocess.run(["umount", "-l", str(elsewhere)], check=False)
+    assert running.proc.poll() is None

@@ -269,7 +269,7 @@ def section(config: Config, data: dict[str, Any]) -> Section:
             figure=failing["retries_per_snack_s"],
         )
     )
-    result.rows.append(CPU.row("same: daemon CPU", percent(failing["daemon_cpu"]), "", figure=failing["daemon_cpu"]))
+    result.rows.append(CPU.row("ENOSPC: daemon CPU", percent(failing["daemon_cpu"]), "", figure=failing["daemon_cpu"]))
     flipped = data["flip"]
     result.rows.append(
         WARNINGS.row(
@@ -280,7 +280,7 @@ def section(config: Config, data: dict[str, Any]) -> Section:
             figure=flipped["warnings_per_10s"],
         )
     )
-    result.rows.append(Row("same: daemon CPU", percent(flipped["daemon_cpu"])))
+    result.rows.append(Row("flip: daemon CPU", percent(flipped["daemon_cpu"])))
     void = [mode for mode, figures in data.items() if figures["fell_back"]]
     if void:
         result.rows.append(Row("VOID: the daemon fell back to polling (inotify limits hit) during", ", ".join(void)))

@@ -186,8 +186,9 @@ def _status(config: Path, *, as_json: bool) -> int:
     from snackwatch import status
     from snackwatch.lock import running_pid
 
-    data = status.read_status(config)
-    if data is None or running_pid(config) is None:
+    pid = running_pid(config)  # first: it refuses a runtime directory that is not safe
+    data = status.read_status(config) if pid is not None else None
+    if data is None:
         print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     print(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))

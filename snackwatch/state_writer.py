@@ -9,6 +9,7 @@ from typing import Any
 
 from loguru import logger
 
+from snackwatch.errors import SnackwatchError
 from snackwatch.ledger import error_text
 from snackwatch.state import metrics_text, write_atomically
 
@@ -60,8 +61,8 @@ class StateWriter:
                 write_atomically(self.metrics_file, metrics_text(status))
             if self.save_owned is not None:
                 self.save_owned()
-        except OSError as error:
-            problem = f"{error.filename}: {error_text(error)}"
+        except (OSError, SnackwatchError) as error:  # unwritable, or the state directory is no longer safe
+            problem = f"{error.filename}: {error_text(error)}" if isinstance(error, OSError) else str(error)
             if problem != self.problem:
                 self.problem = problem
                 logger.bind(event="state_unwritable").warning("cannot write state file {}", problem)

@@ -1,21 +1,27 @@
-"""The only code that creates files: O_EXCL|O_NOFOLLOW creation, atomic publish for content or mode."""
+"""The only code that creates files: O_EXCL|O_NOFOLLOW creation, atomic publish for content, mode or ownership."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+from typing import NamedTuple
 
 from snackwatch.spec import RESERVED_PREFIX, Snack
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def create_snack(directory_fd: int, name: str, snack: Snack, *, identity: bool = False) -> os.stat_result | bool:
-    """Create file `name` for `snack` unless anything (file, dir, symlink, even dangling) holds the name.
+class Staged(NamedTuple):
+    """A snack written whole to a temp file in its directory, not yet published: `identity` is the final file's."""
 
-    Returns False if the name was taken, else True, or the new file's stat when `identity` is asked for
-    (it goes into the ownership record of a pruning spec).
+    temp: str
+    identity: os.stat_result
+
+
+def create_snack(directory_fd: int, name: str, snack: Snack) -> bool:
+    """Create file `name` for `snack` unless anything (file, dir, symlink, even dangling) holds the name: False if
+    the name was taken.
 
     A plain snack is one O_CREAT|O_EXCL|O_NOFOLLOW open: an empty file is complete the moment it
     exists. A snack with content or mode is written to a temp file in the pantry, then published
@@ -23,14 +29,11 @@ def create_snack(directory_fd: int, name: str, snack: Snack, *, identity: bool =
     """
     if snack.content is None and snack.mode is None:
         try:
-            fd = os.open(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd)
+            os.close(os.open(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd))
         except FileExistsError:
             return False
-        try:
-            return os.fstat(fd) if identity else True
-        finally:
-            os.close(fd)
-    return _publish(directory_fd, name, snack)
+        return True
+    return publish(directory_fd, stage(directory_fd, snack), name)
 
 
 def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSError]:
@@ -52,28 +55,47 @@ def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSEr
     return results
 
 
-def _publish(directory_fd: int, name: str, snack: Snack) -> os.stat_result | bool:
-    temp = f"{RESERVED_PREFIX}{os.getpid()}-{secrets.token_hex(6)}.tmp"
-    # 0600 until every byte is written: another user racing the temp file never reads a secret snack's content.
+def temp_name() -> str:
+    """A fresh temp file name: `.snackwatch-PID-HEX.tmp` (leftovers.py knows it back)."""
+    return f"{RESERVED_PREFIX}{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def stage(directory_fd: int, snack: Snack) -> Staged:
+    """Write `snack` whole to a new temp file in the directory: its inode is the published file's, so its identity
+    can be recorded before the name appears (see publish()).
+
+    0600 until every byte is written: another user racing the temp file never reads a secret snack's content.
+    """
+    temp = temp_name()
     fd = os.open(temp, _CREATE_FLAGS, 0o600, dir_fd=directory_fd)
     try:
-        try:
-            if snack.content:
-                view = memoryview(snack.content.encode("utf-8"))
-                while view:
-                    view = view[os.write(fd, view) :]
-            os.fchmod(fd, snack.mode if snack.mode is not None else 0o666 & ~_umask())
-            os.fsync(fd)
-            identity = os.fstat(fd)
-        finally:
-            os.close(fd)
-        os.link(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
+        if snack.content:
+            view = memoryview(snack.content.encode("utf-8"))
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fchmod(fd, snack.mode if snack.mode is not None else 0o666 & ~_umask())
+        if snack.content:
+            os.fsync(fd)  # the bytes are on disk before the name is: never a half-written snack after a power cut
+        return Staged(temp, os.fstat(fd))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=directory_fd)
+        raise
+    finally:
+        os.close(fd)
+
+
+def publish(directory_fd: int, staged: Staged, name: str) -> bool:
+    """Give the staged file its name with link(), which never replaces: False if the name was taken.
+    The temp name is removed either way."""
+    try:
+        os.link(staged.temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
     except FileExistsError:
         return False
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp, dir_fd=directory_fd)
-    return identity
+            os.unlink(staged.temp, dir_fd=directory_fd)
+    return True
 
 
 def _umask() -> int:

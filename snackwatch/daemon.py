@@ -242,7 +242,9 @@ class Daemon:
             self.ledger.skip_due(now)
         else:
             for directory in sorted(batch.scan):  # a burst: one scan of the directory beats per-name repairs
-                outcomes = reconcile_directory(self.desired, directory, dry_run=self.options.dry_run)
+                outcomes = reconcile_directory(
+                    self.desired, directory, dry_run=self.options.dry_run, recorder=self.pruner
+                )
                 self.ledger.fold(outcomes, now, "deleted or moved away")
             self._repair(now, self.ledger.deleted(batch.names, now), "deleted or moved away")
             self._repair(now, self.ledger.due(now), "retry")
@@ -294,11 +296,14 @@ class Daemon:
     def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: str) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
-            outcomes = reconcile_names(self.desired, directory, names, dry_run=self.options.dry_run)
+            outcomes = reconcile_names(
+                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.pruner
+            )
             self.ledger.fold(outcomes, now, trigger)
 
     def _full_pass(self, now: float, trigger: str) -> None:
-        self.ledger.fold(reconcile_all(self.desired, dry_run=self.options.dry_run), now, trigger, everything=True)
+        outcomes = reconcile_all(self.desired, dry_run=self.options.dry_run, recorder=self.pruner)
+        self.ledger.fold(outcomes, now, trigger, everything=True)
 
     def _created(self, entry: Entry, info: os.stat_result) -> None:
         """A file created for a pruning spec: the pruner records it."""

@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -67,13 +68,26 @@ class Pruner:
             )
 
     def record_created(self, path: str, info: os.stat_result, spec: Path) -> None:
-        """A file the daemon just created for a pruning spec: remember its identity."""
+        """A file the daemon just created for a pruning spec: remember its identity (nothing new if it was recorded
+        before it was published)."""
         self.owned.record(path, info, spec)
 
-    def save(self) -> None:
+    def record_before_publish(self, created: Sequence[tuple[str, os.stat_result, Path]]) -> None:
+        """Files about to be published for pruning specs (path, identity, spec): recorded and saved durably first,
+        so a kill -9 right after the names appear cannot lose them. A record that cannot be written does not stop
+        the creation (the snacks matter more than pruning them): the failure is logged once, as for save()."""
+        for path, info, spec in created:
+            self.owned.record(path, info, spec)
+        self.save(durable=True)
+
+    def forget(self, path: str) -> None:
+        """A recorded file was not published after all: not ours (saved with the next write)."""
+        self.owned.forget(path)
+
+    def save(self, *, durable: bool = False) -> None:
         """Write the ownership record if it changed; a failure is logged once per distinct problem."""
         try:
-            self.owned.save()
+            self.owned.save(durable=durable)
         except (OSError, SnackwatchError) as error:
             problem = reason(error)
             if problem != self.save_problem:

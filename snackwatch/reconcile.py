@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, Protocol
 
-from snackwatch.apply import create_plain_snacks, create_snack
+from snackwatch.apply import Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of, open_directory
 from snackwatch.desired import Desired, Entry
+from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.plan import Conflict, Kind, plan
+from snackwatch.spec import RESERVED_PREFIX
 
 
 class Status(Enum):
@@ -31,6 +34,16 @@ class Outcome(NamedTuple):
     kind: Kind | None = None
     error: OSError | None = None
     created: os.stat_result | None = None  # the file we created, as created: for the ownership record
+
+
+class Recorder(Protocol):
+    """The ownership record of pruning specs (the daemon's Pruner): told of a file before its name appears."""
+
+    def record_before_publish(self, created: Sequence[tuple[str, os.stat_result, Path]]) -> None:
+        """Record (path, identity, spec) of files about to be published, on disk, before returning."""
+
+    def forget(self, path: str) -> None:
+        """A recorded file was not published after all (its name was taken, or the link failed)."""
 
 
 def observe(directory_fd: int) -> dict[str, Kind]:
@@ -65,16 +78,33 @@ def observe_desired(desired: Desired) -> dict[str, dict[str, Kind]]:
     return observed
 
 
-def reconcile_all(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
-    """Make every directory match; outcomes for every snack that was not simply present."""
+def reconcile_all(desired: Desired, *, dry_run: bool = False, recorder: Recorder | None = None) -> list[Outcome]:
+    """Make every directory match; outcomes for every snack that was not simply present.
+
+    With a `recorder`, a pruning spec's file is in the ownership record on disk before its name appears.
+    Crash leftovers (stale temp files) the scans come across are removed, in one log line.
+    """
     outcomes: list[Outcome] = []
+    removed: dict[str, int] = {}
     for directory in desired.directories:
-        outcomes.extend(reconcile_directory(desired, directory, dry_run=dry_run))
+        outcomes.extend(_reconcile_directory(desired, directory, dry_run, recorder, removed))
+    log_removed(removed)
     return outcomes
 
 
-def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = False) -> list[Outcome]:
+def reconcile_directory(
+    desired: Desired, directory: str, *, dry_run: bool = False, recorder: Recorder | None = None
+) -> list[Outcome]:
     """One directory's full pass: one scan, then creates; cheaper than per-name repairs for a burst."""
+    removed: dict[str, int] = {}
+    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed)
+    log_removed(removed)
+    return outcomes
+
+
+def _reconcile_directory(
+    desired: Desired, directory: str, dry_run: bool, recorder: Recorder | None, removed: dict[str, int]
+) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
     if not wanted:
         return []
@@ -82,19 +112,24 @@ def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = Fal
     if isinstance(fd, list):
         return fd
     try:
+        observed = observe(fd)
         outcomes: list[Outcome | None] = []
         plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
-        for action in plan({name: entry.snack for name, entry in wanted.items()}, observe(fd)):
+        owned: list[tuple[int, Entry]] = []  # files of pruning specs: recorded together before they are published
+        for action in plan({name: entry.snack for name, entry in wanted.items()}, observed):
             entry = wanted[action.name]
+            outcome: Outcome | None = None  # None: filled in below, keeping the spec's order
             if isinstance(action, Conflict):
-                outcomes.append(Outcome(entry, Status.CONFLICT, kind=action.kind))
+                outcome = Outcome(entry, Status.CONFLICT, kind=action.kind)
             elif dry_run:
-                outcomes.append(Outcome(entry, Status.WOULD_CREATE))
-            elif entry.snack.content is None and entry.snack.mode is None and not entry.spec.prune:
+                outcome = Outcome(entry, Status.WOULD_CREATE)
+            elif recorder is not None and entry.spec.prune:
+                owned.append((len(outcomes), entry))
+            elif entry.snack.content is None and entry.snack.mode is None:
                 plain.append((len(outcomes), entry))
-                outcomes.append(None)  # filled in below, keeping the spec's order
             else:
-                outcomes.append(_create(fd, entry))
+                outcome = _create(fd, entry)
+            outcomes.append(outcome)
         results = create_plain_snacks(fd, [entry.name for _, entry in plain])
         for (index, entry), result in zip(plain, results, strict=True):
             if result is True:
@@ -103,12 +138,26 @@ def reconcile_directory(desired: Desired, directory: str, *, dry_run: bool = Fal
                 outcomes[index] = Outcome(entry, Status.PRESENT)
             else:
                 outcomes[index] = Outcome(entry, Status.FAILED, error=result)
+        if recorder is not None and owned:
+            _create_recorded(fd, outcomes, owned, recorder)
+        reserved = [name for name in observed if name.startswith(RESERVED_PREFIX)]  # the scan's crash leftovers
+        if reserved and not dry_run:
+            count = remove_stale(fd, reserved)
+            if count:
+                removed[directory] = count
         return [outcome for outcome in outcomes if outcome is not None]
     finally:
         os.close(fd)
 
 
-def reconcile_names(desired: Desired, directory: str, names: Iterable[str], *, dry_run: bool = False) -> list[Outcome]:
+def reconcile_names(
+    desired: Desired,
+    directory: str,
+    names: Iterable[str],
+    *,
+    dry_run: bool = False,
+    recorder: Recorder | None = None,
+) -> list[Outcome]:
     """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name."""
     wanted = desired.files.get(directory, {})
     entries = [wanted[name] for name in names if name in wanted]
@@ -118,7 +167,18 @@ def reconcile_names(desired: Desired, directory: str, names: Iterable[str], *, d
     if isinstance(fd, list):
         return fd
     try:
-        return [_ensure(fd, entry, dry_run) for entry in entries]
+        if recorder is None or dry_run or not any(entry.spec.prune for entry in entries):
+            return [_ensure(fd, entry, dry_run) for entry in entries]
+        outcomes: list[Outcome | None] = []
+        owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
+        for entry in entries:
+            outcome: Outcome | None = _look(fd, entry) if entry.spec.prune else _ensure(fd, entry, dry_run)
+            if entry.spec.prune and outcome is not None and outcome.status is Status.WOULD_CREATE:
+                owned.append((len(outcomes), entry))
+                outcome = None  # filled in below
+            outcomes.append(outcome)
+        _create_recorded(fd, outcomes, owned, recorder)
+        return [outcome for outcome in outcomes if outcome is not None]
     finally:
         os.close(fd)
 
@@ -146,6 +206,11 @@ def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:
         outcome = _create(fd, entry)
         if outcome.status is not Status.PRESENT:
             return outcome
+    return _look(fd, entry)
+
+
+def _look(fd: int, entry: Entry) -> Outcome:
+    """What stands in the entry's place: present, a conflict, or nothing (WOULD_CREATE)."""
     try:
         kind = kind_of(os.lstat(entry.name, dir_fd=fd).st_mode)
     except FileNotFoundError:
@@ -159,9 +224,43 @@ def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:
 
 def _create(fd: int, entry: Entry) -> Outcome:
     try:
-        created = create_snack(fd, entry.name, entry.snack, identity=entry.spec.prune)
+        created = create_snack(fd, entry.name, entry.snack)
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error)
-    if created is False:
-        return Outcome(entry, Status.PRESENT)
-    return Outcome(entry, Status.CREATED, created=None if created is True else created)
+    return Outcome(entry, Status.CREATED if created else Status.PRESENT)
+
+
+def _create_recorded(
+    fd: int, outcomes: list[Outcome | None], owned: list[tuple[int, Entry]], recorder: Recorder
+) -> None:
+    """Create files of pruning specs (`owned`: their places in `outcomes`) so that each is in the ownership record on
+    disk before its name appears: every temp file first (its inode becomes the file's), then one record write for
+    them all, then the links. A file whose name was taken meanwhile, or whose link failed, is forgotten again."""
+    staged: list[Staged | Outcome] = []
+    for _, entry in owned:
+        try:
+            staged.append(stage(fd, entry.snack))
+        except OSError as error:
+            staged.append(Outcome(entry, Status.FAILED, error=error))
+    identities = [
+        (e.path, item.identity, e.spec.path)
+        for (_, e), item in zip(owned, staged, strict=True)
+        if isinstance(item, Staged)
+    ]
+    if identities:
+        recorder.record_before_publish(identities)
+    for (index, entry), item in zip(owned, staged, strict=True):
+        if isinstance(item, Outcome):
+            outcomes[index] = item
+            continue
+        try:
+            published = publish(fd, item, entry.name)
+        except OSError as error:
+            recorder.forget(entry.path)
+            outcomes[index] = Outcome(entry, Status.FAILED, error=error)
+            continue
+        if published:
+            outcomes[index] = Outcome(entry, Status.CREATED, created=item.identity)
+        else:
+            recorder.forget(entry.path)
+            outcomes[index] = Outcome(entry, Status.PRESENT)

@@ -41,10 +41,11 @@ def prune_confirm_path(config: Path) -> Path:
     return state_dir() / f"{instance_name(config)}.prune-confirm"
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, *, durable: bool = False) -> None:
     """Write a new temp file (O_EXCL, 0600) beside `path`, then rename it over: readers see the old or the new
     file, whole. A file in the state directory is written only if that directory is safely ours (else
-    UntrustedPath); elsewhere (a --metrics-file) the directory is the user's choice."""
+    UntrustedPath); elsewhere (a --metrics-file) the directory is the user's choice. `durable`: the file and
+    the rename are on disk (fsync of the file, then of the directory) when this returns."""
     if path.parent == state_dir():
         directory = open_trusted_directory(path.parent, STATE_PURPOSE, create=True)
     else:
@@ -56,7 +57,12 @@ def write_atomically(path: Path, text: str) -> None:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 stream.write(text)
+                if durable:
+                    stream.flush()
+                    os.fsync(stream.fileno())
             os.replace(temp, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+            if durable:
+                os.fsync(directory)
         except BaseException as error:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
@@ -134,14 +140,16 @@ class OwnershipRecord:
             self.doubted.add(spec)
 
     def record(self, file: str, info: os.stat_result, spec: Path) -> None:
-        self.files[file] = {
+        entry: dict[str, Any] = {
             "dev": info.st_dev,
             "ino": info.st_ino,
             "size": info.st_size,
             "mtime_ns": info.st_mtime_ns,
             "spec": str(spec),
         }
-        self.dirty = True
+        if self.files.get(file) != entry:  # recorded before it was published: told again after, nothing new
+            self.files[file] = entry
+            self.dirty = True
 
     def forget(self, file: str) -> None:
         if self.files.pop(file, None) is not None:
@@ -152,10 +160,11 @@ class OwnershipRecord:
         recorded = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"]) if entry else None
         return recorded == (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
-    def save(self) -> None:
-        """Write the record if it changed: OSError or UntrustedPath if it cannot be."""
+    def save(self, *, durable: bool = False) -> None:
+        """Write the record if it changed (`durable`: on disk, fsynced): OSError or UntrustedPath if it cannot be."""
         if self.dirty:
-            write_atomically(self.path, json.dumps({"version": 1, "files": self.files}, sort_keys=True))
+            text = json.dumps({"version": 1, "files": self.files}, sort_keys=True)
+            write_atomically(self.path, text, durable=durable)
             self.dirty = False
 
 

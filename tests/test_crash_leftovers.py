@@ -44,7 +44,9 @@ def dead_pid() -> int:
 @pytest.fixture
 def other_snackwatch() -> Iterator[int]:
     """A live process whose command line names snackwatch: another daemon, mid-write."""
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "snackwatch"], stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "snackwatch"], stdin=subprocess.PIPE
+    )
     yield child.pid
     child.kill()
     child.communicate()

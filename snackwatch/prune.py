@@ -73,34 +73,41 @@ class Pruner:
         self.owned.record(path, info, spec)
 
     def record_before_publish(self, created: Sequence[tuple[str, os.stat_result, Path]]) -> None:
-        """Files about to be published for pruning specs (path, identity, spec): recorded and saved durably first,
-        so a kill -9 right after the names appear cannot lose them. A record that cannot be written does not stop
-        the creation (the snacks matter more than pruning them): the failure is logged once, as for save()."""
+        """Files about to be published for pruning specs (path, identity, spec): recorded, and on disk (the
+        record's journal, fsynced) first, so a kill -9 right after the names appear cannot lose them. A journal
+        that cannot be written does not stop the creation (the snacks matter more than pruning them): the
+        failure is logged once, as for save()."""
         for path, info, spec in created:
             self.owned.record(path, info, spec)
-        self.save(durable=True)
+        try:
+            self.owned.append_to_journal([path for path, _, _ in created])
+        except (OSError, SnackwatchError) as error:
+            self._unwritable(error)
 
     def forget(self, path: str) -> None:
         """A recorded file was not published after all: not ours (saved with the next write)."""
         self.owned.forget(path)
 
-    def save(self, *, durable: bool = False) -> None:
+    def save(self) -> None:
         """Write the ownership record if it changed; a failure is logged once per distinct problem."""
         try:
-            self.owned.save(durable=durable)
+            self.owned.save()
         except (OSError, SnackwatchError) as error:
-            problem = reason(error)
-            if problem != self.save_problem:
-                logger.bind(event="owned_unwritable", file=str(self.owned.path)).warning(
-                    "cannot write ownership record {}: {}; no pruning until it can be written",
-                    self.owned.path,
-                    problem,
-                )
-            self.save_problem = problem
+            self._unwritable(error)
         else:
             if self.save_problem:
                 logger.bind(event="owned_written").info("ownership record {} written again", self.owned.path)
             self.save_problem = ""
+
+    def _unwritable(self, error: OSError | SnackwatchError) -> None:
+        problem = reason(error)
+        if problem != self.save_problem:
+            logger.bind(event="owned_unwritable", file=str(self.owned.path)).warning(
+                "cannot write ownership record {}: {}; no pruning until it can be written",
+                self.owned.path,
+                problem,
+            )
+        self.save_problem = problem
 
     def take_confirmation(self) -> bool:
         """A `snackwatch prune --yes` confirmation for this very daemon: consumed here, honoured once, if fresh.

@@ -105,7 +105,7 @@ class CheckingPruner(Pruner):
         self.writes.append([path for path, _, _ in created])
 
 
-def test_each_directory_pass_records_its_new_files_in_one_fsynced_write_before_any_link(
+def test_each_directory_pass_journals_its_new_files_in_one_fsynced_write_before_any_link(
     spec_path: Path, state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     names = [f"snack-{index}" for index in range(50)]
@@ -117,7 +117,7 @@ def test_each_directory_pass_records_its_new_files_in_one_fsynced_write_before_a
     outcomes = reconcile_all(desired, recorder=pruner)
     pantry = spec_path.parent / "pantry"
     assert [len(write) for write in pruner.writes] == [50, 1]  # one write per directory, not one per file
-    assert len(fsyncs) == 2 * 2 + 1  # per write: the record, then its directory; and the content of Juice
+    assert len(fsyncs) == 2 + 1 + 1  # the new journal and its directory; the journal again; Juice's content
     assert {outcome.status for outcome in outcomes} == {Status.CREATED}
     assert (pantry / "drinks" / "Juice").read_text() == "apple\n"
     assert all(outcome.created is not None for outcome in outcomes)
@@ -133,6 +133,20 @@ def test_each_directory_pass_records_its_new_files_in_one_fsynced_write_before_a
     assert pruner.writes[-1] == [str(pantry / "snack-7"), str(pantry / "snack-9")]
     record = on_disk(spec_path)
     assert all(record.matches(str(pantry / name), os.lstat(pantry / name)) for name in names)
+
+
+def test_the_journal_is_read_back_past_a_torn_line_and_folded_into_the_record(spec_path: Path, state: Path) -> None:
+    desired = pruning(spec_path, ["Goldfish", "Pretzels"])
+    pruner = Pruner(spec_path)
+    reconcile_all(desired, recorder=pruner)  # journaled, not yet saved: a kill -9 now
+    journal = owned_path(spec_path).with_suffix(".journal")
+    with journal.open("a") as stream:
+        stream.write('{"path": "/torn", "dev": 1')  # a write cut short
+    pantry = spec_path.parent / "pantry"
+    record = on_disk(spec_path)
+    assert sorted(record.files) == [str(pantry / "Goldfish"), str(pantry / "Pretzels")]
+    record.save()
+    assert not journal.exists() and sorted(on_disk(spec_path).files) == sorted(record.files)
 
 
 class RacingPruner(Pruner):

@@ -18,7 +18,7 @@ _TEMP_NAME = re.compile(re.escape(RESERVED_PREFIX) + r"([1-9][0-9]{0,9})-[0-9a-f
 
 def in_flight(pid: int, mtime: float, now: float, live: dict[int, bool]) -> bool:
     """Whether a temp file named with `pid`, last written at `mtime`, may be a write still in flight: its pid is a
-    live snackwatch process (this one included) and it is younger than STALE_AFTER. `live` caches pid checks."""
+    live snackwatch process (this one included) and it is younger than STALE_AFTER. `live` caches the pid checks."""
     if now - mtime >= STALE_AFTER:
         return False
     if pid not in live:
@@ -31,19 +31,29 @@ def _is_snackwatch(pid: int) -> bool:
         with open(f"/proc/{pid}/cmdline", "rb") as stream:
             return b"snackwatch" in stream.read()
     except FileNotFoundError:
-        return False
+        return not os.path.isdir("/proc/self") and _alive(pid)  # no /proc (macOS): any live process counts
     except OSError:  # hidden from us (hidepid): assume it is one, so only age removes its temp files
         return True
 
 
-def remove_stale(directory_fd: int, names: Iterable[str], live: dict[int, bool] | None = None) -> int:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: someone else's, alive
+        return True
+    return True
+
+
+def remove_stale(directory_fd: int, names: Iterable[str]) -> int:
     """Remove the stale temp files among `names` (entries of the directory seen by a scan): how many went.
 
     Only an exact `.snackwatch-PID-HEX.tmp` name, only a regular file owned by our euid (fstatat, never following
     a symlink), only when not in flight; unlinked relative to `directory_fd`. Anything else is left alone.
     """
-    removed = 0
-    now, euid, live = time.time(), os.geteuid(), {} if live is None else live
+    removed, now, euid = 0, time.time(), os.geteuid()
+    live: dict[int, bool] = {}  # pid -> a live snackwatch, asked once per pass
     for name in names:
         match = _TEMP_NAME.fullmatch(name)
         if match is None:

@@ -61,6 +61,7 @@ class Spec:
     pantry: Path
     snacks: tuple[Snack, ...]
     prune: bool = False  # delete files snackwatch created when they leave this spec (guarded)
+    pantry_line: int = 0  # where `pantry:` is, for errors about the directory it names
 
 
 def load_spec(path: Path) -> Spec:
@@ -123,18 +124,18 @@ def parse_spec(data: bytes, path: Path) -> Spec:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise SpecError(path, line, "spec is not valid UTF-8") from None
+    last_line = max(1, text.count("\n") + (not text.endswith("\n")))  # an error at EOF is on the last line
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
-        raise SpecError(
-            path, mark.line + 1 if mark is not None else 1, f"invalid YAML: {error.problem or error.context}"
-        ) from None
+        line = min(mark.line + 1, last_line) if mark is not None else 1
+        raise SpecError(path, line, f"invalid YAML: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
         raise SpecError(path, 1, f"invalid YAML: {error}") from None
     if root is None:
         raise SpecError(path, 1, "spec is empty (it must name a pantry and snacks)")
-    return _Validator(path).spec(root)
+    return _Validator(path, last_line).spec(root)
 
 
 def name_problem(name: str, pantry_bytes: int = 0) -> str | None:
@@ -194,13 +195,14 @@ def parse_mode(text: str) -> int | None:
 class _Validator:
     """Walks the composed YAML nodes (they carry line marks) and builds a Spec or raises."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, last_line: int) -> None:
         self.path = path
+        self.last_line = last_line
         self.seen: set[int] = set()
         self.pantry_bytes = 0  # the pantry path's length, for the PATH_MAX check of each name
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
-        return SpecError(self.path, node.start_mark.line + 1, message)
+        return SpecError(self.path, min(node.start_mark.line + 1, self.last_line), message)
 
     def visit(self, node: yaml.Node) -> yaml.Node:
         # The composer returns the same node object for every alias of an anchor: a second visit
@@ -244,7 +246,8 @@ class _Validator:
             if text not in ("true", "false"):
                 raise self.fail(fields["prune"], "prune must be true or false")
             prune = text == "true"
-        return Spec(self.path, self.pantry(fields["pantry"]), self.snacks(fields["snacks"]), prune)
+        pantry = fields["pantry"]
+        return Spec(self.path, self.pantry(pantry), self.snacks(fields["snacks"]), prune, pantry.start_mark.line + 1)
 
     def pantry(self, node: yaml.Node) -> Path:
         text = self.scalar(node, "pantry")

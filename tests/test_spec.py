@@ -97,7 +97,7 @@ def test_explicit_empty_list_is_zero_snacks() -> None:
         ("pantry: ''\nsnacks: []\n", 1, "pantry must be a directory path"),
         ("version: 2\npantry: /p\nsnacks: []\n", 1, "only version: 1"),
         ("- a\n- b\n", 1, "the spec must be a mapping"),
-        ("pantry: /p\nsnacks: [a\n", 3, "invalid YAML"),
+        ("pantry: /p\nsnacks: [a\n", 2, "invalid YAML"),  # at EOF: the last line, not one past it
         ("pantry: /p\nsnacks:\n  - a\n - b\n", 4, "invalid YAML"),
         ("pantry: /p\nsnacks: []\n---\npantry: /q\n", 3, "invalid YAML"),
         ('pantry: /p\nsnacks:\n  - a\n  - "x\\n<0>forged"\n', 4, "control character (U+000A)"),

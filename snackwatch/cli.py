@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -16,10 +17,18 @@ from snackwatch.choices import BACKENDS
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs --version a tenth of its time
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from snackwatch.desired import Desired
+    from snackwatch.errors import SpecError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 SHELLS = ("bash", "zsh")
+RESYNC_RANGE = (0.1, 86400.0)  # --resync: not a busy loop, not past a day (a timer that far out is a typo)
+
+
+class UsageError(Exception):
+    """A command-line value that cannot be used: one line, exit 2."""
 
 
 def default_config() -> Path:
@@ -30,14 +39,23 @@ def default_config() -> Path:
     return Path(config_home) / "snackwatch" / "snacks.yaml"
 
 
-def _positive_seconds(text: str) -> float:
+def _resync_seconds(text: str) -> float:
+    """--resync: a finite number of seconds within RESYNC_RANGE."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
+    low, high = RESYNC_RANGE
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(f"{text!r} is not between {low:g} and {high:g} seconds (one day)")
     return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `snackwatch run: error: ...`, no usage block above it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _help_formatter(prog: str) -> argparse.HelpFormatter:
@@ -62,7 +80,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="snackwatch", description="Keep declared files present, instantly.", formatter_class=_help_formatter
     )
     parser.add_argument("--version", action=_Version)
@@ -83,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="log what would be restored, change nothing")
     run.add_argument("--polling", action="store_true", help="use the polling observer (same as --watcher polling)")
     run.add_argument("--watcher", choices=BACKENDS, default="auto", help="event source (default: inotify on Linux)")
-    run.add_argument("--resync", type=_positive_seconds, metavar="SECONDS", help="also run a full pass this often")
+    run.add_argument(
+        "--resync", type=_resync_seconds, metavar="SECONDS", help="also run a full pass this often (0.1 to 86400)"
+    )
     levels = ["DEBUG", "INFO", "WARNING", "ERROR"]
     run.add_argument("--log-level", default="INFO", type=str.upper, choices=levels, help="least important to log")
     run.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
@@ -112,16 +132,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; a reader that stops early (`snackwatch status | head -1`) ends it quietly, same exit code."""
+    code = _main(argv)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+    return code
+
+
+def _say(text: str, end: str = "\n") -> None:
+    """print() to stdout; a reader gone away (`| head -1`) is no error: the rest of the output is dropped."""
+    try:
+        print(text, end=end)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """Python's documented recipe for SIGPIPE: stdout to /dev/null, so no later flush (at exit) fails again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "unit":
         from snackwatch.units import for_this_interpreter
 
-        print(for_this_interpreter(user=args.user), end="")
+        _say(for_this_interpreter(user=args.user), end="")
         return EXIT_OK
     if args.command == "completion":
         from snackwatch.completion import completion_script
 
-        print(completion_script(build_parser(), args.shell), end="")
+        _say(completion_script(build_parser(), args.shell), end="")
         return EXIT_OK
     from snackwatch.errors import SnackwatchError, SpecError
 
@@ -133,10 +178,22 @@ def main(argv: list[str] | None = None) -> int:
             return _status(config, as_json=args.json)
         from snackwatch.specset import SpecSet
 
-        desired = SpecSet.load(config).desired
+        try:
+            desired = SpecSet.load(config).desired
+        except SpecError as error:
+            if args.command == "why":
+                return _why_from_daemon(config, args.name, error)
+            if args.command == "prune":
+                raise SpecError(
+                    error.path,
+                    error.line,
+                    f"{error.message} (prune decides from the spec on disk: nothing pruned until it is valid)",
+                ) from None
+            raise
         if args.command == "check":
+            _check_pantries(desired)
             pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
-            print(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
+            _say(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
             return EXIT_OK
         if args.command == "diff":
             return _diff(desired)
@@ -145,21 +202,69 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "prune":
             return _prune(config, desired, confirmed=args.yes)
         return _once(desired, dry_run=args.dry_run)
-    except SpecError as error:
+    except (SpecError, UsageError) as error:
         print(f"snackwatch: {error}", file=sys.stderr)
         return EXIT_USAGE
     except (SnackwatchError, OSError) as error:
-        print(f"snackwatch: {error}", file=sys.stderr)
+        print(f"snackwatch: {_one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _one_line(error: Exception) -> str:
+    """An error as one line: an OSError as `path: No such file or directory`, not `[Errno 2] ...`."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error)
+
+
+def _check_pantries(desired: Desired) -> None:
+    """A pantry that exists but is not a directory (a file, a FIFO, a file on its way) fails `check`."""
+    from snackwatch.errors import SpecError
+
+    for spec in desired.specs:
+        try:
+            os.stat(spec.pantry)
+        except NotADirectoryError:
+            raise SpecError(
+                spec.path, spec.pantry_line, f"pantry {spec.pantry} is below a file, not a directory"
+            ) from None
+        except OSError:
+            continue  # missing (it is created) or not ours to look at (the daemon says so when it runs)
+        if not spec.pantry.is_dir():
+            raise SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
+
+
+def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
+    """UsageError unless `path` can be written as a file (`purpose`: the option it came from). `replaced`: it is
+    renamed over (so only a regular file may stand there: never /dev/null); else appended to (a FIFO would block)."""
+    target = Path(os.path.abspath(path))
+    if target.is_dir():
+        raise UsageError(f"{purpose} {path}: is a directory, not a file")
+    if target.exists() and not target.is_file() and (replaced or target.is_fifo()):
+        raise UsageError(f"{purpose} {path}: is not a regular file")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:  # missing directories are created
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{purpose} {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{purpose} {path}: permission denied")
 
 
 def _run(args: argparse.Namespace, config: Path) -> int:
     from snackwatch.daemon import Daemon, Options
     from snackwatch.logsetup import setup_logging
 
-    setup_logging(args.log_level, args.log_format, args.log_file)
+    if args.log_file is not None:
+        _usable_output(args.log_file, "--log-file", replaced=False)
+    if args.metrics_file is not None:
+        _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
+    try:
+        setup_logging(args.log_level, args.log_format, args.log_file)
+    except OSError as error:
+        raise UsageError(f"--log-file {args.log_file}: {error.strerror or error}") from None
     watcher = "polling" if args.polling else args.watcher
     options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
     return Daemon(config, options).run()
@@ -175,7 +280,7 @@ def _diff(desired: Desired) -> int:
         wanted = {name: entry.snack for name, entry in desired.files[directory].items()}
         actions += plan(wanted, observed.get(directory, {}))
     lines = render(actions)
-    print("\n".join(lines) if lines else "no drift")
+    _say("\n".join(lines) if lines else "no drift")
     return EXIT_FAILURE if lines else EXIT_OK
 
 
@@ -184,22 +289,41 @@ def _status(config: Path, *, as_json: bool) -> int:
     import json
 
     from snackwatch import status
-    from snackwatch.lock import running_pid
 
-    pid = running_pid(config)  # first: it refuses a runtime directory that is not safe
-    data = status.read_status(config) if pid is not None else None
+    data = _daemon_status(config)
     if data is None:
         print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
         return EXIT_NOT_RUNNING
-    print(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))
+    _say(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))
     return EXIT_OK
+
+
+def _daemon_status(config: Path) -> dict[str, object] | None:
+    """The status file of the daemon running for `config`, or None if none runs (a stale file is not shown)."""
+    from snackwatch import status
+    from snackwatch.lock import running_pid
+
+    pid = running_pid(config)  # first: it refuses a runtime directory that is not safe
+    return status.read_status(config) if pid is not None else None
 
 
 def _why(config: Path, desired: Desired, name: str) -> int:
     from snackwatch import status
 
-    text, found = status.why(name, desired, status.read_status(config))
-    print(text)
+    text, found = status.why(name, desired, _daemon_status(config))
+    _say(text)
+    return EXIT_OK if found else EXIT_FAILURE
+
+
+def _why_from_daemon(config: Path, name: str, problem: SpecError) -> int:
+    """The spec on disk cannot be read: answer from the running daemon's status, or give the spec's error."""
+    from snackwatch import status
+
+    data = _daemon_status(config)
+    if data is None:
+        raise problem
+    text, found = status.why_from_status(name, data, str(problem))
+    _say(text)
     return EXIT_OK if found else EXIT_FAILURE
 
 
@@ -207,10 +331,10 @@ def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
     from snackwatch import prune
 
     if confirmed:
-        print(prune.confirm_prune(config, desired))
+        _say(prune.confirm_prune(config, desired))
         return EXIT_OK
     pending = [file for files in prune.prune_pending(config, desired).values() for file in files]
-    print("\n".join(f"would prune {file}" for file in pending) or "nothing to prune")
+    _say("\n".join(f"would prune {file}" for file in pending) or "nothing to prune")
     return EXIT_OK
 
 
@@ -221,9 +345,9 @@ def _once(desired: Desired, *, dry_run: bool) -> int:
     for outcome in reconcile_all(desired, dry_run=dry_run):
         name = desired.display(outcome.entry)
         if outcome.status is Status.CREATED:
-            print(f"created {name}")
+            _say(f"created {name}")
         elif outcome.status is Status.WOULD_CREATE:
-            print(f"would create {name}")
+            _say(f"would create {name}")
             unrepaired += 1
         elif outcome.status is Status.CONFLICT:
             kind = outcome.kind.value if outcome.kind else "something"

@@ -26,6 +26,7 @@ from snackwatch.dirty import DirtySet, Mark
 from snackwatch.ledger import Ledger
 from snackwatch.lock import SpecLock
 from snackwatch.mounts import MountTable, under
+from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.notify import Notifier
 from snackwatch.prune import Pruner
 from snackwatch.reconcile import reconcile_all, reconcile_directory, reconcile_names
@@ -117,6 +118,7 @@ class Daemon:
             self._prune(confirmed=self.pruner.take_confirmation())
             self._resync_due(now)
             self._log_start()
+            warn_about_neighbours(self.config, self.desired)
             self.reloader.start(now)
             self.state.write()
             self.notifier.ready(self.ledger.status_line())

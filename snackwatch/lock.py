@@ -8,7 +8,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from snackwatch.errors import AlreadyRunning
+from snackwatch.errors import AlreadyRunning, SnackwatchError
 from snackwatch.trusted import choose_directory, open_trusted_directory, open_trusted_file
 
 RUNTIME_PURPOSE = "runtime directory (lock files)"
@@ -22,10 +22,22 @@ def runtime_dir() -> Path:
     )
 
 
+def resolved_config(config: Path) -> str:
+    """The config's path however it is spelled (relative, through `..` or a symlinked directory): its directory
+    resolved, its own name kept, so a spec that is itself a symlink (stow, a ConfigMap file) may be re-pointed."""
+    path = os.fsdecode(config)
+    head, name = os.path.split(path)
+    if name in ("", ".", ".."):
+        return os.path.realpath(path)
+    return os.path.join(os.path.realpath(head or "."), name)
+
+
 def instance_name(config: Path) -> str:
-    """A file-name-safe key for one daemon's config (spec file or directory): stem plus a path hash."""
-    digest = hashlib.sha256(os.fsencode(os.path.abspath(config))).hexdigest()[:16]
-    return f"{config.stem}-{digest}"
+    """A file-name-safe key for one daemon's config (spec file or directory): stem plus a hash of its resolved
+    path, so every spelling of one config finds the same lock and status file."""
+    resolved = resolved_config(config)
+    digest = hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
+    return f"{Path(resolved).stem}-{digest}"
 
 
 def lock_path(spec: Path) -> Path:
@@ -77,11 +89,35 @@ def proven_holder(fd: int) -> int | None:
     return pid if pid in holders else -1
 
 
+def open_runtime_dir(path: Path, *, create: bool) -> int:
+    """An fd for the runtime directory; one that cannot be used (a file on its path, no permission, read-only)
+    is a SnackwatchError naming what it is for. FileNotFoundError if it is missing and not `create`."""
+    try:
+        return open_trusted_directory(path, RUNTIME_PURPOSE, create=create)
+    except FileNotFoundError:
+        if not create:
+            raise
+        raise SnackwatchError(
+            f"{path}: cannot be used as snackwatch's {RUNTIME_PURPOSE}: a parent is missing"
+        ) from None
+    except (FileExistsError, NotADirectoryError):
+        why = "a file stands on its path where a directory must be"
+        raise SnackwatchError(f"{path}: cannot be used as snackwatch's {RUNTIME_PURPOSE}: {why}") from None
+    except OSError as error:
+        why = error.strerror or str(error)
+        raise SnackwatchError(f"{path}: cannot be used as snackwatch's {RUNTIME_PURPOSE}: {why}") from None
+
+
 def running_pid(spec: Path) -> int | None:
     """The pid of the daemon proven to hold this config's lock; None if none runs; -1 if the holder is unproven."""
-    path = lock_path(spec)
+    return instance_pid(instance_name(spec))
+
+
+def instance_pid(instance: str) -> int | None:
+    """running_pid() by instance name (as the state directory's file names carry it)."""
+    path = runtime_dir() / f"{instance}.lock"
     try:
-        directory = open_trusted_directory(path.parent, RUNTIME_PURPOSE, create=False)
+        directory = open_runtime_dir(path.parent, create=False)
     except FileNotFoundError:
         return None
     try:
@@ -112,9 +148,11 @@ class SpecLock:
 
     def __init__(self, spec: Path) -> None:
         self.path = lock_path(spec)
-        directory = open_trusted_directory(self.path.parent, RUNTIME_PURPOSE, create=True)
+        directory = open_runtime_dir(self.path.parent, create=True)
         try:
             self.fd = open_trusted_file(directory, self.path, os.O_RDWR | os.O_CREAT, "lock file")
+        except OSError as error:
+            raise SnackwatchError(f"{self.path}: cannot open the lock file: {error.strerror or error}") from None
         finally:
             os.close(directory)
         try:

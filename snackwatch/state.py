@@ -247,26 +247,37 @@ def reason(error: Exception) -> str:
 
 
 def metrics_text(status: dict[str, Any]) -> str:
-    """The status in Prometheus textfile-collector format."""
+    """The status in Prometheus textfile-collector format: one series per snack with a story (repaired, failing or
+    in conflict), labelled with its spec, so two specs' `Apple` (or two daemons' files in one collector directory)
+    are two series; the daemon-wide series carry the config."""
+    config = f"config={_label(str(status['config']))}"
+    stories = sorted(
+        (
+            (f"spec={_label(str(info.get('spec', '')))},snack={_label(str(info['name']))}", info)
+            for info in status["snacks"].values()
+            if info.get("repairs") or info.get("state", "ok") != "ok"
+        ),
+        key=lambda story: story[0],
+    )
     lines = [
         "# HELP snackwatch_repairs_total Snacks restored since the daemon started.",
         "# TYPE snackwatch_repairs_total counter",
-    ]
-    for info in status["snacks"].values():
-        lines.append(f"snackwatch_repairs_total{{snack={_label(info['name'])}}} {info.get('repairs', 0)}")
-    lines += [
+        *(f"snackwatch_repairs_total{{{labels}}} {info.get('repairs', 0)}" for labels, info in stories),
         "# HELP snackwatch_snack_failing Whether a snack's repair is failing (1) or not (0).",
         "# TYPE snackwatch_snack_failing gauge",
-    ]
-    for info in status["snacks"].values():
-        lines.append(f"snackwatch_snack_failing{{snack={_label(info['name'])}}} {int(info['state'] == 'failing')}")
-    lines += [
-        "# HELP snackwatch_spec_valid Whether the last spec load succeeded.",
+        *(f"snackwatch_snack_failing{{{labels}}} {int(info['state'] == 'failing')}" for labels, info in stories),
+        "# HELP snackwatch_snacks Snacks the daemon keeps, by state.",
+        "# TYPE snackwatch_snacks gauge",
+        *(
+            f"snackwatch_snacks{{{config},state={_label(state)}}} {status['counts'][key]}"
+            for state, key in (("ok", "ok"), ("failing", "failing"), ("conflict", "conflicts"))
+        ),
+        "# HELP snackwatch_spec_valid Whether the spec on disk is valid (0: the last good one is in force).",
         "# TYPE snackwatch_spec_valid gauge",
-        f"snackwatch_spec_valid {int(status['spec']['ok'])}",
-        "# HELP snackwatch_last_reconcile_timestamp_seconds When the last reconcile ran.",
+        f"snackwatch_spec_valid{{{config}}} {int(status['spec']['ok'])}",
+        "# HELP snackwatch_last_reconcile_timestamp_seconds When the last full reconcile ran.",
         "# TYPE snackwatch_last_reconcile_timestamp_seconds gauge",
-        f"snackwatch_last_reconcile_timestamp_seconds {status['last_reconcile']:.3f}",
+        f"snackwatch_last_reconcile_timestamp_seconds{{{config}}} {status['last_reconcile']:.3f}",
     ]
     return "\n".join(lines) + "\n"
 

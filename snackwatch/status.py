@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from snackwatch.state import read_json, status_path
 
 if TYPE_CHECKING:  # `status` renders the status file alone and never imports the spec parser (yaml)
-    from snackwatch.desired import Desired, Entry
+    from snackwatch.desired import Desired
 
 ROWS_SHOWN_IN_FULL = 50  # bigger specs list only the snacks with something to say
 
@@ -30,21 +30,36 @@ def _duration(seconds: float) -> str:
     return f"{hours}h {minutes}m {secs}s" if hours else f"{minutes}m {secs}s"
 
 
+def lists_every_snack(status: dict[str, Any]) -> bool:
+    """Whether the status file lists every snack, not only those with a story (an older daemon, or a capped list)."""
+    listed = status.get("snacks_listed")
+    if isinstance(listed, int) and not isinstance(listed, bool):
+        return listed == status.get("snacks_total")
+    return listed == "all" or (listed is None and "pantries" in status)
+
+
 def render_status(status: dict[str, Any]) -> str:
     """A readable summary and one row per snack in the status file (for big specs, only those with a story)."""
     counts = status["counts"]
     spec = status["spec"]
+    pantries = status.get("pantries")
     lines = [
         f"snackwatch running (pid {status['pid']}, up {_duration(time.time() - status['started'])}), "
-        f"watcher {status['watcher']}",
-        f"config {status['config']}: " + ("spec ok" if spec["ok"] else "; ".join(spec["problems"])),
-        f"snacks: {counts['snacks']} ({counts['ok']} ok, {counts['failing']} failing, {counts['conflicts']} conflicts),"
-        f" {counts['repairs']} repairs, last full reconcile {_when(status['last_reconcile'])}",
+        f"watcher {status['watcher']}" + (", dry run: changes nothing" if status.get("dry_run") else ""),
+        f"config {status['config']}: "
+        + ("spec ok" if spec["ok"] else "; ".join(spec["problems"]) + " (the last good spec is in force)"),
+    ]
+    if isinstance(pantries, list) and pantries:
+        lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(map(str, pantries)))
+    extra = "".join(f", {counts[key]} {key}" for key in ("missing", "created") if counts.get(key))
+    lines += [
+        f"snacks: {counts['snacks']} ({counts['ok']} ok, {counts['failing']} failing, {counts['conflicts']} conflicts"
+        f"{extra}), {counts['repairs']} repairs, last full reconcile {_when(status['last_reconcile'])}",
         "",
         f"{'SNACK':<28} {'STATE':<9} {'REPAIRS':>7}  {'LAST REPAIR':<19}  DETAIL",
     ]
     rows: dict[str, dict[str, Any]] = status["snacks"]
-    if counts["snacks"] > ROWS_SHOWN_IN_FULL:
+    if len(rows) > ROWS_SHOWN_IN_FULL:
         rows = {path: info for path, info in rows.items() if info["state"] != "ok" or info.get("repairs")}
     for path in sorted(rows, key=lambda p: str(rows[p]["name"])):
         info = rows[path]
@@ -55,36 +70,88 @@ def render_status(status: dict[str, Any]) -> str:
             f"{info['name']:<28} {info['state']:<9} {info.get('repairs', 0):>7}  "
             f"{_when(info.get('last_repair')):<19}  {detail}".rstrip()
         )
-    if len(rows) < counts["snacks"]:
-        lines.append(f"... and {counts['snacks'] - len(rows)} more snacks, all ok")
+    rest = counts["snacks"] - len(rows)
+    if rest > 0:
+        not_ok = sum(1 for info in rows.values() if info["state"] != "ok")
+        all_ok = not_ok == counts["snacks"] - counts["ok"]
+        lines.append(f"... and {rest} more snacks" + (", all ok" if all_ok else " (status --json lists them)"))
     return "\n".join(lines)
 
 
+def _names(name: str) -> set[str]:
+    """What a NAME on the command line may mean: a snack name, or a path (relative to the current directory)."""
+    return {name, os.path.abspath(name), os.path.realpath(name)}
+
+
+def _same_file(name: str, path: str) -> bool:
+    """Whether the path NAME and a snack's path name one file, through symlinked directories (a pantry reached
+    by another spelling): its name alike, its directory the same once resolved."""
+    given = os.path.abspath(name)
+    if os.path.basename(given) != os.path.basename(path):
+        return False
+    return os.path.realpath(os.path.dirname(given)) == os.path.realpath(os.path.dirname(path))
+
+
 def why(name: str, desired: Desired, status: dict[str, Any] | None) -> tuple[str, bool]:
-    """Explain one snack (by name or path); False if no spec declares it."""
-    matches = [e for e in desired.entries() if name in (e.snack.name, e.path, desired.display(e))]
+    """Explain one snack (by name or path) from the spec on disk and, if a daemon runs, its status; False if no
+    spec declares it."""
+    names = _names(name)
+    matches = [e for e in desired.entries() if e.snack.name in names or e.path in names]
+    matches = matches or [e for e in desired.entries() if _same_file(name, e.path)]
     if not matches:
         specs = ", ".join(str(spec.path) for spec in desired.specs)
         return f"{name}: no spec declares it (specs: {specs})", False
-    return "\n\n".join(_explain(entry, status) for entry in matches), True
-
-
-def _explain(entry: Entry, status: dict[str, Any] | None) -> str:
-    try:
-        kind = "present" if os.path.isfile(entry.path) and not os.path.islink(entry.path) else None
-        kind = kind or ("something else is in its place" if os.path.lexists(entry.path) else "missing")
-    except OSError as error:
-        kind = f"cannot tell: {error.strerror}"
-    lines = [
-        f"{entry.snack.name}: {entry.path}",
-        f"  declared at {entry.spec.path}:{entry.snack.line}",
-        f"  on disk: {kind}",
+    snacks = status.get("snacks", {}) if status is not None else None
+    explained = [
+        _explain(
+            e.snack.name,
+            e.path,
+            f"{e.spec.path}:{e.snack.line}",
+            _info(e.path, snacks),
+            running=snacks is not None,
+        )
+        for e in matches
     ]
     if status is None:
-        lines.append("  no daemon status (is `snackwatch run` running for this config?)")
+        explained.append("no daemon is running for this config: no repair history to show")
+    return "\n\n".join(explained), True
+
+
+def _info(path: str, snacks: dict[str, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """What the daemon's status says of the snack at `path` (its config may be spelled another way)."""
+    if not snacks:
+        return None
+    return snacks.get(path) or next((info for known, info in snacks.items() if _same_file(path, known)), None)
+
+
+def why_from_status(name: str, status: dict[str, Any], problem: str) -> tuple[str, bool]:
+    """Explain one snack from the running daemon's status alone (the spec on disk cannot be read: `problem`)."""
+    names = _names(name)
+    snacks: dict[str, dict[str, Any]] = status.get("snacks", {})
+    matches = [(path, info) for path, info in snacks.items() if path in names or info.get("name") in names]
+    matches = matches or [(path, info) for path, info in snacks.items() if _same_file(name, path)]
+    note = f"spec on disk: {problem}; the daemon (pid {status['pid']}) runs on its last good spec, which says:"
+    if not matches:
+        if lists_every_snack(status):
+            return f"{note}\n{name}: not declared by it", False
+        return f"{note}\n{name}: not among the snacks its status lists (only those with a story)", False
+    explained = [
+        _explain(str(info["name"]), path, f"{info['spec']}:{info['line']}" if "line" in info else "?", info)
+        for path, info in matches
+    ]
+    return note + "\n" + "\n\n".join(explained), True
+
+
+def _explain(name: str, path: str, declared: str, info: dict[str, Any] | None, *, running: bool = True) -> str:
+    try:
+        kind = "present" if os.path.isfile(path) and not os.path.islink(path) else None
+        kind = kind or ("something else is in its place" if os.path.lexists(path) else "missing")
+    except OSError as error:
+        kind = f"cannot tell: {error.strerror}"
+    lines = [f"{name}: {path}", f"  declared at {declared}", f"  on disk: {kind}"]
+    if not running:
         return "\n".join(lines)
-    info = status["snacks"].get(entry.path)
-    if info is None:
+    if info is None or (not info.get("repairs") and info.get("state", "ok") == "ok"):
         lines.append("  never repaired since the daemon started; no failure, no conflict")
         return "\n".join(lines)
     if info.get("last_repair"):
@@ -93,6 +160,8 @@ def _explain(entry: Entry, status: dict[str, Any] | None) -> str:
         lines.append(f"  failing: {info['reason']}; next retry {_when(info.get('next_retry'))}")
     elif info["state"] == "conflict":
         lines.append(f"  conflict: {info['reason']}; snackwatch leaves it alone")
+    elif info["state"] != "ok":
+        lines.append(f"  {info['state']}" + (f": {info['reason']}" if info.get("reason") else ""))
     if info.get("fighting"):
         lines.append("  something else keeps deleting it: repairs are backed off")
     return "\n".join(lines)

@@ -52,7 +52,8 @@ def test_status_reports_each_snack_and_exits_3_without_a_daemon(
         return data if data and data["counts"]["conflicts"] == 1 else None
 
     data = wait_until(status_json, 3.0, "status with the conflict")
-    assert data["counts"] == {"snacks": 3, "ok": 2, "failing": 0, "conflicts": 1, "repairs": 4}
+    counts = {key: data["counts"][key] for key in ("snacks", "ok", "failing", "conflicts")}
+    assert counts == {"snacks": 3, "ok": 2, "failing": 0, "conflicts": 1}  # repairs vs creations: test_ledger
     snacks = data["snacks"]
     goldfish = snacks[str(running.pantry / "Goldfish")]
     assert goldfish["repairs"] == 1 and goldfish["trigger"] == "deleted or moved away"  # creation at start: no story
@@ -92,10 +93,12 @@ def test_metrics_file_is_written_atomically_when_something_changes(
     running = start_daemon(spec_path, "--metrics-file", str(metrics))
     wait_until(metrics.exists, 2.0, "metrics file")
     (running.pantry / "Goldfish").unlink()
-    wait_until(lambda: 'snackwatch_repairs_total{snack="Goldfish"} 1' in metrics.read_text(), 2.0, "repair count")
+    labels = f'spec="{spec_path}",snack="Goldfish"'
+    wait_until(lambda: f"snackwatch_repairs_total{{{labels}}} 1" in metrics.read_text(), 2.0, "repair count")
     text = metrics.read_text()
-    assert "snackwatch_spec_valid 1" in text and 'snackwatch_snack_failing{snack="Goldfish"} 0' in text
-    assert "snackwatch_last_reconcile_timestamp_seconds" in text
+    assert f'snackwatch_spec_valid{{config="{spec_path}"}} 1' in text
+    assert f"snackwatch_snack_failing{{{labels}}} 0" in text
+    assert f'snackwatch_last_reconcile_timestamp_seconds{{config="{spec_path}"}}' in text
     written = metrics.stat().st_ino  # every write is a new file renamed into place
     (running.pantry / "unrelated").write_text("x")  # events that change nothing
     (running.pantry / "unrelated").unlink()
@@ -105,7 +108,7 @@ def test_metrics_file_is_written_atomically_when_something_changes(
     time.sleep(0.3)  # a quiet window, not a wait for a condition: no write may happen in it
     assert metrics.stat().st_ino == written
     (running.pantry / "Goldfish").unlink()
-    wait_until(lambda: 'snackwatch_repairs_total{snack="Goldfish"} 2' in metrics.read_text(), 2.0, "second repair")
+    wait_until(lambda: f"snackwatch_repairs_total{{{labels}}} 2" in metrics.read_text(), 2.0, "second repair")
     assert metrics.stat().st_ino != written
 
 

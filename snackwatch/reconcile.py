@@ -40,7 +40,8 @@ class Recorder(Protocol):
     """The ownership record of pruning specs (the daemon's Pruner): told of a file before its name appears."""
 
     def record_before_publish(self, created: Sequence[tuple[str, os.stat_result, Path]]) -> None:
-        """Record (path, identity, spec) of files about to be published, on disk, before returning."""
+        """Record (path, identity, spec) of files about to be published, on disk before returning (or say why not:
+        a record that cannot be written never stops a snack from being created)."""
 
     def forget(self, path: str) -> None:
         """A recorded file was not published after all (its name was taken, or the link failed)."""

@@ -38,6 +38,7 @@ class DirectoryArmer:
         self.retry = Health(backoff)  # keyed by directory
         self.dry_run = dry_run
         self.after_arm = after_arm  # the watcher's fd may have changed (a fallback to polling)
+        self.would_create: set[str] = set()  # dry run: missing directories already told
 
     def next_due(self) -> float | None:
         return self.retry.next_due()
@@ -57,6 +58,13 @@ class DirectoryArmer:
         if self.after_arm is not None:
             self.after_arm()
         for directory, problem in armed.failures.items():
+            if self.dry_run and isinstance(problem, FileNotFoundError):  # we would have made it: say so once
+                if directory not in self.would_create:
+                    self.would_create.add(directory)
+                    logger.bind(event="would_create_directory", directory=directory).info(
+                        "dry run: would create directory {}", directory
+                    )
+                continue
             failures.setdefault(directory, error_text(problem))
         for directory, reason in failures.items():
             _, change = self.retry.failed(directory, now, reason)

@@ -28,6 +28,7 @@ from snackwatch.lock import SpecLock
 from snackwatch.mounts import MountTable, under
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.notify import Notifier
+from snackwatch.plan import name_list
 from snackwatch.prune import Pruner
 from snackwatch.reconcile import reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.reload import SPEC_SETTLE, SpecReloader
@@ -40,6 +41,7 @@ from snackwatch.watcher import Watcher
 __all__ = ["SPEC_SETTLE", "Daemon", "Options"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
+STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the ones with something to say
 READ_GAP = 0.02  # in a storm of unrelated events, read inotify at most this often: the kernel queues meanwhile
 
 
@@ -114,14 +116,16 @@ class Daemon:
         try:
             now = time.monotonic()
             self._arm(now)  # watches before the first reconcile: no deletion is missed
+            self.ledger.hold_lines()  # what the first pass did is told after the start line
             self._full_pass(now, "start")
-            self._prune(confirmed=self.pruner.take_confirmation())
-            self._resync_due(now)
             self._log_start()
             warn_about_neighbours(self.config, self.desired)
+            self.ledger.release_lines()
             self.reloader.start(now)
+            self._prune(confirmed=self.pruner.take_confirmation())
+            self._resync_due(now)
             self.state.write()
-            self.notifier.ready(self.ledger.status_line())
+            self.notifier.ready(self._status_line())
             self.notifier.start_watchdog(time.monotonic())
             while not self.stopping:
                 self._guarded_step(self._wait(self._next_deadline()))
@@ -132,7 +136,9 @@ class Daemon:
             self.mounts.close()
             self.state.write()
             lock.release()
-            logger.bind(event="stop").info("snackwatch stopped ({} repairs)", self.ledger.repairs)
+            logger.bind(event="stop").info(
+                "snackwatch stopped ({} repairs, {} created)", self.ledger.repairs, self.ledger.created
+            )
         return 0
 
     def _log_start(self) -> None:
@@ -215,6 +221,14 @@ class Daemon:
         batch = self.dirty.take()
         if self.stopping:
             return False
+        if batch.names or batch.gone or batch.scan or batch.marks:
+            logger.bind(event="batch").opt(lazy=True).debug(
+                "events: {} removed, {} directories gone or replaced, {} to scan whole, marks {}",
+                lambda: ", ".join(f"{d}/{n}" for d, n in sorted(batch.names)[:10]) or "none",
+                lambda: len(batch.gone),
+                lambda: len(batch.scan),
+                lambda: ", ".join(sorted(mark.value for mark in batch.marks)) or "none",
+            )
         if self.reads_resume_at is not None and now >= self.reads_resume_at and self.watch_fd is not None:
             self.poller.modify(self.watch_fd, select.POLLIN)
             self.reads_resume_at = None
@@ -244,6 +258,7 @@ class Daemon:
             self.ledger.skip_due(now)
         else:
             for directory in sorted(batch.scan):  # a burst: one scan of the directory beats per-name repairs
+                logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
                 outcomes = reconcile_directory(
                     self.desired, directory, dry_run=self.options.dry_run, recorder=self.pruner
                 )
@@ -252,7 +267,7 @@ class Daemon:
             self._repair(now, self.ledger.due(now), "retry")
         self.watcher.watch_attributes(self.ledger.health.has_failing or self.armer.retry.has_failing)
         self.state.write_if_due(now)
-        self.notifier.status(self.ledger.status_line())
+        self.notifier.status(self._status_line())
         return full_pass is not None
 
     def _mounts_changed(self) -> None:
@@ -298,12 +313,18 @@ class Daemon:
     def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: str) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
+            logger.bind(event="repair", directory=directory).debug(
+                "targeted repair in {} ({}): {}", directory, trigger, name_list(names)
+            )
             outcomes = reconcile_names(
                 self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.pruner
             )
             self.ledger.fold(outcomes, now, trigger)
 
     def _full_pass(self, now: float, trigger: str) -> None:
+        logger.bind(event="full_pass").debug(
+            "full pass over {} directories: {}", len(self.desired.directories), trigger
+        )
         outcomes = reconcile_all(self.desired, dry_run=self.options.dry_run, recorder=self.pruner)
         self.ledger.fold(outcomes, now, trigger, everything=True)
 
@@ -332,7 +353,7 @@ class Daemon:
             self._prune(confirmed=True)
         if reloaded.forced:
             self.reloading = False
-            self.notifier.ready(self.ledger.status_line())
+            self.notifier.ready(self._status_line())
         return trigger
 
     def _arm(self, now: float) -> None:
@@ -356,20 +377,36 @@ class Daemon:
     # --- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        """Everything `snackwatch status` and `why` show: only snacks with a story are listed one by one."""
+        """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
         problems = self.reloader.problems
+        snacks, everyone = self.ledger.snacks_status(time.monotonic(), STATUS_LISTED)
         return {
             "version": STATUS_VERSION,
             "pid": os.getpid(),
             "started": self.started,
             "updated": time.time(),
             "config": str(self.config),
+            "pantries": [str(spec.pantry) for spec in self.desired.specs],
             "watcher": self.watcher.backend,
+            "dry_run": self.options.dry_run,
             "spec": {"ok": not problems, "problems": sorted(problems.values())},
+            "status_line": self._status_line(),
             "counts": self.ledger.counts(),
             "last_reconcile": self.ledger.last_reconcile,
-            "snacks": self.ledger.snacks_with_a_story(time.monotonic()),
+            "snacks": snacks,
+            "snacks_listed": "all" if everyone else f"with a story (more than {STATUS_LISTED} snacks)",
         }
+
+    def _status_line(self) -> str:
+        """The one-line summary (systemd's Status=): the ledger's counts, and the spec's state if it is not ok."""
+        line = self.ledger.status_line()
+        if self.options.dry_run:
+            line += " (dry run)"
+        problems = self.reloader.problems
+        if problems:
+            first = next(iter(problems.values())).split(": ", 1)[0]
+            line += f"; spec invalid ({first}), last good spec in force"
+        return line
 
 
 def relevant_names(desired: Desired) -> dict[str, frozenset[str]]:

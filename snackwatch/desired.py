@@ -30,6 +30,7 @@ class Desired:
     directories: tuple[str, ...]
     roots: dict[str, str] = field(default_factory=dict)  # directory -> the pantry it is under
     children: dict[str, set[str]] = field(default_factory=dict)  # directory -> names of nested directories in it
+    clashes: tuple[SpecError, ...] = ()  # names two specs claim: each stays with its first owner
 
     def entries(self) -> Iterator[Entry]:
         for entries in self.files.values():
@@ -51,9 +52,13 @@ class Desired:
         return entry.snack.name if len(self.specs) <= 1 else entry.path
 
 
-def merge(specs: Iterable[Spec]) -> Desired:
-    """Combine specs; two specs claiming the same path (or a file where another needs a directory) is an error."""
+def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
+    """Combine specs. Two specs claiming the same path is a clash: the path stays with its first owner (the spec
+    that had it in `previous`, else the first file) and the clash is listed, so one bad file does not freeze
+    the others. A file where another spec needs a directory is an error."""
     specs = tuple(specs)
+    owners = {entry.path: entry.spec.path for entry in previous.entries()} if previous is not None else {}
+    clashes: list[SpecError] = []
     files: dict[str, dict[str, Entry]] = {}
     roots: dict[str, str] = {}
     claimed: dict[str, Entry] = {}
@@ -79,14 +84,17 @@ def merge(specs: Iterable[Spec]) -> Desired:
                 _need_parents(entry, pantry, needed_dirs, roots, children)
             other = claimed.setdefault(entry.path, entry)
             if other is not entry:
-                raise _clash(entry, other, "is also declared")
+                if owners.get(entry.path) == entry.spec.path:  # it had the name first: the newcomer gives way
+                    claimed[entry.path], entry, other = entry, other, entry
+                files[entry.directory][entry.name] = other
+                clashes.append(_clash(entry, other, "is also declared"))
     for directory, needer in needed_dirs.items():
         if directory in claimed and needer is not None:
             raise _clash(needer, claimed[directory], "needs a directory where a file is declared")
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
         files.setdefault(directory, {})
-    return Desired(specs, files, ordered, roots, children)
+    return Desired(specs, files, ordered, roots, children, tuple(clashes))
 
 
 def _need_parents(

@@ -16,6 +16,13 @@ from snackwatch.desired import Desired, Entry
 from snackwatch.plan import name_list
 from snackwatch.reconcile import Outcome, Status
 
+_TOLD = {  # event -> its line, in the order they are told
+    "created": "created {}",
+    "restored": "restored {}",
+    "would_create": "dry run: would create {}",
+    "would_restore": "dry run: would restore {}",
+    "recovered": "recovered: {} restored again",
+}
 CONFLICT_QUIET = 10.0  # a snack's place flipping between kinds: at most one conflict line per snack this often
 
 
@@ -68,7 +75,11 @@ class Ledger:
         self.wall = wall
         self.on_created = on_created
         self.on_change = on_change
-        self.repairs = 0
+        self.repairs = 0  # restores of snacks that were there before
+        self.created = 0  # first creations: at start, or of snacks a reload added
+        self.missing: set[str] = set()  # dry run: snacks not on disk
+        self.fresh: set[str] = set()  # added by the last reload, not yet looked at by a full pass
+        self.held: list[tuple[Callable[..., None], tuple[object, ...]]] | None = None
         self.conflicts: dict[str, str] = {}  # path -> what stands there
         self.conflict_lines: dict[str, ConflictLine] = {}  # path -> its last conflict line, kept past a repair
         self.history: dict[str, History] = {}
@@ -129,34 +140,37 @@ class Ledger:
     # --- outcomes in, state and log lines out -----------------------------------------------------
 
     def fold(self, outcomes: list[Outcome], now: float, trigger: str, *, everything: bool = False) -> None:
-        """Take one reconcile's outcomes; `everything`: it was a full pass, so unlisted snacks are present."""
-        restored: list[str] = []
-        would: list[str] = []
-        recovered: list[str] = []
+        """Take one reconcile's outcomes; `everything`: it was a full pass, so unlisted snacks are present.
+
+        A first creation (at start, or of a snack a reload just added) is "created" and counted apart;
+        a creation of a snack that was there before is a repair: "restored".
+        """
+        told: dict[str, list[str]] = {event: [] for event in _TOLD}
         failing: dict[str, list[str]] = defaultdict(list)
         seen = set()
         wall = self.wall()
         health = self.health
+        fresh = self.fresh
+        starting = trigger == "start"
         single = len(self.desired.specs) <= 1  # Desired.display(), inlined: this loop is the burst path
         for outcome in outcomes:
             entry = outcome.entry
             path = entry.path
             shown = entry.snack.name if single else path
+            first = starting or path in fresh
             if everything:
                 seen.add(path)
             change: Change | None = None
             status = outcome.status
             if status is Status.CREATED:
-                if health.loggable_restore(path):
-                    restored.append(shown)
-                self._record_repair(outcome, wall, trigger)
-                if trigger != "start":  # nothing to remember about a first creation (100k snacks: 100k states)
-                    change = health.repaired(path, now)
+                change = self._made(outcome, told, shown=shown, first=first, now=now, wall=wall, trigger=trigger)
             elif status is Status.PRESENT:
                 self.conflicts.pop(path, None)
+                self.missing.discard(path)
                 change = health.present(path, now)
             elif status is Status.WOULD_CREATE:
-                would.append(shown)
+                self.missing.add(path)
+                told["would_create" if first else "would_restore"].append(shown)
             elif status is Status.CONFLICT:
                 self._conflict(entry, outcome, now)
             else:
@@ -165,27 +179,75 @@ class Ledger:
                 if change is Change.STARTED_FAILING:
                     failing[error].append(shown)
             if change is Change.RECOVERED:
-                recovered.append(shown)
+                told["recovered"].append(shown)
             elif change is Change.FIGHT_OVER:
                 self._fight_over(entry)
         if everything:
-            self._all_others_present(seen, now, recovered)
+            self._all_others_present(seen, now, told["recovered"])
             self.last_reconcile = wall
+            self.fresh = set()
         if (outcomes or everything) and self.on_change is not None:
             self.on_change(now)
-        if restored:
-            logger.bind(event="restored", snacks=restored, trigger=trigger).info("restored {}", name_list(restored))
-        if would:
-            logger.bind(event="would_restore", snacks=would).info("dry run: would restore {}", name_list(would))
+        self._tell(told, failing, trigger)
+
+    def _tell(self, told: dict[str, list[str]], failing: dict[str, list[str]], trigger: str) -> None:
+        """One line per kind of thing that happened in a fold (names listed, the rest counted)."""
+        for event, names in told.items():
+            if names:
+                self._say(logger.bind(event=event, snacks=names, trigger=trigger).info, _TOLD[event], name_list(names))
         for error, names in failing.items():
-            logger.bind(event="failing", snacks=names, error=error).error(
+            self._say(
+                logger.bind(event="failing", snacks=names, error=error).error,
                 "cannot restore {}: {}; retrying with backoff (up to every {:g} s)",
                 name_list(names),
                 error,
                 self.backoff.cap,
             )
-        if recovered:
-            logger.bind(event="recovered", snacks=recovered).info("recovered: {} restored again", name_list(recovered))
+
+    def _made(
+        self,
+        outcome: Outcome,
+        told: dict[str, list[str]],
+        *,
+        shown: str,
+        first: bool,
+        now: float,
+        wall: float,
+        trigger: str,
+    ) -> Change | None:
+        """We created a snack: a first creation, or a repair (which the fight and backoff rules hear of)."""
+        path = outcome.entry.path
+        self.missing.discard(path)
+        if first:
+            told["created"].append(shown)
+            self._record_creation(outcome)
+            return None
+        if self.health.loggable_restore(path):
+            told["restored"].append(shown)
+        self._record_repair(outcome, wall, trigger)
+        return self.health.repaired(path, now)
+
+    def hold_lines(self) -> None:
+        """Keep log lines back (the first convergence is told after the start line), until release_lines()."""
+        self.held = []
+
+    def release_lines(self) -> None:
+        held, self.held = self.held or [], None
+        for say, args in held:
+            say(*args)
+
+    def _say(self, say: Callable[..., None], *args: object) -> None:
+        if self.held is not None:
+            self.held.append((say, args))
+        else:
+            say(*args)
+
+    def _record_creation(self, outcome: Outcome) -> None:
+        """A first creation: counted, and told to the pruner; no per-snack story (100k snacks, 100k stories)."""
+        self.created += 1
+        self.conflicts.pop(outcome.entry.path, None)
+        if outcome.created is not None and self.on_created is not None:
+            self.on_created(outcome.entry, outcome.created)
 
     def _record_repair(self, outcome: Outcome, wall: float, trigger: str) -> None:
         entry = outcome.entry
@@ -193,8 +255,6 @@ class Ledger:
         self.conflicts.pop(entry.path, None)
         if outcome.created is not None and self.on_created is not None:
             self.on_created(entry, outcome.created)
-        if trigger == "start":
-            return  # the first convergence is counted, not told snack by snack (100k snacks, 100k stories)
         history = self.history.get(entry.path)
         if history is None:
             history = self.history[entry.path] = History()
@@ -215,8 +275,12 @@ class Ledger:
         self.conflict_lines[entry.path] = ConflictLine(now)
         shown = self.desired.display(entry)
         more = f" ({line.unlogged} more changes in its place not logged)" if line and line.unlogged else ""
-        logger.bind(event="conflict", snack=shown, path=entry.path).warning(
-            "conflict: a {} stands where snack {} should be; leaving it alone{}", kind, shown, more
+        self._say(
+            logger.bind(event="conflict", snack=shown, path=entry.path).warning,
+            "conflict: a {} stands where snack {} should be; leaving it alone{}",
+            kind,
+            shown,
+            more,
         )
 
     def _fight_over(self, entry: Entry) -> None:
@@ -244,9 +308,12 @@ class Ledger:
 
     def spec_applied(self, desired: Desired, now: float) -> None:
         """A new desired state is in force: forget everything about snacks that left it."""
+        old = self.desired.by_path()
         self.desired = desired
         keep = set(desired.by_path())
+        self.fresh = keep - old.keys()
         self.health.forget(keep)
+        self.missing &= keep
         for table in (self.conflicts, self.conflict_lines, self.history):
             for path in [path for path in table if path not in keep]:
                 del table[path]
@@ -255,9 +322,15 @@ class Ledger:
 
     # --- what status shows --------------------------------------------------------------------------
 
+    def snacks_status(self, now: float, cap: int) -> tuple[dict[str, dict[str, object]], bool]:
+        """Every snack's status when there are at most `cap`, else only those with a story; True if all."""
+        if self.desired.count > cap:
+            return self.snacks_with_a_story(now), False
+        return {entry.path: self.snack_status(entry, now) for entry in self.desired.entries()}, True
+
     def snacks_with_a_story(self, now: float) -> dict[str, dict[str, object]]:
-        """Per snack that was repaired, is failing or in conflict: what status, why and metrics show."""
-        paths = set(self.history) | set(self.conflicts) | set(self.health.failing())
+        """Per snack that was repaired, is failing, in conflict or missing: what status, why and metrics show."""
+        paths = set(self.history) | set(self.conflicts) | set(self.health.failing()) | self.missing
         snacks = {}
         for path in sorted(paths):
             entry = self.desired.entry(*os.path.split(path))  # O(1): no table of every snack
@@ -280,6 +353,8 @@ class Ledger:
         view = self.health.describe(path, now)
         if path in self.conflicts:
             info.update(state="conflict", reason=f"a {self.conflicts[path]} is in its place")
+        elif path in self.missing:
+            info.update(state="missing", reason="not on disk (dry run: not created)")
         elif view is not None and view.error:
             info.update(state="failing", reason=view.error, next_retry=self.wall() + (view.retry_in or 0.0))
         if view is not None and view.fighting:
@@ -289,17 +364,22 @@ class Ledger:
     def counts(self) -> dict[str, int]:
         failing = len(self.health.failing())
         conflicts = len(self.conflicts)
+        missing = len(self.missing - set(self.conflicts))
         return {
             "snacks": self.desired.count,
-            "ok": self.desired.count - failing - conflicts,
+            "ok": self.desired.count - failing - conflicts - missing,
             "failing": failing,
             "conflicts": conflicts,
+            "missing": missing,
             "repairs": self.repairs,
+            "created": self.created,
         }
 
     def status_line(self) -> str:
         counts = self.counts()
+        missing = f", {counts['missing']} missing" if counts["missing"] else ""
+        repairs = f"{counts['repairs']} repair{'' if counts['repairs'] == 1 else 's'}"
         return (
-            f"{counts['ok']}/{counts['snacks']} snacks ok, {counts['repairs']} repairs, "
-            f"{counts['failing']} failing, {counts['conflicts']} conflicts"
+            f"{counts['ok']}/{counts['snacks']} snacks ok, {repairs}, "
+            f"{counts['failing']} failing, {counts['conflicts']} conflicts{missing}"
         )

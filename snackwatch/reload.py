@@ -116,7 +116,9 @@ class SpecReloader:
         for path in result.revived:
             logger.bind(event="spec_ok").info("{} is valid again, unchanged", path)
         for path in [path for path in self.problems if path not in result.problems]:
-            del self.problems[path]
+            del self.problems[path]  # fixed, or back: status must say so now, not at the next SIGHUP
+            if self.on_change is not None:
+                self.on_change(now)
         busy = False
         for path, error in result.problems.items():
             if isinstance(error, SpecBeingWritten):  # its writer's close will bring us back
@@ -124,18 +126,22 @@ class SpecReloader:
                 self.problems.pop(path, None)
                 busy = True
                 continue
-            self._trouble(path, error, now)
+            self._trouble(path, error, now, again=forced)  # a SIGHUP is answered with the error, not "no change"
         if busy and forced:  # a SIGHUP during a write: it is answered once the writer closes the file
             self.requested, forced = True, False
         if result.desired is None:
+            if not forced and not result.problems:
+                logger.bind(event="reread").debug("spec re-read: unchanged")
             return None if busy else Reloaded(forced, None)
-        if not _log_changes(old, result.desired, result.dropped, forced) and busy:
+        told = forced and not result.problems
+        if not _log_changes(old, result.desired, result.dropped, told) and busy:
             return None  # only the busy file's old spec again: nothing to apply yet
         return Reloaded(forced, result.desired)
 
-    def _trouble(self, path: Path, error: SpecError, now: float) -> None:
+    def _trouble(self, path: Path, error: SpecError, now: float, *, again: bool = False) -> None:
+        """Log a spec problem once (`again`: an explicit reload asks, so say it again)."""
         message = str(error)
-        if self.problems.get(path) == message:
+        if self.problems.get(path) == message and not again:
             return
         self.problems[path] = message
         if self.on_change is not None:

@@ -62,7 +62,12 @@ class SpecSet:
                 problems[path] = error
         if not specs:
             raise next(iter(problems.values()))
-        return cls(config, specs, raw, merge(specs.values()), problems)
+        desired = merge(specs.values())
+        for clash in desired.clashes:
+            if strict:
+                raise clash
+            problems.setdefault(clash.path, clash)
+        return cls(config, specs, raw, desired, problems)
 
     @property
     def is_directory(self) -> bool:
@@ -83,6 +88,7 @@ class SpecSet:
             result.problems[self.config] = SpecError(self.config, None, f"cannot list specs: {error.strerror}")
             return result
         specs, raw, changed = dict(self.specs), dict(self.raw), forced
+        clashing = {clash.path for clash in self.desired.clashes}
         if self.is_directory:
             for path in [path for path in specs if path not in files]:
                 del specs[path], raw[path]
@@ -92,7 +98,7 @@ class SpecSet:
             try:
                 data = read_spec_bytes(path, follow=path == self.config)
                 if data == self.raw.get(path):
-                    if path in broken:
+                    if path in broken and path not in clashing:
                         result.revived.append(path)
                     continue
                 specs[path], raw[path] = parse_spec(data, path), data
@@ -100,12 +106,19 @@ class SpecSet:
             except SpecError as error:
                 result.problems[path] = error
         if not changed:
+            self._clashes_into(self.desired, result)
             return result
         try:
-            desired = merge(specs.values())
+            desired = merge(specs.values(), self.desired)
         except SpecError as error:
             result.problems[error.path] = error
             return result
+        self._clashes_into(desired, result)
         self.specs, self.raw, self.desired = specs, raw, desired
         result.desired = desired
         return result
+
+    @staticmethod
+    def _clashes_into(desired: Desired, result: Reload) -> None:
+        for clash in desired.clashes:
+            result.problems.setdefault(clash.path, clash)

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 import pytest
 from loguru import logger
 
+from snackwatch.lock import instance_name
+
 T = TypeVar("T")
 SnackEntry = str | dict[str, str]
 IS_LINUX = sys.platform.startswith("linux")
@@ -86,6 +88,22 @@ class Running:
         return self.proc.wait(timeout)
 
 
+def _wait_first_status(running: Running, spec: Path, env: dict[str, str]) -> None:
+    """After its start line the daemon tells what the first pass did, then writes its status file: once that
+    file is there (or the daemon said it cannot write it), every line of the start is in the log."""
+    if not env.get("STATE_DIRECTORY"):
+        return
+    status = Path(env["STATE_DIRECTORY"]) / f"{instance_name(spec)}.status.json"
+
+    def written() -> bool:
+        try:
+            return bool(json.loads(status.read_text()).get("pid") == running.proc.pid)
+        except (OSError, ValueError):
+            return bool(running.events("state_unwritable"))
+
+    wait_until(written, 5.0, "the daemon's first status file")
+
+
 @pytest.fixture
 def spec_path(tmp_path: Path) -> Path:
     """A spec path in its own directory with a pantry next to it (./pantry)."""
@@ -129,6 +147,7 @@ def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callabl
         started.append(running)
         if wait:
             running.wait_event("start", timeout=10)
+            _wait_first_status(running, spec, env or daemon_env)
         return running
 
     yield start

@@ -98,3 +98,17 @@ def test_a_removed_pantry_is_recreated_and_told(tmp_path: Path, log_lines: list[
     assert pantry.is_dir()
     assert [line["directory"] for line in events(log_lines, "pantry_gone")] == [str(pantry)]
     assert armer.check(desired, {str(pantry)}, 2.0) is None  # a late duplicate: nothing to do
+
+
+def test_dry_run_on_a_missing_pantry_says_so_once_without_error_or_backoff(
+    tmp_path: Path, log_lines: list[dict[str, Any]]
+) -> None:
+    watcher = StubWatcher()
+    pantry = tmp_path / "pantry"
+    watcher.fail = {str(pantry): FileNotFoundError(2, "No such file or directory")}
+    armer = DirectoryArmer(watcher, list, dry_run=True)
+    desired = desired_in(pantry, "Goldfish")
+    armer.arm(desired, 0.0)
+    armer.arm(desired, 1.0)
+    assert [line["directory"] for line in events(log_lines, "would_create_directory")] == [str(pantry)]
+    assert events(log_lines, "pantry_unwatchable") == [] and armer.next_due() is None

@@ -187,18 +187,30 @@ def test_a_directory_of_specs_is_watched_live(tmp_path: Path, start_daemon: Call
     wait_until((tmp_path / "one" / "Goldfish").exists, 2.0, "still keeping a.yaml's snacks")
 
 
-def test_two_specs_claiming_one_file_is_an_error_naming_both(
+def test_two_specs_claiming_one_file_is_an_error_naming_both_that_freezes_nothing_else(
     tmp_path: Path, start_daemon: Callable[..., Running], cli: Callable[..., subprocess.CompletedProcess[str]]
 ) -> None:
     confd = tmp_path / "snacks.d"
     confd.mkdir()
-    write_spec(confd / "a.yaml", ["Goldfish"], pantry=str(tmp_path / "pantry"))
+    pantry = tmp_path / "pantry"
+    write_spec(confd / "a.yaml", ["Goldfish"], pantry=str(pantry))
     running = start_daemon(confd)
-    write_spec(confd / "b.yaml", ["Pretzels", "Goldfish"], pantry=str(tmp_path / "pantry"))
+    write_spec(confd / "b.yaml", ["Pretzels", "Goldfish"], pantry=str(pantry))
     error = running.wait_event("spec_invalid")[0]
     assert f"{confd / 'b.yaml'}:5: snack 'Goldfish'" in error["message"]
     assert f"is also declared at {confd / 'a.yaml'}:4" in error["message"]
-    assert not (tmp_path / "pantry" / "Pretzels").exists()  # the clashing spec is not applied at all
+    wait_until((pantry / "Pretzels").exists, 3.0, "b.yaml's other snacks applied")  # only the clash is held
+    write_spec(confd / "a.yaml", ["Goldfish", "Popcorn"], pantry=str(pantry))  # the others' edits still apply
+    wait_until((pantry / "Popcorn").exists, 3.0, "a.yaml's edit applied beside the clash")
+    status = wait_until(
+        lambda: (
+            (data := json.loads(cli("status", "--json", "-c", str(confd)).stdout))["counts"]["snacks"] == 3 and data
+        ),
+        3.0,
+        "the status file to catch up (it is written at most every 0.2 s)",
+    )
+    assert status["snacks"][str(pantry / "Goldfish")]["spec"] == str(confd / "a.yaml")  # first owner keeps it
+    assert not status["spec"]["ok"] and "b.yaml:5" in status["spec"]["problems"][0]
     running.stop()
     result = cli("check", "-c", str(confd))
     assert result.returncode == 2 and "a.yaml:4" in result.stderr and "b.yaml:5" in result.stderr

@@ -39,7 +39,7 @@ def test_start_creates_the_seed_snacks_and_says_so(seeded: Running, backend: str
     assert (seeded.pantry / "StringCheese").read_text() == "mozzarella\n"
     start = seeded.events("start")[0]
     assert "3 snacks" in start["message"] and f"watcher {backend}" in start["message"]
-    assert seeded.events("restored")[0]["snacks"] == ["Goldfish", "FruitGummies", "StringCheese"]
+    assert seeded.events("created")[0]["snacks"] == ["Goldfish", "FruitGummies", "StringCheese"]
 
 
 def test_deleted_snack_is_restored_with_one_log_line(seeded: Running) -> None:
@@ -172,7 +172,7 @@ def test_idle_daemon_logs_nothing(seeded: Running) -> None:
 
 def test_json_logs_are_one_object_per_line(seeded: Running) -> None:
     (seeded.pantry / "Goldfish").unlink()
-    wait_until(lambda: seeded.events("restored")[1:], 2.0, "second restore")
+    wait_until(lambda: seeded.events("restored"), 2.0, "a restore")
     seeded.stop()
     entries = seeded.logs()
     assert entries and not any(entry.get("raw") for entry in entries)
@@ -198,7 +198,7 @@ def test_dry_run_only_logs(spec_path: Path, start_daemon: Callable[..., Running]
     write_spec(spec_path, ["Goldfish"])
     (spec_path.parent / "pantry").mkdir()
     running = start_daemon(spec_path, "--dry-run")
-    assert running.events("would_restore")[0]["snacks"] == ["Goldfish"]
+    assert running.events("would_create")[0]["snacks"] == ["Goldfish"]
     assert os.listdir(running.pantry) == []
 
 

@@ -112,7 +112,15 @@ def test_failures_are_grouped_by_error_and_recovery_is_told_once(log_lines: list
     ledger.fold([], 0.6, "periodic resync", everything=True)  # the others are found present
     recovered = events(log_lines, "recovered")
     assert [line["snacks"] for line in recovered] == [["Goldfish"], ["FruitGummies", "StringCheese"]]
-    assert ledger.counts() == {"snacks": 3, "ok": 3, "failing": 0, "conflicts": 0, "repairs": 1}
+    assert ledger.counts() == {
+        "snacks": 3,
+        "ok": 3,
+        "failing": 0,
+        "conflicts": 0,
+        "missing": 0,
+        "repairs": 1,
+        "created": 0,
+    }
     assert ledger.next_due() is None  # nothing scheduled: idle again
 
 
@@ -140,16 +148,36 @@ def test_a_conflict_is_logged_once_cleared_when_the_file_is_back_and_flips_are_s
     assert ledger.counts()["conflicts"] == 1
 
 
-def test_first_convergence_is_counted_without_per_snack_history(log_lines: list[dict[str, Any]]) -> None:
+def test_first_convergence_is_counted_apart_from_repairs_without_per_snack_history(
+    log_lines: list[dict[str, Any]],
+) -> None:
     desired = desired_of(*(f"snack{i}" for i in range(100)))
     ledger = ledger_of(desired)
+    ledger.hold_lines()  # the daemon tells the first pass after its start line
     ledger.fold([Outcome(e, Status.CREATED) for e in desired.entries()], 0.0, "start", everything=True)
-    assert ledger.repairs == 100
+    assert log_lines == []
+    ledger.release_lines()
+    assert (ledger.created, ledger.repairs) == (100, 0)
+    assert ledger.status_line() == "100/100 snacks ok, 0 repairs, 0 failing, 0 conflicts"
     assert ledger.history == {} and ledger.health.snacks == {} and ledger.health.restored_at == {}
     assert ledger.snacks_with_a_story(0.0) == {}
-    assert events(log_lines, "restored")[0]["message"] == (
-        "restored snack0, snack1, snack2, snack3, snack4, snack5, snack6, snack7, snack8, snack9 (+90 more)"
+    assert events(log_lines, "created")[0]["message"] == (
+        "created snack0, snack1, snack2, snack3, snack4, snack5, snack6, snack7, snack8, snack9 (+90 more)"
     )
+    assert events(log_lines, "restored") == []
+
+
+def test_a_snack_a_reload_adds_is_created_and_one_that_was_there_is_restored(log_lines: list[dict[str, Any]]) -> None:
+    ledger = ledger_of(desired_of("Goldfish"))
+    desired = desired_of("Goldfish", "Popcorn")
+    ledger.spec_applied(desired, 1.0)
+    outcomes = [Outcome(entry(desired, name), Status.CREATED) for name in ("Goldfish", "Popcorn")]
+    ledger.fold(outcomes, 1.0, "spec reload", everything=True)
+    assert [line["snacks"] for line in events(log_lines, "created")] == [["Popcorn"]]
+    assert [line["snacks"] for line in events(log_lines, "restored")] == [["Goldfish"]]
+    assert (ledger.created, ledger.repairs) == (1, 1)
+    ledger.fold([Outcome(entry(desired, "Popcorn"), Status.CREATED)], 2.0, "deleted or moved away")
+    assert [line["snacks"] for line in events(log_lines, "restored")][-1] == ["Popcorn"]  # now it is a repair
 
 
 def test_created_files_reach_the_pruner_through_the_hook_and_the_state_writer_hears_of_changes() -> None:
@@ -173,12 +201,24 @@ def test_snacks_that_leave_the_spec_leave_no_state_behind() -> None:
     assert set(ledger.history) == {"/pantry/Goldfish"} and set(ledger.conflicts) == {"/pantry/FruitGummies"}
     ledger.spec_applied(desired_of("StringCheese"), 2.0)
     assert ledger.history == {} and ledger.conflicts == {} and ledger.health.restored_at == {}
-    assert ledger.counts() == {"snacks": 1, "ok": 1, "failing": 0, "conflicts": 0, "repairs": 1}
+    assert ledger.counts() == {
+        "snacks": 1,
+        "ok": 1,
+        "failing": 0,
+        "conflicts": 0,
+        "missing": 0,
+        "repairs": 1,
+        "created": 0,
+    }
 
 
-def test_dry_run_outcomes_are_told_not_counted(log_lines: list[dict[str, Any]]) -> None:
-    desired = desired_of("Goldfish")
+def test_dry_run_outcomes_are_told_not_counted_and_missing_snacks_are_not_ok(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of("Goldfish", "Popcorn")
     ledger = ledger_of(desired)
     ledger.fold([Outcome(entry(desired, "Goldfish"), Status.WOULD_CREATE)], 0.0, "start", everything=True)
-    assert events(log_lines, "would_restore")[0]["snacks"] == ["Goldfish"]
-    assert ledger.repairs == 0
+    assert events(log_lines, "would_create")[0]["snacks"] == ["Goldfish"]
+    assert (ledger.repairs, ledger.created) == (0, 0)
+    assert ledger.status_line() == "1/2 snacks ok, 0 repairs, 0 failing, 0 conflicts, 1 missing"
+    assert ledger.snacks_status(0.0, 10)[0]["/pantry/Goldfish"]["state"] == "missing"
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.PRESENT)], 1.0, "retry")  # someone made it
+    assert ledger.counts()["missing"] == 0

@@ -150,13 +150,13 @@ def test_daemon_notifies_ready_status_watchdog_reloading_and_stopping(
     write_spec(spec_path, ["Goldfish", "Pretzels"])
     env = dict(daemon_env, NOTIFY_SOCKET=listener.env_value, WATCHDOG_USEC="200000")
     running = start_daemon(spec_path, env=env, wait=False)
-    assert listener.until("READY=1", 10).startswith("READY=1\nSTATUS=2/2 snacks ok, 2 repairs")
+    assert listener.until("READY=1", 10).startswith("READY=1\nSTATUS=2/2 snacks ok, 0 repairs")
     assert sorted(os.listdir(running.pantry)) == ["Goldfish", "Pretzels"]  # READY=1 only after the first reconcile
 
     for _ in range(3):  # every 0.1 s: half of WATCHDOG_USEC
         listener.until("WATCHDOG=1", 2)
     (running.pantry / "Goldfish").unlink()
-    assert listener.until("STATUS=").startswith("STATUS=2/2 snacks ok, 3 repairs")
+    assert listener.until("STATUS=").startswith("STATUS=2/2 snacks ok, 1 repair,")
 
     running.proc.send_signal(signal.SIGHUP)
     assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", listener.until("RELOADING=1"))

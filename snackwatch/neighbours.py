@@ -13,6 +13,7 @@ from snackwatch.lock import instance_pid
 from snackwatch.plan import name_list
 from snackwatch.specset import SpecSet
 from snackwatch.state import read_json, state_dir, status_path
+from snackwatch.status import lists_every_snack
 
 STATUS_SUFFIX = ".status.json"
 
@@ -22,7 +23,7 @@ def kept_paths(status: dict[str, Any]) -> set[str]:
     (an older daemon listing only snacks with a story, or a capped list) its spec on disk says."""
     snacks = status.get("snacks")
     listed = set(snacks) if isinstance(snacks, dict) else set()
-    if "pantries" in status and status.get("snacks_total", len(listed)) == len(listed):
+    if lists_every_snack(status):
         return listed
     try:
         return listed | set(SpecSet.load(Path(status["config"]), strict=False).desired.by_path())

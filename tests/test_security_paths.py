@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,15 +29,6 @@ from snackwatch.specset import SpecSet
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 SECRET = b"SECRET-" + b"s" * 65536  # big enough that writing it takes a while
-
-
-@pytest.fixture
-def public_dir() -> Iterator[Path]:
-    """A root-owned 0755 directory that uid 65534 can reach (pytest's tmp_path is under a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix="snackwatch-attack-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 # --- item 3: a secret snack's temp file is 0600 before its first byte ----------------------------------------

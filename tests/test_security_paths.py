@@ -307,7 +307,7 @@ def test_a_conf_d_file_named_with_an_escape_is_reported_escaped(tmp_path: Path) 
     (confd / "\x1b[2Jx.yaml").write_text("pantry: /p\nsnacks: [a\n")
     with pytest.raises(SpecError) as caught:
         SpecSet.load(confd)
-    assert str(caught.value).startswith(f"{confd}/\\x1b[2Jx.yaml:3: invalid YAML")
+    assert str(caught.value).startswith(f"{confd}/\\x1b[2Jx.yaml:2: invalid YAML")
 
 
 _EXCHANGE = """

@@ -85,9 +85,10 @@ def test_once_exits_1_when_something_is_left_unrepaired(spec_path: Path) -> None
     assert diff.returncode == 1 and diff.stdout.startswith("! Goldfish")
 
 
-def test_usage_errors_exit_2() -> None:
-    assert snackwatch("frobnicate").returncode == 2
-    assert snackwatch("run", "--resync", "0").returncode == 2
+def test_usage_errors_exit_2_with_one_line() -> None:
+    for args in (["frobnicate"], ["run", "--resync", "0"], ["status", "--jsn"]):
+        result = snackwatch(*args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and "error:" in result.stderr
 
 
 def test_run_with_invalid_spec_exits_2_without_traceback(spec_path: Path) -> None:

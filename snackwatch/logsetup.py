@@ -101,7 +101,13 @@ class _Intercept(logging.Handler):
 def setup_logging(
     level: str = "INFO", fmt: str = "text", log_file: str | None = None, stream: TextIO | None = None
 ) -> None:
-    """Replace loguru's default sink with ours; every message is escaped to one printable line first."""
+    """Replace loguru's default sink with ours; every message is escaped to one printable line first.
+
+    A `log_file` that cannot be opened for appending raises OSError before any sink is touched."""
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        with open(log_file, "a", encoding="utf-8"):
+            pass
     stream = stream or sys.stderr
     logger.remove()
     logger.configure(patcher=_escape_message)

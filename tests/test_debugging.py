@@ -116,6 +116,9 @@ def test_unusable_log_metrics_and_runtime_paths_say_what_they_were_for(
         code, _, err = cli("run", "-c", str(spec_path), option, str(path))
         assert code == 2 and err.startswith(f"snackwatch: {option} {path}: ") and why in err, err
         assert err.count("\n") == 1
+    if Path("/proc/version").is_file():  # a file no one may append to, even root: the open itself fails
+        code, _, err = cli("run", "-c", str(spec_path), "--log-file", "/proc/version")
+        assert code == 2 and err.startswith("snackwatch: --log-file /proc/version: ") and err.count("\n") == 1
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "file" / "run"))
     with pytest.raises(SnackwatchError, match=r"cannot be used as snackwatch's runtime directory \(lock files\)"):
         SpecLock(spec_path)

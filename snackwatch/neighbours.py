@@ -59,7 +59,15 @@ def other_daemons(config: Path) -> list[dict[str, Any]]:
 
 
 def warn_about_neighbours(config: Path, desired: Desired) -> None:
-    """One warning per other running daemon that keeps files this one keeps too, naming its spec."""
+    """One warning per other running daemon that keeps files this one keeps too, naming its spec. Never raises:
+    another daemon's files are only read, and nothing in them may stop this one."""
+    try:
+        _warn_about_neighbours(config, desired)
+    except Exception as error:  # a warning's worth of help must never cost the start
+        logger.bind(event="shared_files_unknown").warning("cannot compare with other daemons' files: {!r}", error)
+
+
+def _warn_about_neighbours(config: Path, desired: Desired) -> None:
     for status in other_daemons(config):
         files = shared_files(status, desired)
         if not files:

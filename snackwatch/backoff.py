@@ -133,6 +133,11 @@ class Health:
             self._schedule_at(name, now + self.fight.quiet)
         return change
 
+    def tried(self, name: str, now: float) -> None:
+        """We went to restore the snack and something else stood in its place: a removal right after is a flap
+        too, so a process flipping the place between kinds ends up in the fight's backoff."""
+        self.restored_at[name] = now
+
     def present(self, name: str, now: float) -> Change | None:
         """The snack was found in place (restored by someone, or still there after a fight)."""
         state = self.snacks.get(name)

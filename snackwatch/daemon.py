@@ -76,6 +76,7 @@ class Daemon:
         self.notifier = Notifier()
         self.watcher = Watcher(self.dirty, options.watcher, ignore_prefix=RESERVED_PREFIX)
         self.watcher.track(relevant_names(self.specs.desired))
+        self.watcher.track_specs(self.specs.spec_names())
         self.pruner = Pruner(self.config)
         self.state = StateWriter(
             self.status, status_path(self.config), metrics_file=options.metrics_file, save_owned=self.pruner.save
@@ -101,6 +102,7 @@ class Daemon:
         self.error_resync_at: float | None = None
         self.overflow_logged_at: float | None = None
         self.last_noise = 0.0
+        self.only_held = False  # the last batch's removals were all of snacks held back (fight or backoff)
         self.reads_resume_at: float | None = None
         self.started = time.time()
 
@@ -188,12 +190,14 @@ class Daemon:
 
     def _guarded_step(self, ready: set[int]) -> None:
         try:
-            if self.watch_fd is not None and self.watch_fd in ready and not self.watcher.read_events():
-                self._pace_reads(time.monotonic())
+            events = self.watch_fd is not None and self.watch_fd in ready
+            meaningful = self.watcher.read_events() if events else True
             if self.mounts.fd is not None and self.mounts.fd in ready:
                 self._mounts_changed()
             if self._step(time.monotonic()):
                 self.errors_in_a_row = 0  # a full pass got through: the error streak is over
+            if events and (not meaningful or self.only_held):
+                self._pace_reads(time.monotonic())
         except Exception:  # no exception ever kills the daemon: log it, resync soon (with backoff)
             self.errors_in_a_row += 1
             delay = self.options.backoff.delay(self.errors_in_a_row)
@@ -205,7 +209,8 @@ class Daemon:
     # --- one turn of the loop: triage ---------------------------------------------------------
 
     def _pace_reads(self, now: float) -> None:
-        """Two noise-only reads in a row (another user churning the pantry): let events gather for READ_GAP.
+        """Two reads in a row that meant nothing to do (another user churning the pantry, or removals of a
+        snack held back by a fight): let events gather for READ_GAP.
 
         Unrelated names are dropped by the watcher, but each wake-up still costs; this bounds the wake-ups
         at 1/READ_GAP per second, so a churn storm costs a bounded share of a core and real deletions are
@@ -263,7 +268,9 @@ class Daemon:
                     self.desired, directory, dry_run=self.options.dry_run, recorder=self.pruner
                 )
                 self.ledger.fold(outcomes, now, "deleted or moved away")
-            self._repair(now, self.ledger.deleted(batch.names, now), "deleted or moved away")
+            todo = self.ledger.deleted(batch.names, now)
+            self.only_held = bool(batch.names) and not todo and not batch.scan  # a fight in its backoff
+            self._repair(now, todo, "deleted or moved away")
             self._repair(now, self.ledger.due(now), "retry")
         self.watcher.watch_attributes(self.ledger.health.has_failing or self.armer.retry.has_failing)
         self.state.write_if_due(now)
@@ -342,6 +349,7 @@ class Daemon:
         reloaded = self.reloader.due(now)
         if reloaded is None:
             return None
+        self.watcher.track_specs(self.specs.spec_names())  # a spec symlink may lead elsewhere now
         trigger = None
         if reloaded.desired is not None:
             self.ledger.spec_applied(reloaded.desired, now)

@@ -173,6 +173,8 @@ class Ledger:
                 told["would_create" if first else "would_restore"].append(shown)
             elif status is Status.CONFLICT:
                 self._conflict(entry, outcome, now)
+                if not starting:
+                    health.tried(path, now)
             else:
                 error = error_text(outcome.error)
                 _, change = health.failed(path, now, error)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,13 @@ def spec_files(config: Path) -> list[Path]:
     if not config.is_dir():
         return [config]
     return sorted(path for path in config.iterdir() if path.suffix in SPEC_SUFFIXES and not path.name.startswith("."))
+
+
+class SpecFileNames:
+    """The names a conf.d directory's specs may have: *.yaml and *.yml, not hidden."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
 
 
 @dataclass
@@ -76,8 +85,28 @@ class SpecSet:
     def watched_dirs(self) -> set[str]:
         """The directories whose changes may change the specs: the config's, and those its symlinks lead to
         (a spec managed by GNU stow or a dotfile manager is edited where the link points)."""
-        home = str(self.config) if self.is_directory else str(self.config.parent)
-        return {home} | {os.path.dirname(os.path.realpath(path)) for path in self.raw}
+        return set(self.spec_names())
+
+    def spec_names(self) -> dict[str, Container[str]]:
+        """Per watched directory, the names whose changes matter (a busy /etc or a chmod of the pantry next
+        to the spec is not a spec change): the spec, the link it is reached through (a ConfigMap's `..data`),
+        and where it points; in a conf.d directory, its *.yaml files."""
+        names: dict[str, set[str]] = {}
+        if self.is_directory:
+            found: dict[str, Container[str]] = {str(self.config): SpecFileNames()}
+        else:
+            names[str(self.config.parent)] = {self.config.name}
+            with contextlib.suppress(OSError):
+                hop = os.readlink(self.config)
+                if not os.path.isabs(hop):
+                    names[str(self.config.parent)].add(hop.split(os.sep, 1)[0])
+            found = {}
+        for path in self.raw:
+            real = os.path.realpath(path)
+            names.setdefault(os.path.dirname(real), set()).add(os.path.basename(real))
+        for directory, wanted in names.items():
+            found.setdefault(directory, wanted)
+        return found
 
     def reload(self, *, forced: bool, broken: set[Path]) -> Reload:
         """Re-read every spec file; `broken` are the files currently reported as broken or missing."""

@@ -126,6 +126,7 @@ class Watcher:
         self.backend = backend
         self.ignore_prefix = ignore_prefix
         self.relevant: Mapping[str, Container[str]] = {}
+        self.spec_names: Mapping[str, Container[str]] = {}
         self.attributes = False
         self._source: _Source | None = None
 
@@ -134,6 +135,12 @@ class Watcher:
         self.relevant = relevant
         if self._source is not None:
             self._source.relevant = relevant
+
+    def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None:
+        """The names that matter in each spec directory: changes to other files there are not spec changes."""
+        self.spec_names = spec_names
+        if self._source is not None:
+            self._source.spec_names = spec_names
 
     def watch_attributes(self, on: bool) -> None:
         """Hear permission changes in snack directories (only while something fails: a chmod storm costs nothing)."""
@@ -174,6 +181,7 @@ class Watcher:
                 else _ObserverSource(self.marks.mark, self.backend, self.ignore_prefix)
             )
             self._source.relevant = self.relevant
+            self._source.spec_names = self.spec_names
             self._source.watch_attributes(self.attributes)
         return self._source
 
@@ -202,6 +210,11 @@ class _Source:
         self.armed: dict[str, tuple[tuple[int, int], Roles]] = {}
         self.dead: set[str] = set()
         self.relevant: Mapping[str, Container[str]] = {}
+        self.spec_names: Mapping[str, Container[str]] = {}  # per spec directory; absent: every name matters
+
+    def is_spec_name(self, directory: str, name: str) -> bool:
+        wanted = self.spec_names.get(directory)
+        return wanted is None or name in wanted
 
     def watch_attributes(self, on: bool) -> None:
         """Whether attribute changes in snack directories matter (the inotify source narrows its mask)."""
@@ -417,6 +430,8 @@ class _InotifySource(_Source):
                 if wanted is not None and name not in wanted:
                     noise = True
                     continue
+                if directory in scan or (directory, name) in removed:  # a burst counts names, not events
+                    continue
                 count = counts[wd] = counts.get(wd, 0) + 1
                 if count > BURST:
                     scan.add(directory)
@@ -456,7 +471,7 @@ class _InotifySource(_Source):
             if roles.snacks and mask & _SNACK_GONE:
                 self.sink(Mark.SNACK, directory, text)
                 meant = True
-            if roles.specs:
+            if roles.specs and self.is_spec_name(directory, text):
                 self.sink(Mark.SPEC_WRITE if mask & C.IN_MODIFY else Mark.SPEC, directory, text)
                 meant = True
             if text in roles.links and mask & _LINK_MASK:  # a watched directory's path re-pointed or re-created
@@ -490,9 +505,17 @@ class _Handler(FileSystemEventHandler):
     """Runs on watchdog's thread: turns an event into marks for every watched path it concerns."""
 
     def __init__(
-        self, sink: Sink, roles: dict[str, Roles], aliases: dict[str, set[str]], dead: set[str], ignore_prefix: str
+        self,
+        sink: Sink,
+        roles: dict[str, Roles],
+        aliases: dict[str, set[str]],
+        dead: set[str],
+        *,
+        ignore_prefix: str,
+        is_spec_name: Callable[[str, str], bool],
     ) -> None:
         self.sink = sink
+        self.is_spec_name = is_spec_name
         self.ignore = ignore_prefix
         self.roles = roles  # shared with the source, which updates them on arm()
         self.aliases = aliases  # real path -> the watched paths that reach it (watches follow symlinks)
@@ -534,10 +557,11 @@ class _Handler(FileSystemEventHandler):
         if name in roles.links and path not in self.roles and kind in ("deleted", "moved", "created"):
             self.sink(Mark.GONE, path, "")  # a watched directory's path, re-pointed while it was not armed
             self.sink(Mark.SPEC, path, "")
-        if roles.specs and kind == "modified" and HAVE_INOTIFY:  # Linux tells the close: wait for it
-            self.sink(Mark.SPEC_WRITE, parent, name)
-        elif roles.specs and kind in ("created", "moved", "deleted", "closed", "modified"):
-            self.sink(Mark.SPEC, parent, name)
+        if roles.specs and self.is_spec_name(parent, name):
+            if kind == "modified" and HAVE_INOTIFY:  # Linux tells the close: wait for it
+                self.sink(Mark.SPEC_WRITE, parent, name)
+            elif kind in ("created", "moved", "deleted", "closed", "modified"):
+                self.sink(Mark.SPEC, parent, name)
         if roles.snacks and kind in ("deleted", "moved"):
             self.sink(Mark.SNACK, parent, name)
 
@@ -554,7 +578,9 @@ class _ObserverSource(_Source):
             inotify_move_event_grouper.InotifyMoveEventGrouper.delay = 0.0
         self.roles: dict[str, Roles] = {}
         self.aliases: dict[str, set[str]] = {}
-        self.handler = _Handler(sink, self.roles, self.aliases, self.dead, ignore_prefix)
+        self.handler = _Handler(
+            sink, self.roles, self.aliases, self.dead, ignore_prefix=ignore_prefix, is_spec_name=self.is_spec_name
+        )
         self.watches: dict[str, tuple[str, ObservedWatch]] = {}  # path -> (real path, its watch)
         self.observer.start()
 

@@ -222,3 +222,17 @@ def test_dry_run_outcomes_are_told_not_counted_and_missing_snacks_are_not_ok(log
     assert ledger.snacks_status(0.0, 10)[0]["/pantry/Goldfish"]["state"] == "missing"
     ledger.fold([Outcome(entry(desired, "Goldfish"), Status.PRESENT)], 1.0, "retry")  # someone made it
     assert ledger.counts()["missing"] == 0
+
+
+def test_a_place_flipped_between_kinds_becomes_a_fight_too(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of("Goldfish")
+    ledger = ledger_of(desired)
+    goldfish = entry(desired, "Goldfish")
+    now, held = 0.0, False
+    for _ in range(40):  # removed, and something else stands there by the time we look: never restored
+        now += 0.01
+        if not ledger.deleted([("/pantry", "Goldfish")], now):
+            held = True
+            break
+        ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.SYMLINK)], now + 0.001, "deleted or moved away")
+    assert held and len(events(log_lines, "fight")) == 1

@@ -110,3 +110,34 @@ def test_another_users_churn_in_a_shared_pantry_hides_no_real_deletion(
     assert sorted(os.listdir(pantry)) == sorted(snacks)
     assert all(not line.get("raw") and "junk" not in line["message"] for line in running.logs())
     assert [line for line in running.logs() if line["level"] not in ("INFO",)] == []
+
+
+def test_a_name_removed_again_and_again_is_not_a_burst(watched: tuple[Watcher, DirtySet, Path]) -> None:
+    watcher, dirty, pantry = watched
+    for _ in range(200):  # one snack's place flipped: 200 events, one name
+        (pantry / "Goldfish").touch()
+        (pantry / "Goldfish").unlink()
+    assert watcher.read_events() is True
+    batch = dirty.take()
+    assert batch.names == {(str(pantry), "Goldfish")} and batch.scan == set()
+
+
+def test_only_the_specs_own_names_are_spec_changes(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "pantry").mkdir()
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify")
+    watcher.track_specs({str(etc): frozenset({"snacks.yaml", "..data"})})
+    watcher.arm([], [str(etc)])
+    try:
+        (etc / "pantry").chmod(0o700)  # the pantry next to the spec, touched by anyone who may
+        (etc / "busy.log").write_text("x")
+        assert watcher.read_events() is False
+        assert dirty.take().marks == set()
+        (etc / "snacks.yaml").write_text("x")
+        watcher.read_events()
+        assert Mark.SPEC in dirty.take().marks
+    finally:
+        watcher.close()
+        dirty.close()

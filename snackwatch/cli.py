@@ -342,7 +342,10 @@ def _once(desired: Desired, *, dry_run: bool) -> int:
     from snackwatch.reconcile import Status, reconcile_all
 
     unrepaired = 0
-    for outcome in reconcile_all(desired, dry_run=dry_run):
+    outcomes = reconcile_all(desired, dry_run=dry_run)
+    if not any(outcome.status is not Status.PRESENT for outcome in outcomes):
+        _say(f"nothing to do: all {desired.count} snacks are in place")
+    for outcome in outcomes:
         name = desired.display(outcome.entry)
         if outcome.status is Status.CREATED:
             _say(f"created {name}")

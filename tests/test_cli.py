@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -11,15 +13,34 @@ import pytest
 from conftest import write_spec
 
 from snackwatch import __version__
+from snackwatch.cli import main
 from snackwatch.lock import runtime_dir
 from snackwatch.state import state_dir
 from snackwatch.status import render_status
 
 
 def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "snackwatch", *args], capture_output=True, text=True, timeout=30, env=env
-    )
+    """The CLI in process (main() with stdout/stderr captured and `env` as the whole environment): the same
+    code path as the console script, without an interpreter start per call. Subprocess smoke tests follow."""
+    out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def smoke(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real thing: `python -m snackwatch` in its own process."""
+    return subprocess.run([sys.executable, "-m", "snackwatch", *args], capture_output=True, text=True, timeout=30)
 
 
 def test_version() -> None:
@@ -73,7 +94,8 @@ def test_diff_once_and_dry_run(spec_path: Path) -> None:
     assert (result.returncode, result.stdout) == (0, "created Goldfish\ncreated StringCheese\n")
     assert sorted(os.listdir(pantry)) == ["Goldfish", "StringCheese"]
     assert snackwatch("diff", "-c", str(spec_path)).returncode == 0
-    assert snackwatch("once", "-c", str(spec_path)).returncode == 0
+    converged = snackwatch("once", "-c", str(spec_path))
+    assert (converged.returncode, converged.stdout) == (0, "nothing to do: all 2 snacks are in place\n")
 
 
 def test_once_exits_1_when_something_is_left_unrepaired(spec_path: Path) -> None:
@@ -93,7 +115,7 @@ def test_usage_errors_exit_2_with_one_line() -> None:
 
 def test_run_with_invalid_spec_exits_2_without_traceback(spec_path: Path) -> None:
     spec_path.write_text("pantry: ./p\nsnacks: [a, a]\n")
-    result = snackwatch("run", "-c", str(spec_path))
+    result = smoke("run", "-c", str(spec_path))
     assert result.returncode == 2
     assert result.stderr == f"snackwatch: {spec_path}:2: duplicate snack 'a' (first declared on line 2)\n"
 

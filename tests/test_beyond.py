@@ -123,8 +123,8 @@ def test_prune_deletes_only_files_it_created_that_left_the_spec(
     (pantry / "Heirloom").write_text("mine, not snackwatch's")
     write_spec(spec_path, ["Goldfish", "FruitGummies", "StringCheese", "Heirloom", "Pretzels"], extra="prune: true\n")
     running = start_daemon(spec_path)
-    (pantry / "StringCheese").unlink()  # replaced by the user: not the file snackwatch created any more
-    (pantry / "StringCheese").write_text("user's own")
+    (pantry / "user-tmp").write_text("user's own")  # replaced by the user (by rename: no moment without it)
+    (pantry / "user-tmp").rename(pantry / "StringCheese")
     write_spec(spec_path, ["Goldfish", "Pretzels"], extra="prune: true\n")
     pruned = running.wait_event("pruned")[0]
     assert pruned["files"] == [str(pantry / "FruitGummies")]

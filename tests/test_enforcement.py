@@ -188,7 +188,7 @@ def _catches_sighup(pid: int) -> bool:
 def test_a_sighup_during_a_long_start_is_queued_not_fatal(
     spec_path: Path, start_daemon: Callable[..., Running]
 ) -> None:
-    write_spec(spec_path, [f"snack{i}" for i in range(30_000)])
+    write_spec(spec_path, [f"snack{i}" for i in range(15_000)])
     running = start_daemon(spec_path, wait=False)
     wait_until(lambda: _catches_sighup(running.proc.pid), 10.0, "the daemon to catch SIGHUP")
     assert not running.events("start")  # still loading or converging

@@ -188,6 +188,10 @@ class Health:
         self._hold(name, now + delay)
         return delay, Change.STARTED_FAILING if state.failures == 1 else None
 
+    def held(self, now: float) -> set[str]:
+        """Names waiting out a backoff or a fight: a scan leaves them to their schedule."""
+        return {name for name, state in self.snacks.items() if state.held_until > now}
+
     @property
     def has_failing(self) -> bool:
         return bool(self._failing)

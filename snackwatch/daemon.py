@@ -179,6 +179,7 @@ class Daemon:
             self.error_resync_at,
             self.next_resync,
             self.reads_resume_at,
+            self.watcher.next_due(),
         ]
         pending = [deadline for deadline in deadlines if deadline is not None]
         return min(pending) if pending else None
@@ -226,6 +227,7 @@ class Daemon:
         batch = self.dirty.take()
         if self.stopping:
             return False
+        batch.scan |= self.watcher.storm_scans(now)  # directories in a storm are scanned, not heard
         if batch.names or batch.gone or batch.scan or batch.marks:
             logger.bind(event="batch").opt(lazy=True).debug(
                 "events: {} removed, {} directories gone or replaced, {} to scan whole, marks {}",
@@ -265,7 +267,11 @@ class Daemon:
             for directory in sorted(batch.scan):  # a burst: one scan of the directory beats per-name repairs
                 logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
                 outcomes = reconcile_directory(
-                    self.desired, directory, dry_run=self.options.dry_run, recorder=self.pruner
+                    self.desired,
+                    directory,
+                    dry_run=self.options.dry_run,
+                    recorder=self.pruner,
+                    held=self.ledger.health.held(now),
                 )
                 self.ledger.fold(outcomes, now, "deleted or moved away")
             todo = self.ledger.deleted(batch.names, now)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -94,19 +94,34 @@ def reconcile_all(desired: Desired, *, dry_run: bool = False, recorder: Recorder
 
 
 def reconcile_directory(
-    desired: Desired, directory: str, *, dry_run: bool = False, recorder: Recorder | None = None
+    desired: Desired,
+    directory: str,
+    *,
+    dry_run: bool = False,
+    recorder: Recorder | None = None,
+    held: Container[str] = (),
 ) -> list[Outcome]:
-    """One directory's full pass: one scan, then creates; cheaper than per-name repairs for a burst."""
+    """One directory's full pass: one scan, then creates; cheaper than per-name repairs for a burst.
+
+    `held`: paths waiting out a backoff or a fight, left alone here (their schedule retries them)."""
     removed: dict[str, int] = {}
-    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed)
+    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed, held=held)
     log_removed(removed)
     return outcomes
 
 
 def _reconcile_directory(
-    desired: Desired, directory: str, dry_run: bool, recorder: Recorder | None, removed: dict[str, int]
+    desired: Desired,
+    directory: str,
+    dry_run: bool,
+    recorder: Recorder | None,
+    removed: dict[str, int],
+    *,
+    held: Container[str] = (),
 ) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
+    if held:
+        wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
     fd = _open(desired, directory, list(wanted.values()), dry_run=dry_run)

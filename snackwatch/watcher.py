@@ -19,6 +19,7 @@ import logging
 import os
 import struct
 import sys
+import time
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -59,6 +60,10 @@ class Marks(Protocol):
 
 
 POLL_INTERVAL = 1.0
+STORM_NOISE = 20_000  # unrelated removals in one directory within a second that make it a storm
+STORM_SCAN = 0.02  # during a storm, the directory is scanned this often instead of heard event by event
+STORM_MUTE = 1.0  # ...for this long, then heard again (and muted again if the storm goes on)
+STORM_TELL = 60.0  # a storm in one directory is logged at most this often
 _FS_ENCODING = sys.getfilesystemencoding()
 
 # Overflow: the inotify source reads IN_Q_OVERFLOW (wd -1) itself. watchdog's Observer only logs it as a
@@ -149,6 +154,14 @@ class Watcher:
             if self._source is not None:
                 self._source.watch_attributes(on)
 
+    def storm_scans(self, now: float) -> set[str]:
+        """Directories whose removals are not heard one by one during a storm: scan them now (see STORM_NOISE)."""
+        return self._source.storm_scans(now) if self._source is not None else set()
+
+    def next_due(self) -> float | None:
+        """When a storm-muted directory is next due for its scan (None: no storm)."""
+        return self._source.next_due() if self._source is not None else None
+
     @property
     def resync_interval(self) -> float | None:
         """How often the daemon must run a full pass on this backend: polling snapshots can miss a change."""
@@ -218,6 +231,12 @@ class _Source:
 
     def watch_attributes(self, on: bool) -> None:
         """Whether attribute changes in snack directories matter (the inotify source narrows its mask)."""
+
+    def storm_scans(self, now: float) -> set[str]:
+        return set()
+
+    def next_due(self) -> float | None:
+        return None
 
     def arm(self, wanted: dict[str, Roles]) -> Armed:
         """Failures and re-created watches are told only for primary directories (parents are best effort)."""
@@ -324,12 +343,62 @@ class _InotifySource(_Source):
         self.by_dir: dict[str, int] = {}
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
         self.attributes = False
+        self.noise: dict[int, int] = {}  # unrelated removals per watch since `noise_since`
+        self.noise_since = time.monotonic()
+        self.muted: dict[int, tuple[float, float]] = {}  # wd -> (hear removals again at, next scan at)
+        self.storm_told: dict[str, float] = {}  # directory -> when its last storm was logged
 
     def fileno(self) -> int | None:
         return self.fd
 
-    def _mask(self, roles: Roles) -> int:
+    def _mute_if_stormy(self, now: float) -> None:
+        """Past STORM_NOISE unrelated removals a second in a directory, stop hearing its removals one by one
+        (the kernel queues nothing more for them) and scan it every STORM_SCAN instead, for STORM_MUTE."""
+        if now - self.noise_since < 1.0:
+            stormy = [wd for wd, count in self.noise.items() if count > STORM_NOISE and wd not in self.muted]
+        else:
+            stormy = []
+            self.noise.clear()
+            self.noise_since = now
+        for wd in stormy:
+            directory = self.snacks_only.get(wd)
+            if directory is None:
+                continue
+            self.muted[wd] = (now + STORM_MUTE, now)
+            self._readd(wd)
+            if now - self.storm_told.get(directory, -STORM_TELL) >= STORM_TELL:
+                self.storm_told[directory] = now
+                logger.bind(event="storm", directory=directory).info(
+                    "event storm in {} ({} unrelated removals in under a second): scanning it every {:g} ms "
+                    "instead of event by event",
+                    directory,
+                    self.noise[wd],
+                    STORM_SCAN * 1000,
+                )
+
+    def storm_scans(self, now: float) -> set[str]:
+        due = set()
+        for wd, (until, scan_at) in list(self.muted.items()):
+            directory = self.snacks_only.get(wd)
+            if directory is None:  # the watch went away meanwhile
+                del self.muted[wd]
+                continue
+            if now >= until:  # hear removals again (one last scan covers the switch)
+                del self.muted[wd]
+                self._readd(wd)
+                due.add(directory)
+            elif now >= scan_at:
+                self.muted[wd] = (until, now + STORM_SCAN)
+                due.add(directory)
+        return due
+
+    def next_due(self) -> float | None:
+        return min((min(until, scan_at) for until, scan_at in self.muted.values()), default=None)
+
+    def _mask(self, roles: Roles, *, muted: bool = False) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
+        if muted:
+            snacks &= ~_SNACK_GONE
         return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | (_LINK_MASK if roles.links else 0))
 
     def _union(self, wd: int) -> Roles:
@@ -343,7 +412,7 @@ class _InotifySource(_Source):
         aliases = self.by_wd[wd]
         roles = self._union(wd)
         for directory in list(aliases):
-            again = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles))
+            again = inotify_add_watch(self.fd, os.fsencode(directory), self._mask(roles, muted=wd in self.muted))
             if again == wd:
                 break
             if again >= 0 and again not in self.by_wd:  # the path leads elsewhere now: let the armer redo it
@@ -429,6 +498,7 @@ class _InotifySource(_Source):
                 wanted = relevant.get(directory)
                 if wanted is not None and name not in wanted:
                     noise = True
+                    self.noise[wd] = self.noise.get(wd, 0) + 1
                     continue
                 if directory in scan or (directory, name) in removed:  # a burst counts names, not events
                     continue
@@ -437,6 +507,8 @@ class _InotifySource(_Source):
                     scan.add(directory)
                 elif self.ignore_text is None or not name.startswith(self.ignore_text):
                     removed.add((directory, name))
+        if noise:
+            self._mute_if_stormy(time.monotonic())
         if removed or scan:
             self.marks.mark_snacks({(d, n) for d, n in removed if d not in scan} if scan else removed, scan)
             return True

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import IS_LINUX, Running, needs_root_linux, wait_until, write_spec
 
+from snackwatch import watcher as watcher_module
+from snackwatch.desired import merge
 from snackwatch.dirty import DirtySet, Mark
+from snackwatch.reconcile import Status, reconcile_directory
+from snackwatch.spec import Snack, Spec
 from snackwatch.watcher import HAVE_INOTIFY, Watcher
 
 pytestmark = pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
@@ -141,3 +146,39 @@ def test_only_the_specs_own_names_are_spec_changes(tmp_path: Path) -> None:
     finally:
         watcher.close()
         dirty.close()
+
+
+def test_a_storm_mutes_a_directorys_removals_and_scans_it_instead(
+    watched: tuple[Watcher, DirtySet, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher, dirty, pantry = watched
+    monkeypatch.setattr(watcher_module, "STORM_NOISE", 100)
+    fd = watcher.fileno()
+    assert fd is not None
+    in_delete = 0x200
+    for i in range(300):
+        (pantry / f"junk{i}").touch()
+        (pantry / f"junk{i}").unlink()
+    watcher.read_events()
+    assert not inotify_mask(fd, pantry) & in_delete  # the kernel queues no more removals from there
+    now = time.monotonic()
+    assert watcher.storm_scans(now) == {str(pantry)}  # scanned at once, then every STORM_SCAN
+    assert watcher.storm_scans(now) == set()
+    due = watcher.next_due()
+    assert due is not None and due <= now + watcher_module.STORM_SCAN
+    assert watcher.storm_scans(now + watcher_module.STORM_SCAN) == {str(pantry)}
+    assert watcher.storm_scans(now + watcher_module.STORM_MUTE) == {str(pantry)}  # heard again, one last scan
+    assert inotify_mask(fd, pantry) & in_delete and watcher.next_due() is None
+    (pantry / "Goldfish").touch()
+    (pantry / "Goldfish").unlink()
+    watcher.read_events()
+    assert (str(pantry), "Goldfish") in dirty.take().names
+
+
+def test_a_scan_leaves_snacks_in_backoff_to_their_schedule(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    desired = merge([Spec(tmp_path / "s.yaml", pantry, (Snack("Goldfish", 3), Snack("Popcorn", 4)))])
+    outcomes = reconcile_directory(desired, str(pantry), held={str(pantry / "Goldfish")})
+    assert [(o.entry.name, o.status) for o in outcomes] == [("Popcorn", Status.CREATED)]
+    assert not (pantry / "Goldfish").exists()

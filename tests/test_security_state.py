@@ -315,6 +315,10 @@ def test_a_pid_written_into_the_lock_file_is_never_signalled(own_dirs: Path, tmp
             confirm_prune(spec, desired)
         lock.write_text(f"{os.getpid()}\n")
         assert running_pid(spec) == os.getpid()  # the real holder, proven by /proc/locks
+        lock.write_text(f"{victim.pid} {holder}\n")  # the victim and our fd: fdinfo proves nothing for it
+        assert running_pid(spec) == -1
+        lock.write_text(f"{os.getpid()} {holder}\n")
+        assert running_pid(spec) == os.getpid()  # proven by /proc/PID/fdinfo/FD, as the daemon writes it
         os.close(holder)
         assert running_pid(spec) is None
     finally:

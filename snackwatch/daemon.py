@@ -30,8 +30,10 @@ from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.notify import Notifier
 from snackwatch.plan import name_list
 from snackwatch.prune import Pruner
+from snackwatch.reads import WatchReads
 from snackwatch.reconcile import reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.reload import SPEC_SETTLE, SpecReloader
+from snackwatch.resync import Resync
 from snackwatch.spec import RESERVED_PREFIX
 from snackwatch.specset import SpecSet
 from snackwatch.state import STATUS_VERSION, status_path
@@ -42,7 +44,6 @@ __all__ = ["SPEC_SETTLE", "Daemon", "Options"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
 STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the ones with something to say
-READ_GAP = 0.02  # in a storm of unrelated events, read inotify at most this often: the kernel queues meanwhile
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,10 +73,11 @@ class Daemon:
         self.poller = select.poll()
         self.poller.register(self.dirty.read_fd, select.POLLIN)
         self.mounts.register(self.poller)
-        self.watch_fd: int | None = None
         self.notifier = Notifier()
         self.watcher = Watcher(self.dirty, options.watcher, ignore_prefix=RESERVED_PREFIX)
-        self.watcher.track(relevant_names(self.specs.desired))
+        self.reads = WatchReads(self.poller, self.watcher.fileno)
+        self.resync = Resync(options.resync, options.backoff, lambda: self.watcher.resync_interval)
+        self.watcher.track(self.specs.desired.relevant_names())
         self.watcher.track_specs(self.specs.spec_names())
         self.pruner = Pruner(self.config)
         self.state = StateWriter(
@@ -94,16 +96,11 @@ class Daemon:
             self.specs.watched_dirs,
             options.backoff,
             dry_run=options.dry_run,
-            after_arm=self._poll_watcher,
+            after_arm=self.reads.sync,
         )
         self.reloading = False  # RELOADING=1 sent, READY=1 not yet
-        self.next_resync: float | None = None
-        self.errors_in_a_row = 0
-        self.error_resync_at: float | None = None
         self.overflow_logged_at: float | None = None
-        self.last_noise = 0.0
         self.only_held = False  # the last batch's removals were all of snacks held back (fight or backoff)
-        self.reads_resume_at: float | None = None
         self.started = time.time()
 
     @property
@@ -125,7 +122,7 @@ class Daemon:
             self.ledger.release_lines()
             self.reloader.start(now)
             self._prune(confirmed=self.pruner.take_confirmation())
-            self._resync_due(now)
+            self.resync.due(now, None)  # schedules the first periodic pass, if any
             self.state.write()
             self.notifier.ready(self._status_line())
             self.notifier.start_watchdog(time.monotonic())
@@ -176,9 +173,8 @@ class Daemon:
             self.reloader.next_due(),
             self.state.next_due(),
             self.notifier.next_due(),
-            self.error_resync_at,
-            self.next_resync,
-            self.reads_resume_at,
+            self.resync.next_due(),
+            self.reads.next_due(),
             self.watcher.next_due(),
         ]
         pending = [deadline for deadline in deadlines if deadline is not None]
@@ -191,36 +187,21 @@ class Daemon:
 
     def _guarded_step(self, ready: set[int]) -> None:
         try:
-            events = self.watch_fd is not None and self.watch_fd in ready
+            events = self.reads.ready(ready)
             meaningful = self.watcher.read_events() if events else True
             if self.mounts.fd is not None and self.mounts.fd in ready:
                 self._mounts_changed()
             if self._step(time.monotonic()):
-                self.errors_in_a_row = 0  # a full pass got through: the error streak is over
+                self.resync.succeeded()
             if events and (not meaningful or self.only_held):
-                self._pace_reads(time.monotonic())
+                self.reads.idle_read(time.monotonic())
         except Exception:  # no exception ever kills the daemon: log it, resync soon (with backoff)
-            self.errors_in_a_row += 1
-            delay = self.options.backoff.delay(self.errors_in_a_row)
-            self.error_resync_at = time.monotonic() + delay
+            delay = self.resync.failed(time.monotonic())
             logger.opt(exception=True).bind(event="internal_error").error(
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
 
     # --- one turn of the loop: triage ---------------------------------------------------------
-
-    def _pace_reads(self, now: float) -> None:
-        """Two reads in a row that meant nothing to do (another user churning the pantry, or removals of a
-        snack held back by a fight): let events gather for READ_GAP.
-
-        Unrelated names are dropped by the watcher, but each wake-up still costs; this bounds the wake-ups
-        at 1/READ_GAP per second, so a churn storm costs a bounded share of a core and real deletions are
-        still repaired within milliseconds.
-        """
-        if now - self.last_noise < READ_GAP and self.watch_fd is not None:
-            self.poller.modify(self.watch_fd, 0)
-            self.reads_resume_at = now + READ_GAP
-        self.last_noise = now
 
     def _step(self, now: float) -> bool:
         """One turn; True if it ran a full pass."""
@@ -236,9 +217,7 @@ class Daemon:
                 lambda: len(batch.scan),
                 lambda: ", ".join(sorted(mark.value for mark in batch.marks)) or "none",
             )
-        if self.reads_resume_at is not None and now >= self.reads_resume_at and self.watch_fd is not None:
-            self.poller.modify(self.watch_fd, select.POLLIN)
-            self.reads_resume_at = None
+        self.reads.resume_if_due(now)
         self.notifier.tick(now)
         if self.reload_asked:
             self.reload_asked = False
@@ -253,11 +232,7 @@ class Daemon:
             self.reloader.lost_track()
             self.reloader.changed(now)
             full_pass = "overflow resync"
-        if self.error_resync_at is not None and now >= self.error_resync_at:
-            self.error_resync_at = None
-            full_pass = "resync after an error"
-        if self._resync_due(now):
-            full_pass = full_pass or "periodic resync"
+        full_pass = self.resync.due(now, full_pass)
         if Mark.NUDGE in batch.marks:
             self.ledger.nudge(now)
         if full_pass:
@@ -305,18 +280,6 @@ class Daemon:
         children = self.desired.children
         return {os.path.join(d, n) for d, n in names if n in children.get(d, ())}
 
-    def _resync_due(self, now: float) -> bool:
-        """--resync, and the watcher's own interval (polling may miss a change between snapshots)."""
-        intervals = [i for i in (self.options.resync, self.watcher.resync_interval) if i is not None]
-        if not intervals:
-            self.next_resync = None
-        elif self.next_resync is None:
-            self.next_resync = now + min(intervals)
-        elif now >= self.next_resync:
-            self.next_resync = now + min(intervals)
-            return True
-        return False
-
     def _overflowed(self, now: float) -> None:
         # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
         if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
@@ -359,7 +322,7 @@ class Daemon:
         trigger = None
         if reloaded.desired is not None:
             self.ledger.spec_applied(reloaded.desired, now)
-            self.watcher.track(relevant_names(reloaded.desired))
+            self.watcher.track(reloaded.desired.relevant_names())
             self._arm(now)
             self._prune(confirmed=self.pruner.take_confirmation())
             trigger = "spec reload"
@@ -372,17 +335,6 @@ class Daemon:
 
     def _arm(self, now: float) -> None:
         self.armer.arm(self.desired, now)
-
-    def _poll_watcher(self) -> None:
-        """Poll the watcher's fd on this thread (the inotify backend has one; a fallback may change it)."""
-        fd = self.watcher.fileno()
-        if fd != self.watch_fd:
-            if self.watch_fd is not None:
-                self.poller.unregister(self.watch_fd)
-            if fd is not None:
-                self.poller.register(fd, select.POLLIN)
-            self.watch_fd = fd
-            self.reads_resume_at = None
 
     def _prune(self, *, confirmed: bool) -> None:
         if not self.options.dry_run:
@@ -421,11 +373,3 @@ class Daemon:
             first = next(iter(problems.values())).split(": ", 1)[0]
             line += f"; spec invalid ({first}), last good spec in force"
         return line
-
-
-def relevant_names(desired: Desired) -> dict[str, frozenset[str]]:
-    """Per snack directory, the names whose removal matters: its snacks and its nested snack directories."""
-    return {
-        directory: frozenset(entries).union(desired.children.get(directory, ()))
-        for directory, entries in desired.files.items()
-    }

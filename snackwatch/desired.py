@@ -47,6 +47,10 @@ class Desired:
     def count(self) -> int:
         return sum(len(entries) for entries in self.files.values())
 
+    def relevant_names(self) -> dict[str, frozenset[str]]:
+        """Per snack directory, the names whose removal matters: its snacks and its nested snack directories."""
+        return {d: frozenset(entries).union(self.children.get(d, ())) for d, entries in self.files.items()}
+
     def display(self, entry: Entry) -> str:
         """How logs name a snack: its spec name, or its full path when several pantries are kept."""
         return entry.snack.name if len(self.specs) <= 1 else entry.path

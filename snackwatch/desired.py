@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,8 +44,9 @@ class Desired:
     def by_path(self) -> dict[str, Entry]:
         return {entry.path: entry for entry in self.entries()}
 
-    @property
+    @functools.cached_property
     def count(self) -> int:
+        """How many snacks: counted once (the status line asks on every turn of the loop; 100k directories)."""
         return sum(len(entries) for entries in self.files.values())
 
     def relevant_names(self) -> dict[str, frozenset[str]]:

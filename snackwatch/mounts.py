@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import select
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
@@ -23,11 +24,22 @@ def parse_mountinfo(text: str) -> dict[str, tuple[str, str]]:
     return mounts
 
 
-def under(points: Iterable[str], directories: Iterable[str]) -> set[str]:
-    """The directories at or below any of these mount points (mounted over, or over one of their parents)."""
-    prefixes = tuple(point.rstrip("/") + "/" for point in points)
-    exact = set(points)
-    return {d for d in directories if d in exact or d.startswith(prefixes)}
+def under(points: Iterable[str], directories: Sequence[str]) -> set[str]:
+    """The directories at or below any of these mount points (mounted over, or over one of their parents).
+
+    `directories` is sorted: each mount point costs a binary search plus the directories it covers, so an
+    unrelated mount costs next to nothing even with 100,000 directories."""
+    found: set[str] = set()
+    for point in points:
+        index = bisect.bisect_left(directories, point)
+        if index < len(directories) and directories[index] == point:
+            found.add(point)
+        prefix = point.rstrip("/") + "/"  # everything below it is one run of the sorted list
+        index = bisect.bisect_left(directories, prefix)
+        while index < len(directories) and directories[index].startswith(prefix):
+            found.add(directories[index])
+            index += 1
+    return found
 
 
 class MountTable:

@@ -18,8 +18,8 @@ def test_mountinfo_lines_give_the_unescaped_mount_point_and_options() -> None:
 
 
 def test_a_mount_matters_to_the_directories_it_covers_or_sits_above() -> None:
-    directories = ["/srv/pantry", "/srv/pantry/drinks", "/srv/pantry2", "/home/me/pantry"]
+    directories = sorted(["/srv/pantry", "/srv/pantry/drinks", "/srv/pantry2", "/home/me/pantry", "/srv/pantry-x"])
     assert under({"/srv/pantry"}, directories) == {"/srv/pantry", "/srv/pantry/drinks"}
-    assert under({"/srv"}, directories) == {"/srv/pantry", "/srv/pantry/drinks", "/srv/pantry2"}
+    assert under({"/srv"}, directories) == {"/srv/pantry", "/srv/pantry/drinks", "/srv/pantry2", "/srv/pantry-x"}
     assert under({"/mnt/usb"}, directories) == set()
     assert under({"/"}, directories) == set(directories)

@@ -26,7 +26,7 @@ from snackwatch.desired import Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.ledger import Ledger
 from snackwatch.lock import SpecLock
-from snackwatch.mounts import MountTable, under
+from snackwatch.mounts import MountTable
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.notify import Notifier
 from snackwatch.plan import name_list
@@ -264,19 +264,14 @@ class Daemon:
 
     def _mounts_changed(self) -> None:
         """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
-        points, remounted = self.mounts.changes()
+        covered, specs, said = self.mounts.recheck(self._sorted_directories(), self.specs.watched_dirs())
         self.dirty.mark(Mark.NUDGE, "", "")
-        covered = under(points, self._sorted_directories())
-        specs = under(points, sorted(self.specs.watched_dirs()))
         for directory in covered | specs:
             self.dirty.mark(Mark.GONE, directory, "")
         for directory in specs:
             self.dirty.mark(Mark.SPEC, directory, "")
-        logger.bind(event="mounts", points=sorted(points)).debug(
-            "mount table changed ({} mount points{}): re-checking {} directories",
-            len(points),
-            ", remounts" if remounted else "",
-            len(covered | specs),
+        logger.bind(event="mounts").debug(
+            "mount table changed ({}): re-checking {} directories", said, len(covered | specs)
         )
 
     def _sorted_directories(self) -> list[str]:

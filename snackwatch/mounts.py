@@ -62,6 +62,15 @@ class MountTable:
             offset += len(chunk)
         return parse_mountinfo(b"".join(chunks).decode(errors="surrogateescape"))
 
+    def recheck(self, directories: Sequence[str], spec_dirs: Iterable[str]) -> tuple[set[str], set[str], str]:
+        """After a change: the snack and spec directories a mount or unmount covered, and what happened in words.
+
+        `directories` is sorted once per desired state by the caller (see `under`)."""
+        points, remounted = self.changes()
+        covered, specs = under(points, directories), under(points, sorted(spec_dirs))
+        said = f"{len(points)} mount points{', remounts' if remounted else ''}"
+        return covered, specs, said
+
     def changes(self) -> tuple[set[str], bool]:
         """Since the last look: mount points mounted or unmounted, and whether anything was remounted."""
         old, self.mounts = self.mounts, self._read()

@@ -147,6 +147,7 @@ class Ledger:
         """
         told: dict[str, list[str]] = {event: [] for event in _TOLD}
         failing: dict[str, list[str]] = defaultdict(list)
+        blocked: dict[tuple[str, str], list[str]] = defaultdict(list)  # (directory, what blocks it) -> snacks
         seen = set()
         wall = self.wall()
         health = self.health
@@ -171,6 +172,8 @@ class Ledger:
             elif status is Status.WOULD_CREATE:
                 self.missing.add(path)
                 told["would_create" if first else "would_restore"].append(shown)
+            elif status is Status.CONFLICT and outcome.blocked:
+                self._blocked(entry, outcome, blocked)
             elif status is Status.CONFLICT:
                 self._conflict(entry, outcome, now)
                 if not starting:
@@ -191,6 +194,15 @@ class Ledger:
         if (outcomes or everything) and self.on_change is not None:
             self.on_change(now)
         self._tell(told, failing, trigger)
+        for (directory, kind), names in blocked.items():
+            self._say(
+                logger.bind(event="conflict", directory=directory, snacks=names).warning,
+                "conflict: a {} is in the way of {}: {} not enforced there ({})",
+                kind,
+                directory,
+                f"{len(names)} snack" + ("" if len(names) == 1 else "s"),
+                name_list(names),
+            )
 
     def _tell(self, told: dict[str, list[str]], failing: dict[str, list[str]], trigger: str) -> None:
         """One line per kind of thing that happened in a fold (names listed, the rest counted)."""
@@ -284,6 +296,13 @@ class Ledger:
             shown,
             more,
         )
+
+    def _blocked(self, entry: Entry, outcome: Outcome, blocked: dict[tuple[str, str], list[str]]) -> None:
+        """The way to the snack's directory is blocked (an unsafe symlink, a file): one line per directory."""
+        kind = outcome.kind.value if outcome.kind else "something"
+        if self.conflicts.get(entry.path) != kind:
+            self.conflicts[entry.path] = kind
+            blocked[(entry.directory, kind)].append(self.desired.display(entry))
 
     def _fight_over(self, entry: Entry) -> None:
         shown = self.desired.display(entry)

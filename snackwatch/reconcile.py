@@ -34,6 +34,7 @@ class Outcome(NamedTuple):
     kind: Kind | None = None
     error: OSError | None = None
     created: os.stat_result | None = None  # the file we created, as created: for the ownership record
+    blocked: bool = False  # the conflict is on the way to the snack's directory, not in the snack's own place
 
 
 class Recorder(Protocol):
@@ -211,7 +212,7 @@ def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bo
             return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]
         return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
     except BlockedPath as blocked:
-        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind) for entry in entries]
+        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind, blocked=True) for entry in entries]
     except OSError as error:
         return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
 

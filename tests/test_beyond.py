@@ -254,5 +254,6 @@ def test_a_symlink_planted_as_a_nested_directory_is_never_followed(
     finally:
         os.kill(running.proc.pid, signal.SIGCONT)
     conflict = running.wait_event("conflict")[0]
-    assert "a symlink stands where snack drinks/Juice should be" in conflict["message"]
+    assert conflict["message"].startswith(f"conflict: a symlink is in the way of {running.pantry / 'drinks'}")
+    assert conflict["snacks"] == ["drinks/Juice"]
     assert list(elsewhere.iterdir()) == []

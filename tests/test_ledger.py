@@ -236,3 +236,16 @@ def test_a_place_flipped_between_kinds_becomes_a_fight_too(log_lines: list[dict[
             break
         ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.SYMLINK)], now + 0.001, "deleted or moved away")
     assert held and len(events(log_lines, "fight")) == 1
+
+
+def test_a_blocked_directory_is_one_conflict_line_not_one_per_snack(log_lines: list[dict[str, Any]]) -> None:
+    desired = desired_of(*(f"snack{i}" for i in range(500)))
+    ledger = ledger_of(desired)
+    blocked = [Outcome(e, Status.CONFLICT, kind=Kind.SYMLINK, blocked=True) for e in desired.entries()]
+    ledger.fold(blocked, 0.0, "start", everything=True)
+    ledger.fold(blocked, 1.0, "directory recreated", everything=True)  # still blocked: nothing new to say
+    lines = events(log_lines, "conflict")
+    assert len(lines) == 1 and lines[0]["message"].startswith(
+        "conflict: a symlink is in the way of /pantry: 500 snacks"
+    )
+    assert ledger.counts()["conflicts"] == 500 and ledger.status_line().startswith("0/500 snacks ok")

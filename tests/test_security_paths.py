@@ -333,7 +333,8 @@ def test_the_daemon_refuses_a_pantry_exchanged_for_a_symlink_at_runtime(
     running = start_daemon(spec)
     exchange = [*AS_NOBODY, "/usr/bin/python3", "-c", _EXCHANGE, str(home / "link"), str(home / "pantry")]
     subprocess.run([*exchange, str(root_only)], check=True)  # atomically: the pantry is now that symlink
-    conflicts = running.wait_event("conflict", count=2)  # the re-arm's full pass: where root used to create them
-    assert {line["snack"] for line in conflicts} == {"a", "drinks/Juice"}
+    conflicts = running.wait_event("conflict", count=2)  # the re-arm's full pass: one line per blocked directory
+    assert {snack for line in conflicts for snack in line["snacks"]} == {"a", "drinks/Juice"}
+    assert all("a symlink is in the way of" in line["message"] for line in conflicts)
     assert os.listdir(root_only) == []
     assert running.stop() == 0

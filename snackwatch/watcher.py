@@ -100,14 +100,32 @@ class Roles:
 
 
 def roles_for(snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> dict[str, Roles]:
-    """What to watch: every snack and spec directory, and the parent of each top one (it sees it re-pointed)."""
+    """What to watch: every snack and spec directory, the parent of each top one (it sees it re-pointed or
+    re-created), and the ancestors above that which could hold a symlink snackwatch follows (owned by root or
+    by us, not writable by others: `/srv` in `/srv/app -> releases/v2`). World-writable ancestors such as /tmp
+    are not watched: no symlink there is followed, and their churn would cost."""
     snack_set, spec_set = set(snack_dirs), set(spec_dirs)
     wanted = {d: Roles(d in snack_set, d in spec_set) for d in snack_set | spec_set}
     for directory in list(wanted):
-        parent, name = os.path.split(directory)
-        if parent and parent != directory and parent not in snack_set:
+        child, (parent, name) = directory, os.path.split(directory)
+        if parent in snack_set:
+            continue
+        while parent and parent != child:
             wanted[parent] = wanted.get(parent, Roles(False, False)) | Roles(False, False, frozenset({name}))
+            child, (parent, name) = parent, os.path.split(parent)
+            if not _may_hold_followed_links(parent):  # no symlink followed there: nothing above to watch
+                break
     return wanted
+
+
+def _may_hold_followed_links(directory: str) -> bool:
+    """Whether a symlink in `directory` could be followed by the pantry walk (chase.py's rule), so its ancestors
+    are worth watching too."""
+    try:
+        info = os.lstat(directory)
+    except OSError:
+        return False
+    return info.st_uid in (0, os.geteuid()) and not info.st_mode & 0o022
 
 
 @dataclass
@@ -626,8 +644,8 @@ class _Handler(FileSystemEventHandler):
         if roles is None:
             return
         path = os.path.join(parent, name)
-        if name in roles.links and path not in self.roles and kind in ("deleted", "moved", "created"):
-            self.sink(Mark.GONE, path, "")  # a watched directory's path, re-pointed while it was not armed
+        if name in roles.links and kind in ("deleted", "moved", "created"):
+            self.sink(Mark.GONE, path, "")  # a watched directory's path (or one above it), re-pointed
             self.sink(Mark.SPEC, path, "")
         if roles.specs and self.is_spec_name(parent, name):
             if kind == "modified" and HAVE_INOTIFY:  # Linux tells the close: wait for it

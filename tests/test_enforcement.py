@@ -222,3 +222,21 @@ def test_only_mounts_over_a_watched_directory_re_arm_it(
     finally:
         subprocess.run(["umount", "-l", str(elsewhere)], check=False)
     assert running.proc.poll() is None
+
+
+def test_a_re_pointed_symlink_above_the_pantry_is_followed_too(
+    tmp_path: Path, start_daemon: Callable[..., Running], backend: str
+) -> None:
+    releases = tmp_path / "releases"
+    for version in ("v1", "v2"):
+        (releases / version / "pantry").mkdir(parents=True)
+    app = tmp_path / "app"
+    app.symlink_to("releases/v1")  # /srv/app -> releases/v1, the pantry is /srv/app/pantry
+    spec = write_spec(tmp_path / "snacks.yaml", ["Goldfish"], pantry="./app/pantry")
+    running = start_daemon(spec, "--watcher", backend)
+    assert (releases / "v1" / "pantry" / "Goldfish").exists()
+    repoint(app, "releases/v2")
+    wait_until((releases / "v2" / "pantry" / "Goldfish").exists, 3.0, "v2 stocked after the re-point above")
+    (releases / "v2" / "pantry" / "Goldfish").unlink()
+    wait_until((releases / "v2" / "pantry" / "Goldfish").exists, 3.0, "a deletion in v2 restored")
+    assert running.proc.poll() is None

@@ -111,8 +111,20 @@ def _open_child(parent_fd: int, part: str, flags: int, *, create: bool) -> int:
 
 
 def _trusted_link(link: os.stat_result, holder: os.stat_result) -> bool:
-    trusted = (0, os.geteuid())
-    return link.st_uid in trusted and holder.st_uid in trusted and not holder.st_mode & _WRITABLE_BY_OTHERS
+    return link.st_uid in (0, os.geteuid()) and _trusted_holder(holder)
+
+
+def _trusted_holder(holder: os.stat_result) -> bool:
+    """A directory whose symlinks the walk may follow: owned by root or by us, writable by no one else."""
+    return holder.st_uid in (0, os.geteuid()) and not holder.st_mode & _WRITABLE_BY_OTHERS
+
+
+def may_hold_followed_links(directory: str) -> bool:
+    """Whether a symlink in `directory` could be followed by the pantry walk (the watcher watches such ones)."""
+    try:
+        return stat.S_ISDIR((info := os.lstat(directory)).st_mode) and _trusted_holder(info)
+    except OSError:
+        return False
 
 
 def _descend(parent_fd: int, part: str, *, create: bool) -> int:

@@ -22,7 +22,6 @@ class Mark(Enum):
     SPEC = "spec"  # something changed in a spec directory (a file written and closed, renamed, removed...)
     SPEC_WRITE = "spec write"  # a file in a spec directory was written to and is still open: not yet whole
     OVERFLOW = "overflow"  # the kernel dropped events: only a full resync is safe
-    SCAN = "scan"  # a burst of removals in one directory: one scan of it beats per-name repairs
 
 
 @dataclass
@@ -69,8 +68,6 @@ class DirtySet:
                     self._marks.add(Mark.NUDGE)  # any removal may have freed space: failing repairs retry
                 elif mark is Mark.GONE:
                     self._gone.add(directory)
-                elif mark is Mark.SCAN:
-                    self._scan.add(directory)
                 elif mark in (Mark.SPEC, Mark.SPEC_WRITE):
                     self._marks.add(Mark.SPEC)
                     if name:

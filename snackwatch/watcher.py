@@ -30,6 +30,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
+from snackwatch.chase import may_hold_followed_links
 from snackwatch.choices import BACKENDS
 from snackwatch.dirty import BURST, Mark
 
@@ -113,19 +114,9 @@ def roles_for(snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> dict[str, 
         while parent and parent != child:
             wanted[parent] = wanted.get(parent, Roles(False, False)) | Roles(False, False, frozenset({name}))
             child, (parent, name) = parent, os.path.split(parent)
-            if not _may_hold_followed_links(parent):  # no symlink followed there: nothing above to watch
+            if not may_hold_followed_links(parent):  # no symlink followed there: nothing above to watch
                 break
     return wanted
-
-
-def _may_hold_followed_links(directory: str) -> bool:
-    """Whether a symlink in `directory` could be followed by the pantry walk (chase.py's rule), so its ancestors
-    are worth watching too."""
-    try:
-        info = os.lstat(directory)
-    except OSError:
-        return False
-    return info.st_uid in (0, os.geteuid()) and not info.st_mode & 0o022
 
 
 @dataclass

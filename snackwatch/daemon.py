@@ -243,6 +243,7 @@ class Daemon:
             self._full_pass(now, full_pass)
             self.ledger.skip_due(now)
         else:
+            held = self.ledger.health.held(now) if batch.scan else set()
             for directory in sorted(batch.scan):  # a burst: one scan of the directory beats per-name repairs
                 logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
                 outcomes = reconcile_directory(
@@ -250,7 +251,7 @@ class Daemon:
                     directory,
                     dry_run=self.options.dry_run,
                     recorder=self.pruner,
-                    held=self.ledger.health.held(now),
+                    held=held,
                 )
                 self.ledger.fold(outcomes, now, "deleted or moved away")
             todo = self.ledger.deleted(batch.names, now)

@@ -12,7 +12,7 @@ from loguru import logger
 from snackwatch.desired import Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.plan import name_list
-from snackwatch.specset import SPEC_SUFFIXES, SpecSet
+from snackwatch.specset import SpecSet, is_spec_name
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
 MAX_SETTLE = 0.2  # ...but a busy spec directory postpones the read by at most this much
@@ -107,7 +107,7 @@ class SpecReloader:
 
     def _is_spec(self, real: str) -> bool:
         if self.specs.is_directory:
-            return real.endswith(SPEC_SUFFIXES) and not os.path.basename(real).startswith(".")
+            return is_spec_name(os.path.basename(real))
         return real == os.path.realpath(self.specs.config)
 
     def _reload(self, now: float, *, forced: bool) -> Reloaded | None:

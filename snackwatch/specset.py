@@ -15,18 +15,23 @@ from snackwatch.spec import Spec, parse_spec, read_spec_bytes
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+def is_spec_name(name: str) -> bool:
+    """Whether a file in a conf.d directory is a spec: *.yaml or *.yml, not hidden."""
+    return name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
+
+
 def spec_files(config: Path) -> list[Path]:
     """The spec files a config names: itself, or the *.yaml files of a directory (hidden ones skipped)."""
     if not config.is_dir():
         return [config]
-    return sorted(path for path in config.iterdir() if path.suffix in SPEC_SUFFIXES and not path.name.startswith("."))
+    return sorted(path for path in config.iterdir() if is_spec_name(path.name))
 
 
 class SpecFileNames:
-    """The names a conf.d directory's specs may have: *.yaml and *.yml, not hidden."""
+    """The names a conf.d directory's specs may have (is_spec_name), as a container the watcher can ask."""
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.endswith(SPEC_SUFFIXES) and not name.startswith(".")
+        return isinstance(name, str) and is_spec_name(name)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from loguru import logger
 from snackwatch.backoff import BackoffPolicy, Change, Health
 from snackwatch.chase import BlockedPath, open_directory
 from snackwatch.desired import Desired
-from snackwatch.ledger import error_text
+from snackwatch.errors import error_text
 from snackwatch.watcher import Armed
 
 

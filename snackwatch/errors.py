@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -46,3 +47,11 @@ class UntrustedPath(SnackwatchError):
     def __init__(self, path: Path | str, purpose: str, why: str) -> None:
         self.path = Path(path)
         super().__init__(f"{path}: not safe as snackwatch's {purpose}: {why}")
+
+
+def error_text(error: OSError | None) -> str:
+    """An OSError as users read it: 'No space left on device (ENOSPC)'."""
+    if error is None:
+        return "unknown error"
+    code = errno.errorcode.get(error.errno or 0, "")
+    return f"{error.strerror or error} ({code})" if code else str(error)

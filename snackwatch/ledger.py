@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections import defaultdict
@@ -13,6 +12,7 @@ from loguru import logger
 
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
 from snackwatch.desired import Desired, Entry
+from snackwatch.errors import error_text
 from snackwatch.plan import name_list
 from snackwatch.reconcile import Outcome, Status
 
@@ -24,14 +24,6 @@ _TOLD = {  # event -> its line, in the order they are told
     "recovered": "recovered: {} restored again",
 }
 CONFLICT_QUIET = 10.0  # a snack's place flipping between kinds: at most one conflict line per snack this often
-
-
-def error_text(error: OSError | None) -> str:
-    """An OSError as users read it: 'No space left on device (ENOSPC)'."""
-    if error is None:
-        return "unknown error"
-    code = errno.errorcode.get(error.errno or 0, "")
-    return f"{error.strerror or error} ({code})" if code else str(error)
 
 
 @dataclass(slots=True)

@@ -9,8 +9,7 @@ from typing import Any
 
 from loguru import logger
 
-from snackwatch.errors import SnackwatchError
-from snackwatch.ledger import error_text
+from snackwatch.errors import SnackwatchError, error_text
 from snackwatch.state import metrics_text, write_atomically
 
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change

@@ -92,6 +92,15 @@ def own_cgroup_dirs() -> list[Path]:
     return dirs
 
 
+def procs_pids(procs: Path) -> list[int]:
+    """The pids in one cgroup.procs file; none if that cgroup went away while we looked (systemd removes
+    its units' cgroups as they stop)."""
+    try:
+        return [int(pid) for pid in procs.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
 class PrivateCgroup:
     """A child of our cgroup in every hierarchy. A manager started in it owns only what it starts
     (in the root cgroup, `systemd --user` would move every process on the machine into its init.scope),
@@ -123,7 +132,7 @@ class PrivateCgroup:
 
     def pids(self) -> set[int]:
         every_procs = (procs for path in filter(Path.exists, self.dirs) for procs in path.rglob("cgroup.procs"))
-        return {int(pid) for procs in every_procs for pid in procs.read_text().split()}
+        return {pid for procs in every_procs for pid in procs_pids(procs)}
 
     def remove(self) -> None:
         """Kill whatever is left inside, then remove every directory, deepest first."""

@@ -72,7 +72,16 @@ def make_cgroups(name: str) -> list[Path]:
 
 def cgroup_pids(dirs: list[Path]) -> set[int]:
     every_procs = (procs for path in filter(Path.exists, dirs) for procs in path.rglob("cgroup.procs"))
-    return {int(pid) for procs in every_procs for pid in procs.read_text().split()}
+    return {pid for procs in every_procs for pid in procs_pids(procs)}
+
+
+def procs_pids(procs: Path) -> list[int]:
+    """The pids in one cgroup.procs file; none if that cgroup went away while we looked (systemd removes
+    its units' cgroups as they stop)."""
+    try:
+        return [int(pid) for pid in procs.read_text().split()]
+    except FileNotFoundError:
+        return []
 
 
 def start(record: Path) -> None:

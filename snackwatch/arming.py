@@ -12,7 +12,8 @@ from snackwatch.backoff import BackoffPolicy, Change, Health
 from snackwatch.chase import BlockedPath, open_directory
 from snackwatch.desired import Desired
 from snackwatch.errors import error_text
-from snackwatch.watcher import Armed
+from snackwatch.text import name_list
+from snackwatch.watch import Armed
 
 
 class Watches(Protocol):
@@ -43,6 +44,10 @@ class DirectoryArmer:
     def next_due(self) -> float | None:
         return self.retry.next_due()
 
+    @property
+    def has_failing(self) -> bool:
+        return self.retry.has_failing
+
     def arm(self, desired: Desired, now: float) -> set[str]:
         """Make sure every snack directory exists and is watched; returns the directories re-watched (replaced)."""
         failures: dict[str, str] = {}
@@ -54,7 +59,7 @@ class DirectoryArmer:
                 failures[directory] = f"a {blocked.kind.value} is in the way"
             except OSError as error:
                 failures[directory] = error_text(error)
-        armed = self.watcher.arm(desired.directories, self.spec_dirs())
+        armed = self.watcher.arm(desired.roots, self.spec_dirs())
         if self.after_arm is not None:
             self.after_arm()
         for directory, problem in armed.failures.items():
@@ -78,18 +83,22 @@ class DirectoryArmer:
             self.retry.clear(directory)
         return armed.readded
 
-    def check(self, desired: Desired, gone: set[str], now: float) -> str | None:
-        """Some directory vanished or was replaced, or a retry is due: re-arm; the full pass's trigger if needed."""
+    def check(self, desired: Desired, gone: set[str], now: float) -> set[str]:
+        """Some directory vanished or was replaced, or a retry is due: re-arm. Returns the directories that need a
+        look of their own (lost, replaced, or watched again): not everything, and nothing for a retry that
+        fails again (its conflict or failure was told when it began)."""
         if not gone and not self.retry.pop_due(now):
-            return None
+            return set()
         missing = {d for d in gone if d in desired.files and not os.path.isdir(d)}
-        retrying = bool(self.retry.snacks)
+        failing_before = set(self.retry.snacks)
         readded = self.arm(desired, now)
-        lost = sorted(missing | (readded & gone))
-        for directory in lost:
-            logger.bind(event="pantry_gone", directory=directory).warning(
-                "{} was removed, moved or mounted over: recreating it if needed, re-arming watches", directory
+        failing = set(self.retry.snacks)
+        lost = sorted(missing | (readded & gone) | (gone & failing) - failing_before)
+        if lost:
+            logger.bind(event="pantry_gone", directories=lost).warning(
+                "{} {} removed, moved or mounted over: recreating {} if needed, re-arming watches",
+                name_list(lost),
+                "was" if len(lost) == 1 else "were",
+                "it" if len(lost) == 1 else "them",
             )
-        if lost or readded or retrying:
-            return "directory recreated"
-        return None  # a late duplicate signal, or a mount change that did not touch our directories
+        return set(lost) | readded | (failing_before - failing)

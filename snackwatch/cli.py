@@ -254,8 +254,9 @@ def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
 
 
 def _run(args: argparse.Namespace, config: Path) -> int:
-    from snackwatch.daemon import Daemon, Options
+    from snackwatch.daemon import run_daemon
     from snackwatch.logsetup import setup_logging
+    from snackwatch.parts import Options
 
     if args.log_file is not None:
         _usable_output(args.log_file, "--log-file", replaced=False)
@@ -267,7 +268,7 @@ def _run(args: argparse.Namespace, config: Path) -> int:
         raise UsageError(f"--log-file {args.log_file}: {error.strerror or error}") from None
     watcher = "polling" if args.polling else args.watcher
     options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
-    return Daemon(config, options).run()
+    return run_daemon(config, options)
 
 
 def _diff(desired: Desired) -> int:

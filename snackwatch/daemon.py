@@ -1,276 +1,254 @@
-"""The loop: wait for dirty marks, spec changes, due retries or signals; triage them; reconcile; report.
+"""The loop: wait until an fd is ready or a part is due; decide the turn (turn.py); act on it through the parts.
 
-The daemon is the composition root. Each part owns its state and says when it next needs the loop:
-the ledger (outcomes, health, fights), the spec reloader, the directory armer, the state writer and the
-notifier (sd_notify watchdog). The loop sleeps until the earliest of those, or until an fd is ready.
+The daemon is handed its parts (parts.py): the ledger (outcomes, health, fights) and its narrator, the spec
+reloader, the directory armer, the state writer and the notifier (sd_notify watchdog). The loop sleeps until the
+earliest of their `next_due()`, or until an fd is ready.
 """
 
 from __future__ import annotations
 
 import gc
 import os
-import select
 import signal
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from pathlib import Path
 from types import FrameType
 
 from loguru import logger
 
 from snackwatch import __version__
-from snackwatch.arming import DirectoryArmer
-from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.desired import Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
-from snackwatch.ledger import Ledger
 from snackwatch.lock import SpecLock
-from snackwatch.mounts import MountTable
+from snackwatch.mounts import under
 from snackwatch.neighbours import warn_about_neighbours
-from snackwatch.notify import Notifier
-from snackwatch.plan import name_list
-from snackwatch.prune import Pruner
-from snackwatch.reads import WatchReads
-from snackwatch.reconcile import reconcile_all, reconcile_directory, reconcile_names
-from snackwatch.reload import SPEC_SETTLE, SpecReloader
-from snackwatch.resync import Resync
-from snackwatch.spec import RESERVED_PREFIX
-from snackwatch.specset import SpecSet
-from snackwatch.state import STATUS_VERSION, status_path
-from snackwatch.state_writer import StateWriter
-from snackwatch.watcher import Watcher
+from snackwatch.parts import Options, Parts
+from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
+from snackwatch.reload import SPEC_SETTLE
+from snackwatch.state import STATUS_VERSION
+from snackwatch.status_view import counts, snacks_status, status_line
+from snackwatch.text import name_list
+from snackwatch.trigger import Trigger
+from snackwatch.turn import Turn, plan_turn
 
-__all__ = ["SPEC_SETTLE", "Daemon", "Options"]
+__all__ = ["SPEC_SETTLE", "Daemon", "Options", "Signals", "run_daemon"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
 STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the ones with something to say
 
 
-@dataclass(frozen=True, kw_only=True)
-class Options:
-    """How `snackwatch run` behaves; grouped so tests and the CLI build it the same way."""
+class Signals:
+    """SIGTERM/SIGINT ask to stop, SIGHUP to reload: flags the loop reads, and a wake-up for its poll."""
 
-    dry_run: bool = False
-    watcher: str = "auto"
-    resync: float | None = None
-    metrics_file: Path | None = None
-    backoff: BackoffPolicy = BackoffPolicy()
-    fight: FightPolicy = FightPolicy()
-
-
-class Daemon:
-    """Keeps every spec's files in their desired state until stopped."""
-
-    def __init__(self, config: Path, options: Options = Options()) -> None:
+    def __init__(self, wake: Callable[[], None] = lambda: None) -> None:
+        self.wake = wake
         self.stopping = False
-        self.reload_asked = False  # SIGHUP, for the reloader
-        self.dirty = DirtySet()
-        self._install_signals()  # first: a signal during a long load (100k snacks) is queued, not fatal
-        self.specs = SpecSet.load(config, strict=False)
-        self.config = self.specs.config
-        self.options = options
-        self.mounts = MountTable()
-        self.poller = select.poll()
-        self.poller.register(self.dirty.read_fd, select.POLLIN)
-        self.mounts.register(self.poller)
-        self.notifier = Notifier()
-        self.watcher = Watcher(self.dirty, options.watcher, ignore_prefix=RESERVED_PREFIX)
-        self.reads = WatchReads(self.poller, self.watcher.fileno)
-        self.resync = Resync(options.resync, options.backoff, lambda: self.watcher.resync_interval)
-        self.watcher.track(self.specs.desired.relevant_names())
-        self.watcher.track_specs(self.specs.spec_names())
-        self.pruner = Pruner(self.config)
-        self.state = StateWriter(
-            self.status, status_path(self.config), metrics_file=options.metrics_file, save_owned=self.pruner.save
-        )
-        self.ledger = Ledger(
-            self.specs.desired,
-            options.backoff,
-            options.fight,
-            on_created=self._created,
-            on_change=self.state.changed,
-        )
-        self.reloader = SpecReloader(self.specs, on_change=self.state.changed)
-        self.armer = DirectoryArmer(
-            self.watcher,
-            self.specs.watched_dirs,
-            options.backoff,
-            dry_run=options.dry_run,
-            after_arm=self.reads.sync,
-        )
-        self.reloading = False  # RELOADING=1 sent, READY=1 not yet
-        self.overflow_logged_at: float | None = None
-        self.sorted_directories: tuple[Desired | None, list[str]] = (None, [])
-        self.only_held = False  # the last batch's removals were all of snacks held back (fight or backoff)
-        self.started = time.time()
+        self.reload_asked = False
 
-    @property
-    def desired(self) -> Desired:
-        return self.specs.desired
+    def install(self) -> None:
+        """Installed before anything slow (the lock, a 100k-snack spec): a signal meanwhile is queued, not fatal."""
 
-    # --- lifecycle --------------------------------------------------------------------------
-
-    def run(self) -> int:
-        """Run until SIGTERM/SIGINT; returns the process exit code."""
-        lock = SpecLock(self.config)
-        try:
-            now = time.monotonic()
-            self._arm(now)  # watches before the first reconcile: no deletion is missed
-            self.ledger.hold_lines()  # what the first pass did is told after the start line
-            self._full_pass(now, "start")
-            self._log_start()
-            warn_about_neighbours(self.config, self.desired)
-            self.ledger.release_lines()
-            self.reloader.start(now)
-            self._prune(confirmed=self.pruner.take_confirmation())
-            self.resync.due(now, None)  # schedules the first periodic pass, if any
-            self._sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
-            _settle_memory()
-            self.state.write()
-            self.notifier.ready(self._status_line())
-            self.notifier.start_watchdog(time.monotonic())
-            while not self.stopping:
-                self._guarded_step(self._wait(self._next_deadline()))
-        finally:
-            self.notifier.stopping()
-            self.watcher.close()
-            self.dirty.close()
-            self.mounts.close()
-            self.state.write()
-            lock.release()
-            logger.bind(event="stop").info(
-                "snackwatch stopped ({} repairs, {} created)", self.ledger.repairs, self.ledger.created
-            )
-        return 0
-
-    def _log_start(self) -> None:
-        pantries = ", ".join(str(spec.pantry) for spec in self.desired.specs)
-        specs = str(self.config) if not self.specs.is_directory else f"{self.config} ({len(self.desired.specs)} files)"
-        logger.bind(event="start", backend=self.watcher.backend).info(
-            "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
-            __version__,
-            specs,
-            pantries,
-            self.desired.count,
-            self.watcher.backend,
-            " (dry run)" if self.options.dry_run else "",
-        )
-
-    def _install_signals(self) -> None:
         def stop(signum: int, frame: FrameType | None) -> None:
-            self.stopping = True
-            self.dirty.wake()
+            self.stop()
 
         def reload(signum: int, frame: FrameType | None) -> None:
-            self.reload_asked = True
-            self.dirty.wake()
+            self.reload()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
 
-    def _next_deadline(self) -> float | None:
-        deadlines = [
-            self.ledger.next_due(),
-            self.armer.next_due(),
-            self.reloader.next_due(),
-            self.state.next_due(),
-            self.notifier.next_due(),
-            self.resync.next_due(),
-            self.reads.next_due(),
-            self.watcher.next_due(),
-        ]
-        pending = [deadline for deadline in deadlines if deadline is not None]
-        return min(pending) if pending else None
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake()
+
+    def reload(self) -> None:
+        self.reload_asked = True
+        self.wake()
+
+    def take_reload(self) -> bool:
+        asked, self.reload_asked = self.reload_asked, False
+        return asked
+
+
+def run_daemon(config: Path, options: Options) -> int:
+    """`snackwatch run`: signals first, then the one-daemon lock, then the specs and the loop."""
+    dirty = DirtySet()
+    signals = Signals(dirty.wake)
+    signals.install()
+    lock = SpecLock(Path(os.path.abspath(config)))
+    try:
+        return Daemon(Parts.real(config, options, dirty=dirty), signals).run()
+    finally:
+        lock.release()
+
+
+class Daemon:
+    """Keeps every spec's files in their desired state until stopped."""
+
+    def __init__(self, parts: Parts, signals: Signals | None = None) -> None:
+        self.parts = parts
+        self.options = parts.options
+        self.signals = signals or Signals(parts.dirty.wake)
+        self.reloading = False  # RELOADING=1 sent, READY=1 not yet
+        self.overflow_logged_at: float | None = None
+        self.sorted_directories: tuple[Desired | None, list[str]] = (None, [])
+        self.only_held = False  # the last batch's removals were all of snacks held back (fight or backoff)
+        self.started = parts.ledger.wall()
+
+    @property
+    def desired(self) -> Desired:
+        return self.parts.specs.desired
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the process exit code."""
+        try:
+            self.start()
+            while not self.signals.stopping:
+                self.turn(self._wait(self.parts.next_due()))
+        finally:
+            self.stop()
+        return 0
+
+    def start(self) -> None:
+        """Watches first (no deletion after start is missed), the first pass, then READY=1."""
+        p = self.parts
+        now = p.clock()
+        p.armer.arm(self.desired, now)
+        p.narrator.hold_lines()  # what the first pass did is told after the start line
+        self._full_pass(now, Trigger.START)
+        self._log_start()
+        warn_about_neighbours(p.specs.config, self.desired)
+        p.narrator.release_lines()
+        p.reloader.start(now)
+        self._prune(confirmed=p.pruner.take_confirmation())
+        p.resync.due(now, None)  # schedules the first periodic pass, if any
+        self._sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
+        _settle_memory()
+        p.state.write(self.status())
+        p.notifier.ready(self.status_line())
+        p.notifier.start_watchdog(p.clock())
+
+    def stop(self) -> None:
+        p = self.parts
+        p.notifier.stopping()
+        p.close()
+        p.state.write(self.status())
+        logger.bind(event="stop").info(
+            "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
+        )
+
+    def _log_start(self) -> None:
+        specs, desired = self.parts.specs, self.desired
+        pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
+        named = str(specs.config) if not specs.is_directory else f"{specs.config} ({len(desired.specs)} files)"
+        backend = self.parts.watcher.backend
+        logger.bind(event="start", backend=backend).info(
+            "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
+            __version__,
+            named,
+            pantries,
+            desired.count,
+            backend,
+            " (dry run)" if self.options.dry_run else "",
+        )
 
     def _wait(self, deadline: float | None) -> set[int]:
         """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing)."""
-        timeout = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000) + 1)
-        return {fd for fd, _ in self.poller.poll(timeout)}
+        timeout = None if deadline is None else max(0, int((deadline - self.parts.clock()) * 1000) + 1)
+        return {fd for fd, _ in self.parts.poller.poll(timeout)}
 
-    def _guarded_step(self, ready: set[int]) -> None:
+    def turn(self, ready: set[int]) -> None:
+        """One turn of the loop, guarded: no exception ever kills the daemon (a full resync follows, backed off)."""
+        p = self.parts
         try:
-            events = self.reads.ready(ready)
-            meaningful = self.watcher.read_events() if events else True
-            if self.mounts.fd is not None and self.mounts.fd in ready:
+            events = p.reads.ready(ready)
+            meaningful = p.watcher.read_events() if events else True
+            if p.mounts.fd is not None and p.mounts.fd in ready:
                 self._mounts_changed()
-            if self._step(time.monotonic()):
-                self.resync.succeeded()
+            if self.step(p.clock()):
+                p.resync.succeeded()
             if events and (not meaningful or self.only_held):
-                self.reads.idle_read(time.monotonic())
-        except Exception:  # no exception ever kills the daemon: log it, resync soon (with backoff)
-            delay = self.resync.failed(time.monotonic())
+                p.reads.idle_read(p.clock())
+        except Exception:
+            delay = p.resync.failed(p.clock())
             logger.opt(exception=True).bind(event="internal_error").error(
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
 
-    # --- one turn of the loop: triage ---------------------------------------------------------
+    # --- one turn: decide, then act -------------------------------------------------------------
 
-    def _step(self, now: float) -> bool:
-        """One turn; True if it ran a full pass."""
-        batch = self.dirty.take()
-        if self.stopping:
+    def step(self, now: float) -> bool:
+        """Decide a turn from what was marked, then act on it; True if it ran a full pass."""
+        p = self.parts
+        batch = p.dirty.take()
+        if self.signals.stopping:
             return False
-        batch.scan |= self.watcher.storm_scans(now)  # directories in a storm are scanned, not heard
-        if batch.names or batch.gone or batch.scan or batch.marks:
-            logger.bind(event="batch").opt(lazy=True).debug(
-                "events: {} removed, {} directories gone or replaced, {} to scan whole, marks {}",
-                lambda: ", ".join(f"{d}/{n}" for d, n in sorted(batch.names)[:10]) or "none",
-                lambda: len(batch.gone),
-                lambda: len(batch.scan),
-                lambda: ", ".join(sorted(mark.value for mark in batch.marks)) or "none",
-            )
-        self.reads.resume_if_due(now)
-        self.notifier.tick(now)
-        if self.reload_asked:
-            self.reload_asked = False
-            self.reloader.request()
-        if Mark.SPEC in batch.marks:
-            self.reloader.changed(now, batch.spec_writes)
-        full_pass = self._reload(now)
-        gone = batch.gone | self._nested_directories(batch.names)
-        full_pass = self.armer.check(self.desired, gone, now) or full_pass
-        if Mark.OVERFLOW in batch.marks:
+        turn = plan_turn(
+            batch,
+            reload_asked=self.signals.take_reload(),
+            storm_scans=p.watcher.storm_scans(now),
+            children=self.desired.children,
+        )
+        _log_turn(turn)
+        p.reads.resume_if_due(now)
+        p.notifier.tick(now)
+        if turn.reload_asked:
+            p.reloader.request()
+        if turn.spec_changed:
+            p.reloader.changed(now, turn.spec_writes)
+        reloaded = self._reload(now)
+        affected = p.armer.check(self.desired, set(turn.rearm), now)
+        if turn.overflow:
             self._overflowed(now)
-            self.reloader.lost_track()
-            self.reloader.changed(now)
-            full_pass = "overflow resync"
-        full_pass = self.resync.due(now, full_pass)
-        if Mark.NUDGE in batch.marks:
-            self.ledger.nudge(now)
-        if full_pass:
-            self._full_pass(now, full_pass)
-            self.ledger.skip_due(now)
+        trigger = p.resync.due(now, turn.full_pass(reloaded))
+        if turn.nudge:
+            p.ledger.nudge(now)
+        if trigger is not None:
+            self._full_pass(now, trigger)
+            p.ledger.skip_due(now)
         else:
-            held = self.ledger.health.held(now) if batch.scan else set()
-            for directory in sorted(batch.scan):  # a burst: one scan of the directory beats per-name repairs
-                logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
-                outcomes = reconcile_directory(
-                    self.desired,
-                    directory,
-                    dry_run=self.options.dry_run,
-                    recorder=self.pruner,
-                    held=held,
-                )
-                self.ledger.fold(outcomes, now, "deleted or moved away")
-            todo = self.ledger.deleted(batch.names, now)
-            self.only_held = bool(batch.names) and not todo and not batch.scan  # a fight in its backoff
-            self._repair(now, todo, "deleted or moved away")
-            self._repair(now, self.ledger.due(now), "retry")
-        self.watcher.watch_attributes(self.ledger.health.has_failing or self.armer.retry.has_failing)
-        self.state.write_if_due(now)
-        self.notifier.status(self._status_line())
-        return full_pass is not None
+            swept = self._sweep(now, affected, turn.scan)
+            removed = [(d, n) for d, n in turn.removed if d not in swept]  # a sweep looked at those already
+            todo, changes = p.ledger.deleted(removed, now)
+            p.narrator.tell(changes, self.desired, now)
+            self.only_held = bool(removed) and not todo and not turn.scan  # a fight in its backoff
+            self._repair(now, todo, Trigger.DELETED)
+            self._repair(now, p.ledger.due(now), Trigger.RETRY)
+        p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
+        p.state.write_if_due(now, self.status)
+        p.notifier.status(self.status_line())
+        return trigger is not None
+
+    def _sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
+        """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are
+        directories in a burst or a storm, leaving snacks held back by a backoff or a fight to their schedule.
+        Returns the directories looked at."""
+        swept = under(affected, self._sorted_directories()) if affected else set()
+        if swept:  # one fold, so one line per kind of outcome for everything the loss took
+            outcomes = [o for directory in sorted(swept) for o in self._reconcile_directory(directory)]
+            self._fold(outcomes, now, Trigger.DIRECTORY, swept=swept)
+        held = self.parts.ledger.held(now) if scan else set()
+        for directory in sorted(set(scan) - swept):
+            logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
+            self._fold(self._reconcile_directory(directory, held), now, Trigger.DELETED)
+        return swept | set(scan)
+
+    def _reconcile_directory(self, directory: str, held: Collection[str] = ()) -> list[Outcome]:
+        p = self.parts
+        return reconcile_directory(self.desired, directory, dry_run=self.options.dry_run, recorder=p.pruner, held=held)
 
     def _mounts_changed(self) -> None:
         """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
-        covered, specs, said = self.mounts.recheck(self._sorted_directories(), self.specs.watched_dirs())
-        self.dirty.mark(Mark.NUDGE, "", "")
+        p = self.parts
+        covered, specs, said = p.mounts.recheck(self._sorted_directories(), p.specs.watched_dirs())
+        p.dirty.mark(Mark.NUDGE, "", "")
         for directory in covered | specs:
-            self.dirty.mark(Mark.GONE, directory, "")
+            p.dirty.mark(Mark.GONE, directory, "")
         for directory in specs:
-            self.dirty.mark(Mark.SPEC, directory, "")
+            p.dirty.mark(Mark.SPEC, directory, "")
         logger.bind(event="mounts").debug(
             "mount table changed ({}): re-checking {} directories", said, len(covered | specs)
         )
@@ -281,105 +259,124 @@ class Daemon:
             self.sorted_directories = (self.desired, sorted(self.desired.directories))
         return self.sorted_directories[1]
 
-    def _nested_directories(self, names: Iterable[tuple[str, str]]) -> set[str]:
-        """A removed or replaced entry that is one of our nested directories: treat the directory as gone."""
-        children = self.desired.children
-        return {os.path.join(d, n) for d, n in names if n in children.get(d, ())}
-
     def _overflowed(self, now: float) -> None:
+        self.parts.reloader.lost_track()
+        self.parts.reloader.changed(now)
         # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
         if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
             logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
         self.overflow_logged_at = now
 
-    def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: str) -> None:
+    def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
             logger.bind(event="repair", directory=directory).debug(
-                "targeted repair in {} ({}): {}", directory, trigger, name_list(names)
+                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names)
             )
             outcomes = reconcile_names(
-                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.pruner
+                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner
             )
-            self.ledger.fold(outcomes, now, trigger)
+            self._fold(outcomes, now, trigger)
 
-    def _full_pass(self, now: float, trigger: str) -> None:
+    def _full_pass(self, now: float, trigger: Trigger) -> None:
         logger.bind(event="full_pass").debug(
-            "full pass over {} directories: {}", len(self.desired.directories), trigger
+            "full pass over {} directories: {}", len(self.desired.directories), trigger.value
         )
-        outcomes = reconcile_all(self.desired, dry_run=self.options.dry_run, recorder=self.pruner)
-        self.ledger.fold(outcomes, now, trigger, everything=True)
+        outcomes = reconcile_all(self.desired, dry_run=self.options.dry_run, recorder=self.parts.pruner)
+        self._fold(outcomes, now, trigger, everything=True)
 
-    def _created(self, entry: Entry, info: os.stat_result) -> None:
-        """A file created for a pruning spec: the pruner records it."""
-        self.pruner.record_created(entry.path, info, entry.spec.path)
+    def _fold(
+        self,
+        outcomes: list[Outcome],
+        now: float,
+        trigger: Trigger,
+        *,
+        everything: bool = False,
+        swept: Collection[str] = (),
+    ) -> None:
+        p = self.parts
+        changes = p.ledger.fold(outcomes, now, trigger, everything=everything, swept=swept)
+        p.narrator.tell(changes, self.desired, now)
+        if outcomes or everything:
+            p.state.changed(now)
 
-    # --- specs and directories ------------------------------------------------------------------
+    # --- specs ------------------------------------------------------------------------------------
 
-    def _reload(self, now: float) -> str | None:
-        """Re-read the specs if due; the full pass's trigger if a new good state was taken."""
-        if self.reloader.requested and not self.reloading:
+    def _reload(self, now: float) -> bool:
+        """Re-read the specs if due; True if a new desired state was taken."""
+        p = self.parts
+        if p.reloader.requested and not self.reloading:
             self.reloading = True
-            self.notifier.reloading()
-        reloaded = self.reloader.due(now)
+            p.notifier.reloading()
+        reloaded = p.reloader.due(now)
         if reloaded is None:
-            return None
-        self.watcher.track_specs(self.specs.spec_names())  # a spec symlink may lead elsewhere now
-        trigger = None
+            return False
+        p.watcher.track_specs(p.specs.spec_names())  # a spec symlink may lead elsewhere now
         if reloaded.desired is not None:
-            self.ledger.spec_applied(reloaded.desired, now)
-            self.watcher.track(reloaded.desired.relevant_names())
-            self._arm(now)
-            self._prune(confirmed=self.pruner.take_confirmation())
+            kept = p.ledger.spec_applied(reloaded.desired)
+            p.narrator.forget(kept)
+            p.state.changed(now)
+            p.watcher.track(reloaded.desired.relevant_names())
+            p.armer.arm(self.desired, now)
+            self._prune(confirmed=p.pruner.take_confirmation())
             _settle_memory()
-            trigger = "spec reload"
-        elif reloaded.forced and self.pruner.take_confirmation():
+        elif reloaded.forced and p.pruner.take_confirmation():
             self._prune(confirmed=True)
         if reloaded.forced:
             self.reloading = False
-            self.notifier.ready(self._status_line())
-        return trigger
-
-    def _arm(self, now: float) -> None:
-        self.armer.arm(self.desired, now)
+            p.notifier.ready(self.status_line())
+        return reloaded.desired is not None
 
     def _prune(self, *, confirmed: bool) -> None:
         if not self.options.dry_run:
-            self.pruner.prune(self.desired, confirmed=confirmed)
+            self.parts.pruner.prune(self.desired, confirmed=confirmed)
 
     # --- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
         """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
-        problems = self.reloader.problems
-        snacks, everyone = self.ledger.snacks_status(time.monotonic(), STATUS_LISTED)
+        p = self.parts
+        problems = p.reloader.problems
+        snacks, everyone = snacks_status(p.ledger, p.clock(), STATUS_LISTED)
         return {
             "version": STATUS_VERSION,
             "pid": os.getpid(),
             "started": self.started,
-            "updated": time.time(),
-            "config": str(self.config),
+            "updated": p.ledger.wall(),
+            "config": str(p.specs.config),
             "pantries": [str(spec.pantry) for spec in self.desired.specs],
-            "watcher": self.watcher.backend,
+            "watcher": p.watcher.backend,
             "dry_run": self.options.dry_run,
             "spec": {"ok": not problems, "problems": sorted(problems.values())},
-            "status_line": self._status_line(),
-            "counts": self.ledger.counts(),
-            "last_reconcile": self.ledger.last_reconcile,
+            "status_line": self.status_line(),
+            "counts": counts(p.ledger),
+            "last_reconcile": p.ledger.last_reconcile,
             "snacks": snacks,
             "snacks_listed": "all" if everyone else f"with a story (more than {STATUS_LISTED} snacks)",
         }
 
-    def _status_line(self) -> str:
+    def status_line(self) -> str:
         """The one-line summary (systemd's Status=): the ledger's counts, and the spec's state if it is not ok."""
-        line = self.ledger.status_line()
+        line = status_line(self.parts.ledger)
         if self.options.dry_run:
             line += " (dry run)"
-        problems = self.reloader.problems
+        problems = self.parts.reloader.problems
         if problems:
             first = next(iter(problems.values())).split(": ", 1)[0]
             line += f"; spec invalid ({first}), last good spec in force"
         return line
+
+
+def _log_turn(turn: Turn) -> None:
+    if turn.removed or turn.rearm or turn.scan or turn.overflow or turn.spec_changed:
+        logger.bind(event="batch").opt(lazy=True).debug(
+            "events: {} removed, {} directories gone or replaced, {} to scan whole, overflow {}, spec {}",
+            lambda: ", ".join(f"{d}/{n}" for d, n in sorted(turn.removed)[:10]) or "none",
+            lambda: len(turn.rearm),
+            lambda: len(turn.scan),
+            lambda: turn.overflow,
+            lambda: turn.spec_changed,
+        )
 
 
 def _settle_memory() -> None:

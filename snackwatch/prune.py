@@ -67,11 +67,6 @@ class Pruner:
                 which,
             )
 
-    def record_created(self, path: str, info: os.stat_result, spec: Path) -> None:
-        """A file the daemon just created for a pruning spec: remember its identity (nothing new if it was recorded
-        before it was published)."""
-        self.owned.record(path, info, spec)
-
     def record_before_publish(self, created: Sequence[tuple[str, os.stat_result, Path]]) -> None:
         """Files about to be published for pruning specs (path, identity, spec): recorded, and on disk (the
         record's journal, fsynced) first, so a kill -9 right after the names appear cannot lose them. A journal

@@ -33,7 +33,6 @@ class Outcome(NamedTuple):
     status: Status
     kind: Kind | None = None
     error: OSError | None = None
-    created: os.stat_result | None = None  # the file we created, as created: for the ownership record
     blocked: bool = False  # the conflict is on the way to the snack's directory, not in the snack's own place
 
 
@@ -277,7 +276,7 @@ def _create_recorded(
             outcomes[index] = Outcome(entry, Status.FAILED, error=error)
             continue
         if published:
-            outcomes[index] = Outcome(entry, Status.CREATED, created=item.identity)
+            outcomes[index] = Outcome(entry, Status.CREATED)
         else:
             recorder.forget(entry.path)
             outcomes[index] = Outcome(entry, Status.PRESENT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from snackwatch.backoff import BackoffPolicy
+from snackwatch.trigger import Trigger
 
 
 class Resync:
@@ -24,13 +25,13 @@ class Resync:
         due = [when for when in (self.next_periodic, self.after_error) if when is not None]
         return min(due) if due else None
 
-    def due(self, now: float, trigger: str | None) -> str | None:
+    def due(self, now: float, trigger: Trigger | None) -> Trigger | None:
         """The full pass's trigger: a resync after an error wins; a periodic one runs only if nothing else does."""
         if self.after_error is not None and now >= self.after_error:
             self.after_error = None
-            trigger = "resync after an error"
+            trigger = Trigger.AFTER_ERROR
         if self._periodic(now):
-            trigger = trigger or "periodic resync"
+            trigger = trigger or Trigger.PERIODIC
         return trigger
 
     def _periodic(self, now: float) -> bool:

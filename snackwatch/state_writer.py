@@ -23,14 +23,12 @@ class StateWriter:
 
     def __init__(
         self,
-        status: Callable[[], dict[str, Any]],
         status_file: Path,
         *,
         metrics_file: Path | None = None,
         save_owned: Callable[[], None] | None = None,
         settle: float = STATE_SETTLE,
     ) -> None:
-        self.status = status
         self.status_file = status_file
         self.metrics_file = metrics_file
         self.save_owned = save_owned
@@ -46,14 +44,13 @@ class StateWriter:
     def next_due(self) -> float | None:
         return self.write_at
 
-    def write_if_due(self, now: float) -> None:
+    def write_if_due(self, now: float, status: Callable[[], dict[str, Any]]) -> None:
         if self.write_at is not None and now >= self.write_at:
-            self.write()
+            self.write(status())
 
-    def write(self) -> None:
+    def write(self, status: dict[str, Any]) -> None:
         """Write everything now."""
         self.write_at = None
-        status = self.status()
         try:
             write_atomically(self.status_file, json.dumps(status, separators=(",", ":")))  # compact: the C encoder
             if self.metrics_file is not None:

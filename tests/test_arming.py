@@ -13,7 +13,7 @@ from snackwatch.arming import DirectoryArmer
 from snackwatch.backoff import BackoffPolicy
 from snackwatch.desired import Desired, merge
 from snackwatch.spec import Snack, Spec
-from snackwatch.watcher import Armed
+from snackwatch.watch import Armed
 
 
 class StubWatcher:
@@ -62,13 +62,13 @@ def test_an_unwatchable_directory_backs_off_logs_once_and_recovers(
     watcher.fail = {pantry: OSError(28, "No space left on device")}
     armer.arm(desired, 0.0)
     assert armer.next_due() == 0.1
-    assert armer.check(desired, set(), 0.05) is None  # not due yet: nothing done
-    assert armer.check(desired, set(), 0.1) == "directory recreated"  # retried, failed again, quietly
+    assert armer.check(desired, set(), 0.05) == set()  # not due yet: nothing done
+    assert armer.check(desired, set(), 0.1) == set()  # retried, failed again, quietly: nothing new to look at
     assert armer.next_due() == 0.1 + 0.2
     unwatchable = events(log_lines, "pantry_unwatchable")
     assert len(unwatchable) == 1 and "No space left on device (ENOSPC)" in unwatchable[0]["message"]
     watcher.fail = {}
-    assert armer.check(desired, set(), 0.1 + 0.2) == "directory recreated"
+    assert armer.check(desired, set(), 0.1 + 0.2) == {pantry}  # watched again: its snacks are looked at
     assert len(events(log_lines, "pantry_recovered")) == 1
     assert armer.next_due() is None and armer.retry.snacks == {}
 
@@ -94,10 +94,10 @@ def test_a_removed_pantry_is_recreated_and_told(tmp_path: Path, log_lines: list[
     armer.arm(desired, 0.0)
     pantry.rmdir()
     watcher.replaced = {str(pantry)}
-    assert armer.check(desired, {str(pantry)}, 1.0) == "directory recreated"
+    assert armer.check(desired, {str(pantry)}, 1.0) == {str(pantry)}
     assert pantry.is_dir()
-    assert [line["directory"] for line in events(log_lines, "pantry_gone")] == [str(pantry)]
-    assert armer.check(desired, {str(pantry)}, 2.0) is None  # a late duplicate: nothing to do
+    assert [line["directories"] for line in events(log_lines, "pantry_gone")] == [[str(pantry)]]
+    assert armer.check(desired, {str(pantry)}, 2.0) == set()  # a late duplicate: nothing to do
 
 
 def test_dry_run_on_a_missing_pantry_says_so_once_without_error_or_backoff(

@@ -10,10 +10,13 @@ from conftest import events
 
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.desired import Desired, Entry, merge
-from snackwatch.ledger import CONFLICT_QUIET, Ledger
+from snackwatch.ledger import Ledger
+from snackwatch.narrator import CONFLICT_QUIET, Narrator
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Outcome, Status
 from snackwatch.spec import Snack, Spec
+from snackwatch.status_view import counts, snacks_status, snacks_with_a_story, status_line
+from snackwatch.trigger import Trigger
 
 FIGHT = FightPolicy(window=0.05, threshold=20, quiet_after=3, backoff=BackoffPolicy(initial=0.1, cap=5.0), quiet=1.0)
 
@@ -27,30 +30,70 @@ def entry(desired: Desired, name: str) -> Entry:
     return desired.by_path()[f"/pantry/{name}"]
 
 
-def ledger_of(desired: Desired, **kwargs: Any) -> Ledger:
-    return Ledger(desired, BackoffPolicy(), FIGHT, wall=lambda: 1_000_000.0, **kwargs)
+class Books:
+    """The ledger and its narrator as the loop uses them: fold, then tell; status read through the status view."""
+
+    def __init__(self, desired: Desired) -> None:
+        self.book = Ledger(desired, BackoffPolicy(), FIGHT, wall=lambda: 1_000_000.0)
+        self.narrator = Narrator(BackoffPolicy(), FIGHT)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.book, name)
+
+    def fold(self, outcomes: list[Outcome], now: float, trigger: Trigger, *, everything: bool = False) -> None:
+        self.narrator.tell(self.book.fold(outcomes, now, trigger, everything=everything), self.book.desired, now)
+
+    def deleted(self, names: list[tuple[str, str]], now: float) -> dict[str, list[Entry]]:
+        todo, changes = self.book.deleted(names, now)
+        self.narrator.tell(changes, self.book.desired, now)
+        return todo
+
+    def spec_applied(self, desired: Desired) -> None:
+        self.narrator.forget(self.book.spec_applied(desired))
+
+    def counts(self) -> dict[str, int]:
+        return counts(self.book)
+
+    def status_line(self) -> str:
+        return status_line(self.book)
+
+    def snacks_with_a_story(self, now: float) -> dict[str, dict[str, object]]:
+        return snacks_with_a_story(self.book, now)
+
+    def snacks_status(self, now: float, cap: int) -> tuple[dict[str, dict[str, object]], bool]:
+        return snacks_status(self.book, now, cap)
+
+    def hold_lines(self) -> None:
+        self.narrator.hold_lines()
+
+    def release_lines(self) -> None:
+        self.narrator.release_lines()
 
 
-def fight(ledger: Ledger, goldfish: Entry, rounds: int) -> tuple[float, int]:
+def ledger_of(desired: Desired) -> Books:
+    return Books(desired)
+
+
+def fight(ledger: Books, goldfish: Entry, rounds: int) -> tuple[float, int]:
     """Something deletes Goldfish 10 ms after every restore, `rounds` times; returns (now, restores right away).
 
     A deletion the fight gate holds back is restored when the schedule says so, as the loop would.
     """
     now = 0.0
-    ledger.fold([Outcome(goldfish, Status.CREATED)], now, "deleted or moved away")
+    ledger.fold([Outcome(goldfish, Status.CREATED)], now, Trigger.DELETED)
     at_once = 0
     for _ in range(rounds):
         now += 0.01
         if ledger.deleted([("/pantry", "Goldfish")], now):
             at_once += 1
             now += 0.001
-            ledger.fold([Outcome(goldfish, Status.CREATED)], now, "deleted or moved away")
+            ledger.fold([Outcome(goldfish, Status.CREATED)], now, Trigger.DELETED)
         else:
             due = ledger.next_due()
             assert due is not None and due > now
             now = due
             assert [e.name for e in ledger.due(now)["/pantry"]] == ["Goldfish"]
-            ledger.fold([Outcome(goldfish, Status.CREATED)], now, "retry")
+            ledger.fold([Outcome(goldfish, Status.CREATED)], now, Trigger.RETRY)
     return now, at_once
 
 
@@ -76,7 +119,7 @@ def test_fight_over_carries_the_count_of_unlogged_restores(log_lines: list[dict[
     quiet_check = ledger.next_due()
     assert quiet_check == now + FIGHT.quiet
     ledger.due(quiet_check)
-    ledger.fold([Outcome(goldfish, Status.PRESENT)], quiet_check, "retry")
+    ledger.fold([Outcome(goldfish, Status.PRESENT)], quiet_check, Trigger.RETRY)
     over = events(log_lines, "fight_over")
     assert len(over) == 1
     assert "23 restores not logged one by one" in over[0]["message"]  # flaps 3 to 25
@@ -93,7 +136,7 @@ def test_failures_are_grouped_by_error_and_recovery_is_told_once(log_lines: list
         Outcome(entry(desired, "FruitGummies"), Status.FAILED, error=full),
         Outcome(entry(desired, "StringCheese"), Status.FAILED, error=denied),
     ]
-    ledger.fold(outcomes, 0.0, "start", everything=True)
+    ledger.fold(outcomes, 0.0, Trigger.START, everything=True)
     failing = events(log_lines, "failing")
     assert [(line["error"], line["snacks"]) for line in failing] == [
         ("No space left on device (ENOSPC)", ["Goldfish", "FruitGummies"]),
@@ -106,10 +149,10 @@ def test_failures_are_grouped_by_error_and_recovery_is_told_once(log_lines: list
     # A retry that fails again says nothing; then the space is freed.
     todo = ledger.due(0.1)
     assert sorted(e.name for e in todo["/pantry"]) == ["FruitGummies", "Goldfish", "StringCheese"]
-    ledger.fold(outcomes, 0.1, "retry")
+    ledger.fold(outcomes, 0.1, Trigger.RETRY)
     assert len(events(log_lines, "failing")) == 2
-    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED)], 0.5, "retry")
-    ledger.fold([], 0.6, "periodic resync", everything=True)  # the others are found present
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED)], 0.5, Trigger.RETRY)
+    ledger.fold([], 0.6, Trigger.PERIODIC, everything=True)  # the others are found present
     recovered = events(log_lines, "recovered")
     assert [line["snacks"] for line in recovered] == [["Goldfish"], ["FruitGummies", "StringCheese"]]
     assert ledger.counts() == {
@@ -131,18 +174,18 @@ def test_a_conflict_is_logged_once_cleared_when_the_file_is_back_and_flips_are_s
     ledger = ledger_of(desired)
     goldfish = entry(desired, "Goldfish")
     symlink = Outcome(goldfish, Status.CONFLICT, kind=Kind.SYMLINK)
-    ledger.fold([symlink], 0.0, "start", everything=True)
-    ledger.fold([symlink], 0.1, "deleted or moved away")
+    ledger.fold([symlink], 0.0, Trigger.START, everything=True)
+    ledger.fold([symlink], 0.1, Trigger.DELETED)
     assert len(events(log_lines, "conflict")) == 1
     assert ledger.snacks_with_a_story(0.1)["/pantry/Goldfish"]["reason"] == "a symlink is in its place"
-    ledger.fold([Outcome(goldfish, Status.PRESENT)], 0.2, "deleted or moved away")
+    ledger.fold([Outcome(goldfish, Status.PRESENT)], 0.2, Trigger.DELETED)
     assert ledger.counts()["conflicts"] == 0
     # Someone flips the place between kinds, hundreds of times: one line now, a summary later.
     kinds = [Kind.DIRECTORY, Kind.SYMLINK]
     for flip in range(400):
-        ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=kinds[flip % 2])], 0.3 + flip * 0.01, "deleted")
+        ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=kinds[flip % 2])], 0.3 + flip * 0.01, Trigger.DELETED)
     assert len(events(log_lines, "conflict")) == 1
-    ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.DIRECTORY)], 0.3 + CONFLICT_QUIET, "deleted")
+    ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.DIRECTORY)], 0.3 + CONFLICT_QUIET, Trigger.DELETED)
     lines = events(log_lines, "conflict")
     assert len(lines) == 2 and "(400 more changes in its place not logged)" in lines[1]["message"]
     assert ledger.counts()["conflicts"] == 1
@@ -154,7 +197,7 @@ def test_first_convergence_is_counted_apart_from_repairs_without_per_snack_histo
     desired = desired_of(*(f"snack{i}" for i in range(100)))
     ledger = ledger_of(desired)
     ledger.hold_lines()  # the daemon tells the first pass after its start line
-    ledger.fold([Outcome(e, Status.CREATED) for e in desired.entries()], 0.0, "start", everything=True)
+    ledger.fold([Outcome(e, Status.CREATED) for e in desired.entries()], 0.0, Trigger.START, everything=True)
     assert log_lines == []
     ledger.release_lines()
     assert (ledger.created, ledger.repairs) == (100, 0)
@@ -170,36 +213,23 @@ def test_first_convergence_is_counted_apart_from_repairs_without_per_snack_histo
 def test_a_snack_a_reload_adds_is_created_and_one_that_was_there_is_restored(log_lines: list[dict[str, Any]]) -> None:
     ledger = ledger_of(desired_of("Goldfish"))
     desired = desired_of("Goldfish", "Popcorn")
-    ledger.spec_applied(desired, 1.0)
+    ledger.spec_applied(desired)
     outcomes = [Outcome(entry(desired, name), Status.CREATED) for name in ("Goldfish", "Popcorn")]
-    ledger.fold(outcomes, 1.0, "spec reload", everything=True)
+    ledger.fold(outcomes, 1.0, Trigger.SPEC_RELOAD, everything=True)
     assert [line["snacks"] for line in events(log_lines, "created")] == [["Popcorn"]]
     assert [line["snacks"] for line in events(log_lines, "restored")] == [["Goldfish"]]
     assert (ledger.created, ledger.repairs) == (1, 1)
-    ledger.fold([Outcome(entry(desired, "Popcorn"), Status.CREATED)], 2.0, "deleted or moved away")
+    ledger.fold([Outcome(entry(desired, "Popcorn"), Status.CREATED)], 2.0, Trigger.DELETED)
     assert [line["snacks"] for line in events(log_lines, "restored")][-1] == ["Popcorn"]  # now it is a repair
-
-
-def test_created_files_reach_the_pruner_through_the_hook_and_the_state_writer_hears_of_changes() -> None:
-    desired = desired_of("Goldfish", prune=True)
-    created: list[tuple[str, int]] = []
-    changed: list[float] = []
-    ledger = ledger_of(
-        desired, on_created=lambda e, info: created.append((e.path, info.st_ino)), on_change=changed.append
-    )
-    info = Path("/").stat()
-    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED, created=info)], 2.0, "deleted")
-    assert created == [("/pantry/Goldfish", info.st_ino)]
-    assert changed == [2.0]
 
 
 def test_snacks_that_leave_the_spec_leave_no_state_behind() -> None:
     desired = desired_of("Goldfish", "FruitGummies")
     ledger = ledger_of(desired)
-    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED)], 1.0, "deleted")
-    ledger.fold([Outcome(entry(desired, "FruitGummies"), Status.CONFLICT, kind=Kind.DIRECTORY)], 1.0, "deleted")
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.CREATED)], 1.0, Trigger.DELETED)
+    ledger.fold([Outcome(entry(desired, "FruitGummies"), Status.CONFLICT, kind=Kind.DIRECTORY)], 1.0, Trigger.DELETED)
     assert set(ledger.history) == {"/pantry/Goldfish"} and set(ledger.conflicts) == {"/pantry/FruitGummies"}
-    ledger.spec_applied(desired_of("StringCheese"), 2.0)
+    ledger.spec_applied(desired_of("StringCheese"))
     assert ledger.history == {} and ledger.conflicts == {} and ledger.health.restored_at == {}
     assert ledger.counts() == {
         "snacks": 1,
@@ -215,12 +245,12 @@ def test_snacks_that_leave_the_spec_leave_no_state_behind() -> None:
 def test_dry_run_outcomes_are_told_not_counted_and_missing_snacks_are_not_ok(log_lines: list[dict[str, Any]]) -> None:
     desired = desired_of("Goldfish", "Popcorn")
     ledger = ledger_of(desired)
-    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.WOULD_CREATE)], 0.0, "start", everything=True)
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.WOULD_CREATE)], 0.0, Trigger.START, everything=True)
     assert events(log_lines, "would_create")[0]["snacks"] == ["Goldfish"]
     assert (ledger.repairs, ledger.created) == (0, 0)
     assert ledger.status_line() == "1/2 snacks ok, 0 repairs, 0 failing, 0 conflicts, 1 missing"
     assert ledger.snacks_status(0.0, 10)[0]["/pantry/Goldfish"]["state"] == "missing"
-    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.PRESENT)], 1.0, "retry")  # someone made it
+    ledger.fold([Outcome(entry(desired, "Goldfish"), Status.PRESENT)], 1.0, Trigger.RETRY)  # someone made it
     assert ledger.counts()["missing"] == 0
 
 
@@ -234,7 +264,7 @@ def test_a_place_flipped_between_kinds_becomes_a_fight_too(log_lines: list[dict[
         if not ledger.deleted([("/pantry", "Goldfish")], now):
             held = True
             break
-        ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.SYMLINK)], now + 0.001, "deleted or moved away")
+        ledger.fold([Outcome(goldfish, Status.CONFLICT, kind=Kind.SYMLINK)], now + 0.001, Trigger.DELETED)
     assert held and len(events(log_lines, "fight")) == 1
 
 
@@ -242,8 +272,8 @@ def test_a_blocked_directory_is_one_conflict_line_not_one_per_snack(log_lines: l
     desired = desired_of(*(f"snack{i}" for i in range(500)))
     ledger = ledger_of(desired)
     blocked = [Outcome(e, Status.CONFLICT, kind=Kind.SYMLINK, blocked=True) for e in desired.entries()]
-    ledger.fold(blocked, 0.0, "start", everything=True)
-    ledger.fold(blocked, 1.0, "directory recreated", everything=True)  # still blocked: nothing new to say
+    ledger.fold(blocked, 0.0, Trigger.START, everything=True)
+    ledger.fold(blocked, 1.0, Trigger.DIRECTORY, everything=True)  # still blocked: nothing new to say
     lines = events(log_lines, "conflict")
     assert len(lines) == 1 and lines[0]["message"].startswith(
         "conflict: a symlink is in the way of /pantry: 500 snacks"

@@ -8,6 +8,7 @@ import select
 from snackwatch.backoff import BackoffPolicy
 from snackwatch.reads import READ_GAP, WatchReads
 from snackwatch.resync import Resync
+from snackwatch.trigger import Trigger
 
 
 def test_no_resync_unless_asked_for_so_idle_stays_idle() -> None:
@@ -19,12 +20,12 @@ def test_a_periodic_resync_runs_only_when_nothing_else_does_and_an_error_resync_
     backend: list[float | None] = [None]
     resync = Resync(30.0, BackoffPolicy(initial=0.1), lambda: backend[0])
     assert resync.due(0.0, None) is None and resync.next_due() == 30.0
-    assert resync.due(30.0, "spec reload") == "spec reload"
-    assert resync.due(60.0, None) == "periodic resync"
+    assert resync.due(30.0, Trigger.SPEC_RELOAD) is Trigger.SPEC_RELOAD
+    assert resync.due(60.0, None) is Trigger.PERIODIC
     backend[0] = 1.0  # fell back to polling: a full pass every second
-    assert resync.due(90.0, None) == "periodic resync" and resync.next_due() == 91.0
+    assert resync.due(90.0, None) is Trigger.PERIODIC and resync.next_due() == 91.0
     assert resync.failed(90.5) == 0.1 and resync.failed(90.5) == 0.2  # errors in a row back off
-    assert resync.due(90.7, "overflow resync") == "resync after an error"
+    assert resync.due(90.7, Trigger.OVERFLOW) is Trigger.AFTER_ERROR
     resync.succeeded()
     assert resync.failed(100.0) == 0.1
 

@@ -82,7 +82,7 @@ def create_and_record(pruner: Pruner, pantry: Path, names: list[str], spec: Path
     pantry.mkdir(exist_ok=True)
     for name in names:
         (pantry / name).touch()
-        pruner.record_created(str(pantry / name), os.lstat(pantry / name), spec)
+        pruner.record_before_publish([(str(pantry / name), os.lstat(pantry / name), spec)])
     pruner.save()
 
 
@@ -228,7 +228,7 @@ def test_a_rename_exchange_race_never_deletes_outside_the_pantry(
             drinks = wait_until(lambda: _open_real(pantry), 2.0, "the real drinks/ between swaps")
             try:
                 fd = os.open("Juice", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=drinks)
-                pruner.record_created(str(pantry / "drinks" / "Juice"), os.fstat(fd), spec)
+                pruner.record_before_publish([(str(pantry / "drinks" / "Juice"), os.fstat(fd), spec)])
                 os.close(fd)
                 pruner.prune(without_juice, confirmed=True)
                 outcomes["blocked" if "Juice" in os.listdir(drinks) else "pruned"] += 1

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import IS_LINUX, Running, needs_root_linux, wait_until, write_spec
 
-from snackwatch import watcher as watcher_module
 from snackwatch.desired import merge
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.reconcile import Status, reconcile_directory
 from snackwatch.spec import Snack, Spec
-from snackwatch.watcher import HAVE_INOTIFY, Watcher
+from snackwatch.watch import HAVE_INOTIFY, Watcher
+from snackwatch.watch.inotify import InotifySource
+from snackwatch.watch.storm import STORM_MUTE, STORM_SCAN, StormPolicy
 
 pytestmark = pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
 
@@ -149,10 +150,12 @@ def test_only_the_specs_own_names_are_spec_changes(tmp_path: Path) -> None:
 
 
 def test_a_storm_mutes_a_directorys_removals_and_scans_it_instead(
-    watched: tuple[Watcher, DirtySet, Path], monkeypatch: pytest.MonkeyPatch
+    watched: tuple[Watcher, DirtySet, Path],
 ) -> None:
     watcher, dirty, pantry = watched
-    monkeypatch.setattr(watcher_module, "STORM_NOISE", 100)
+    source = watcher._source
+    assert isinstance(source, InotifySource)
+    source.storm.policy = StormPolicy(noise=100)
     fd = watcher.fileno()
     assert fd is not None
     in_delete = 0x200
@@ -165,9 +168,9 @@ def test_a_storm_mutes_a_directorys_removals_and_scans_it_instead(
     assert watcher.storm_scans(now) == {str(pantry)}  # scanned at once, then every STORM_SCAN
     assert watcher.storm_scans(now) == set()
     due = watcher.next_due()
-    assert due is not None and due <= now + watcher_module.STORM_SCAN
-    assert watcher.storm_scans(now + watcher_module.STORM_SCAN) == {str(pantry)}
-    assert watcher.storm_scans(now + watcher_module.STORM_MUTE) == {str(pantry)}  # heard again, one last scan
+    assert due is not None and due <= now + STORM_SCAN
+    assert watcher.storm_scans(now + STORM_SCAN) == {str(pantry)}
+    assert watcher.storm_scans(now + STORM_MUTE) == {str(pantry)}  # heard again, one last scan
     assert inotify_mask(fd, pantry) & in_delete and watcher.next_due() is None
     (pantry / "Goldfish").touch()
     (pantry / "Goldfish").unlink()

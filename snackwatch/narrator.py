@@ -1,0 +1,119 @@
+"""Tells what the ledger's changes mean as log lines: one line per kind of thing, throttled, held back at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+
+from loguru import logger
+
+from snackwatch.backoff import BackoffPolicy, FightPolicy
+from snackwatch.desired import Desired
+from snackwatch.ledger import TOLD, Changes
+from snackwatch.text import name_list
+
+_LINES = {  # event -> its line
+    "created": "created {}",
+    "restored": "restored {}",
+    "would_create": "dry run: would create {}",
+    "would_restore": "dry run: would restore {}",
+    "recovered": "recovered: {} restored again",
+}
+CONFLICT_QUIET = 10.0  # a snack's place flipping between kinds: at most one conflict line per snack this often
+
+
+@dataclass(slots=True)
+class ConflictLine:
+    """When a snack's conflict was last logged, and how many changes in its place went unlogged since."""
+
+    logged_at: float
+    unlogged: int = 0
+
+
+class Narrator:
+    """Turns `Changes` into log lines; keeps lines back while the start line is not out yet."""
+
+    def __init__(self, backoff: BackoffPolicy = BackoffPolicy(), fight: FightPolicy = FightPolicy()) -> None:
+        self.backoff = backoff
+        self.fight = fight
+        self.held: list[tuple[Callable[..., None], tuple[object, ...]]] | None = None
+        self.conflict_lines: dict[str, ConflictLine] = {}  # path -> its last conflict line, kept past a repair
+
+    def hold_lines(self) -> None:
+        """Keep log lines back (the first convergence is told after the start line), until release_lines()."""
+        self.held = []
+
+    def release_lines(self) -> None:
+        held, self.held = self.held or [], None
+        for say, args in held:
+            say(*args)
+
+    def _say(self, say: Callable[..., None], *args: object) -> None:
+        if self.held is not None:
+            self.held.append((say, args))
+        else:
+            say(*args)
+
+    def tell(self, changes: Changes, desired: Desired, now: float) -> None:
+        """One line per kind of thing that happened (names listed, the rest counted)."""
+        for entry in changes.fights:
+            shown = desired.display(entry)
+            logger.bind(event="fight", snack=shown).warning(
+                "{} is removed again right after each restore ({} times in a row): something else keeps "
+                "deleting it; backing off (retrying at most every {:g} s)",
+                shown,
+                self.fight.threshold,
+                self.fight.backoff.cap,
+            )
+        for entry, unlogged in changes.fights_over:
+            shown = desired.display(entry)
+            logger.bind(event="fight_over", snack=shown).info(
+                "{} stays in place again: the fight is over ({} restores not logged one by one)", shown, unlogged
+            )
+        for path, delay in changes.held:
+            logger.bind(event="held", snack=path).debug("{} deleted while held back: repair in {:.3f} s", path, delay)
+        for entry, kind in changes.conflicts:
+            self._conflict(desired.display(entry), entry.path, kind, now)
+        trigger = changes.trigger.value if changes.trigger is not None else ""
+        for event in TOLD:
+            names = changes.told[event]
+            if names:
+                self._say(logger.bind(event=event, snacks=names, trigger=trigger).info, _LINES[event], name_list(names))
+        for error, names in changes.failing.items():
+            self._say(
+                logger.bind(event="failing", snacks=names, error=error).error,
+                "cannot restore {}: {}; retrying with backoff (up to every {:g} s)",
+                name_list(names),
+                error,
+                self.backoff.cap,
+            )
+        for (directory, kind), names in changes.blocked.items():
+            self._say(
+                logger.bind(event="conflict", directory=directory, snacks=names).warning,
+                "conflict: a {} is in the way of {}: {} not enforced there ({})",
+                kind,
+                directory,
+                f"{len(names)} snack" + ("" if len(names) == 1 else "s"),
+                name_list(names),
+            )
+
+    def _conflict(self, shown: str, path: str, kind: str, now: float) -> None:
+        """Log a conflict once; a place that keeps changing kind is summed up at most every CONFLICT_QUIET s."""
+        line = self.conflict_lines.get(path)
+        if line is not None and now - line.logged_at < CONFLICT_QUIET:
+            line.unlogged += 1
+            return
+        self.conflict_lines[path] = ConflictLine(now)
+        more = f" ({line.unlogged} more changes in its place not logged)" if line and line.unlogged else ""
+        self._say(
+            logger.bind(event="conflict", snack=shown, path=path).warning,
+            "conflict: a {} stands where snack {} should be; leaving it alone{}",
+            kind,
+            shown,
+            more,
+        )
+
+    def forget(self, keep: Container[str]) -> None:
+        """Snacks that left the spec leave no line state behind."""
+        for path in [path for path in self.conflict_lines if path not in keep]:
+            del self.conflict_lines[path]

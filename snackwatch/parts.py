@@ -1,0 +1,155 @@
+"""The daemon's parts, built in one place: the real ones for `run`, any of them replaced by a fake in tests."""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from snackwatch.arming import DirectoryArmer
+from snackwatch.backoff import BackoffPolicy, FightPolicy
+from snackwatch.dirty import DirtySet
+from snackwatch.ledger import Ledger
+from snackwatch.mounts import MountTable
+from snackwatch.narrator import Narrator
+from snackwatch.notify import Notifier
+from snackwatch.prune import Pruner
+from snackwatch.reads import WatchReads
+from snackwatch.reload import SpecReloader
+from snackwatch.resync import Resync
+from snackwatch.spec import RESERVED_PREFIX
+from snackwatch.specset import SpecSet
+from snackwatch.state import status_path
+from snackwatch.state_writer import StateWriter
+from snackwatch.watch import Armed, Watcher
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How `snackwatch run` behaves; grouped so tests and the CLI build it the same way."""
+
+    dry_run: bool = False
+    watcher: str = "auto"
+    resync: float | None = None
+    metrics_file: Path | None = None
+    backoff: BackoffPolicy = BackoffPolicy()
+    fight: FightPolicy = FightPolicy()
+
+
+class WatchSource(Protocol):
+    """What the loop needs of a watcher (watch.Watcher, or a scripted fake in tests)."""
+
+    backend: str
+
+    @property
+    def resync_interval(self) -> float | None: ...
+
+    def track(self, relevant: Mapping[str, Container[str]]) -> None: ...
+
+    def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None: ...
+
+    def watch_attributes(self, on: bool) -> None: ...
+
+    def storm_scans(self, now: float) -> set[str]: ...
+
+    def next_due(self) -> float | None: ...
+
+    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed: ...
+
+    def fileno(self) -> int | None: ...
+
+    def read_events(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Parts:
+    """Everything the loop drives; each part owns its state and answers `next_due()`."""
+
+    options: Options
+    dirty: DirtySet
+    specs: SpecSet
+    watcher: WatchSource
+    poller: select.poll
+    mounts: MountTable
+    reads: WatchReads
+    notifier: Notifier
+    resync: Resync
+    pruner: Pruner
+    state: StateWriter
+    ledger: Ledger
+    narrator: Narrator
+    reloader: SpecReloader
+    armer: DirectoryArmer
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def real(
+        cls,
+        config: Path,
+        options: Options = Options(),
+        *,
+        dirty: DirtySet | None = None,
+        watcher: Callable[[DirtySet], WatchSource] | None = None,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Parts:
+        """The parts `snackwatch run` uses; `watcher` builds a stand-in for the real one (tests)."""
+        dirty = dirty or DirtySet()
+        specs = SpecSet.load(config, strict=False)
+        poller = select.poll()
+        poller.register(dirty.read_fd, select.POLLIN)
+        mounts = MountTable()
+        mounts.register(poller)
+        source = (
+            watcher(dirty) if watcher is not None else Watcher(dirty, options.watcher, ignore_prefix=RESERVED_PREFIX)
+        )
+        source.track(specs.desired.relevant_names())
+        source.track_specs(specs.spec_names())
+        reads = WatchReads(poller, source.fileno)
+        pruner = Pruner(specs.config)
+        state = StateWriter(status_path(specs.config), metrics_file=options.metrics_file, save_owned=pruner.save)
+        return cls(
+            options=options,
+            dirty=dirty,
+            specs=specs,
+            watcher=source,
+            poller=poller,
+            mounts=mounts,
+            reads=reads,
+            notifier=notifier or Notifier(),
+            resync=Resync(options.resync, options.backoff, lambda: source.resync_interval),
+            pruner=pruner,
+            state=state,
+            ledger=Ledger(specs.desired, options.backoff, options.fight),
+            narrator=Narrator(options.backoff, options.fight),
+            reloader=SpecReloader(specs, on_change=state.changed),
+            armer=DirectoryArmer(
+                source, specs.watched_dirs, options.backoff, dry_run=options.dry_run, after_arm=reads.sync
+            ),
+            clock=clock,
+        )
+
+    def next_due(self) -> float | None:
+        """The earliest moment any part needs the loop (None: nothing is due, so idle costs nothing)."""
+        deadlines = [
+            self.ledger.next_due(),
+            self.armer.next_due(),
+            self.reloader.next_due(),
+            self.state.next_due(),
+            self.notifier.next_due(),
+            self.resync.next_due(),
+            self.reads.next_due(),
+            self.watcher.next_due(),
+        ]
+        return min((deadline for deadline in deadlines if deadline is not None), default=None)
+
+    def close(self) -> None:
+        self.watcher.close()
+        self.dirty.close()
+        self.mounts.close()
+        self.notifier.close()

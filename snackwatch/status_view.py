@@ -1,0 +1,77 @@
+"""What the daemon's status shows of its ledger: per-snack rows, counts and the one-line summary (no I/O)."""
+
+from __future__ import annotations
+
+import os
+
+from snackwatch.desired import Entry
+from snackwatch.ledger import History, Ledger
+
+
+def snacks_status(ledger: Ledger, now: float, cap: int) -> tuple[dict[str, dict[str, object]], bool]:
+    """Every snack's status when there are at most `cap`, else only those with a story; True if all."""
+    if ledger.desired.count > cap:
+        return snacks_with_a_story(ledger, now), False
+    return {entry.path: snack_status(ledger, entry, now) for entry in ledger.desired.entries()}, True
+
+
+def snacks_with_a_story(ledger: Ledger, now: float) -> dict[str, dict[str, object]]:
+    """Per snack that was repaired, is failing, in conflict or missing: what status, why and metrics show."""
+    paths = set(ledger.history) | set(ledger.conflicts) | set(ledger.health.failing()) | ledger.missing
+    snacks = {}
+    for path in sorted(paths):
+        entry = ledger.desired.entry(*os.path.split(path))  # O(1): no table of every snack
+        if entry is not None:
+            snacks[path] = snack_status(ledger, entry, now)
+    return snacks
+
+
+def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
+    path = entry.path
+    history = ledger.history.get(path) or History()
+    info: dict[str, object] = {
+        "name": entry.snack.name,
+        "spec": str(entry.spec.path),
+        "line": entry.snack.line,
+        "state": "ok",
+        "repairs": history.repairs,
+        "last_repair": history.last_repair,
+        "trigger": history.trigger,
+    }
+    view = ledger.health.describe(path, now)
+    if path in ledger.conflicts:
+        info.update(state="conflict", reason=f"a {ledger.conflicts[path]} is in its place")
+    elif path in ledger.missing:
+        info.update(state="missing", reason="not on disk (dry run: not created)")
+    elif view is not None and view.error:
+        info.update(state="failing", reason=view.error, next_retry=ledger.wall() + (view.retry_in or 0.0))
+    if view is not None and view.fighting:
+        info["fighting"] = True
+    return info
+
+
+def counts(ledger: Ledger) -> dict[str, int]:
+    failing = len(ledger.health.failing())
+    conflicts = len(ledger.conflicts)
+    missing = len(ledger.missing - set(ledger.conflicts))
+    count = ledger.desired.count
+    return {
+        "snacks": count,
+        "ok": count - failing - conflicts - missing,
+        "failing": failing,
+        "conflicts": conflicts,
+        "missing": missing,
+        "repairs": ledger.repairs,
+        "created": ledger.created,
+    }
+
+
+def status_line(ledger: Ledger) -> str:
+    """The one-line summary of the ledger (systemd's Status=, the status table's head)."""
+    numbers = counts(ledger)
+    missing = f", {numbers['missing']} missing" if numbers["missing"] else ""
+    repairs = f"{numbers['repairs']} repair{'' if numbers['repairs'] == 1 else 's'}"
+    return (
+        f"{numbers['ok']}/{numbers['snacks']} snacks ok, {repairs}, "
+        f"{numbers['failing']} failing, {numbers['conflicts']} conflicts{missing}"
+    )

@@ -1,0 +1,288 @@
+"""inotify on the loop's own thread, through watchdog's libc bindings: the kernel protocol, aliases and relevance.
+
+Compared with watchdog's InotifyFD thread this saves a thread hop and the GIL hand-off per event, builds no event
+objects, and sees IN_Q_OVERFLOW (wd -1) directly. The reads never block. One inode reached by several paths
+(`shared` and `link -> shared`) is one kernel watch: it keeps every path (alias) with its roles, its mask is the
+union, and each event is told to every alias. Watches are added on what the safe walk opened (/proc/self/fd/N).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import struct
+import sys
+import time
+
+from loguru import logger
+
+from snackwatch.dirty import Mark
+from snackwatch.watch.roles import Roles
+from snackwatch.watch.source import Marks, Source, WatchLimitError, open_watched
+from snackwatch.watch.storm import StormGuard
+
+try:  # Linux only; absent elsewhere.
+    from watchdog.observers.inotify_c import (
+        InotifyConstants,
+        WatchDescriptor,
+        inotify_add_watch,
+        inotify_init,
+        inotify_rm_watch,
+    )
+
+    HAVE_INOTIFY = True
+except (ImportError, OSError):  # pragma: no cover - exercised on macOS
+    HAVE_INOTIFY = False
+
+_FS_ENCODING = sys.getfilesystemencoding()
+
+if HAVE_INOTIFY:
+    C = InotifyConstants
+    # IN_MOVED_TO: a rename over a snack may put a symlink or directory in its place. No IN_CREATE:
+    # our own restores would wake us for nothing.
+    # IN_ATTRIB only while something fails (watch_attributes): a touch/chmod storm then costs nothing.
+    _SNACK_MASK = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO | C.IN_DELETE_SELF | C.IN_MOVE_SELF
+    # IN_MODIFY: a spec being written is not read until its writer closes it (IN_CLOSE_WRITE).
+    _SPEC_MASK = (
+        C.IN_CLOSE_WRITE | C.IN_MODIFY | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB
+    )
+    _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
+    _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
+    _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
+    _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
+
+
+def _libc_error(what: str) -> OSError:
+    code = ctypes.get_errno()
+    if code in (errno.ENOSPC, errno.EMFILE, errno.ENFILE):
+        return WatchLimitError(code, f"{what}: {os.strerror(code)}")
+    return OSError(code, os.strerror(code), what)
+
+
+def _on_fd(fd: int) -> bytes:
+    """The path that makes inotify_add_watch watch exactly what `fd` is (the kernel follows this magic link
+    to the open directory itself, not to a path resolved again)."""
+    return f"/proc/self/fd/{fd}".encode()
+
+
+class InotifySource(Source):
+    """inotify read on the loop's own thread: the daemon polls fileno() and calls read_events()."""
+
+    def __init__(self, marks: Marks, ignore_prefix: str) -> None:
+        super().__init__()
+        self.marks = marks
+        self.sink = marks.mark
+        self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
+        self.ignore_text = ignore_prefix or None
+        fd = inotify_init()
+        if fd < 0:
+            raise _libc_error("inotify_init")
+        os.set_blocking(fd, False)
+        os.set_inheritable(fd, False)
+        self.fd = fd
+        self.by_wd: dict[int, dict[str, Roles]] = {}  # wd -> every path that reached it, with its roles
+        self.by_dir: dict[str, int] = {}
+        self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
+        self.attributes = False
+        self.storm = StormGuard()
+
+    def fileno(self) -> int | None:
+        return self.fd
+
+    # --- storms ---------------------------------------------------------------------------------
+
+    def _mute_storms(self, now: float) -> None:
+        """Past the storm limit of unrelated removals a second in a directory, stop hearing its removals one by
+        one (the kernel queues nothing more for them) and scan it on the guard's schedule instead."""
+        for wd in self.storm.storms(now):
+            directory = self.snacks_only.get(wd)
+            if directory is None:
+                continue
+            self._readd(wd)
+            if self.storm.tell(directory, now):
+                logger.bind(event="storm", directory=directory).info(
+                    "event storm in {} ({} unrelated removals in under a second): scanning it every {:g} ms "
+                    "instead of event by event",
+                    directory,
+                    self.storm.count(wd),
+                    self.storm.policy.scan * 1000,
+                )
+
+    def storm_scans(self, now: float) -> set[str]:
+        due, over = self.storm.scans(now, self.snacks_only)
+        for wd in over:  # hear removals again
+            self._readd(wd)
+        return {self.snacks_only[wd] for wd in due if wd in self.snacks_only}
+
+    def next_due(self) -> float | None:
+        return self.storm.next_due()
+
+    # --- watches --------------------------------------------------------------------------------
+
+    def _mask(self, roles: Roles, *, muted: bool = False) -> int:
+        snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
+        if muted:
+            snacks &= ~_SNACK_GONE
+        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | (_LINK_MASK if roles.links else 0))
+
+    def _union(self, wd: int) -> Roles:
+        roles = Roles(False, False)
+        for alias in self.by_wd[wd].values():
+            roles |= alias
+        return roles
+
+    def _readd(self, wd: int) -> None:
+        """Set a watch's mask to what all its aliases need, through the safe walk again; an alias that no longer
+        reaches it (or that the walk now refuses) is dropped."""
+        aliases = self.by_wd[wd]
+        roles = self._union(wd)
+        mask = self._mask(roles, muted=wd in self.storm.muted)
+        for directory, own in list(aliases.items()):
+            try:
+                fd = open_watched(directory, own, self.roots)
+            except OSError:
+                self._alias_gone(wd, directory)
+                continue
+            try:
+                again = inotify_add_watch(self.fd, _on_fd(fd), mask)
+            finally:
+                os.close(fd)
+            if again == wd:
+                break
+            if again >= 0 and again not in self.by_wd:  # the path leads elsewhere now: let the armer redo it
+                inotify_rm_watch(self.fd, WatchDescriptor(again))
+            self._alias_gone(wd, directory)
+        self._refresh_fast_path(wd)
+
+    def _refresh_fast_path(self, wd: int) -> None:
+        aliases = self.by_wd.get(wd, {})
+        self.snacks_only.pop(wd, None)
+        if len(aliases) == 1:
+            [(directory, roles)] = aliases.items()
+            if roles == Roles(snacks=True, specs=False):
+                self.snacks_only[wd] = directory
+
+    def watch_attributes(self, on: bool) -> None:
+        self.attributes = on
+        for wd in [wd for wd in self.by_wd if self._union(wd).snacks]:
+            if wd in self.by_wd:
+                self._readd(wd)
+
+    def _watch(self, directory: str, roles: Roles, fd: int) -> None:
+        wd = inotify_add_watch(self.fd, _on_fd(fd), self._mask(roles))
+        if wd < 0:
+            raise _libc_error(directory)
+        aliases = self.by_wd.setdefault(wd, {})
+        aliases[directory] = roles
+        self.by_dir[directory] = wd
+        if len(aliases) > 1:  # another path already reached this inode: widen the mask to serve all
+            self._readd(wd)
+        self._refresh_fast_path(wd)
+
+    def _unwatch(self, directory: str) -> None:
+        wd = self.by_dir.pop(directory, None)
+        if wd is None:
+            return
+        aliases = self.by_wd.get(wd, {})
+        aliases.pop(directory, None)
+        if aliases:
+            self._readd(wd)
+            return
+        self.by_wd.pop(wd, None)
+        self.snacks_only.pop(wd, None)
+        inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
+
+    def _alias_gone(self, wd: int, directory: str) -> None:
+        """`directory` no longer reaches the watched inode: forget it and tell the loop."""
+        roles = self.by_wd[wd].pop(directory)
+        if not self.by_wd[wd]:
+            del self.by_wd[wd]
+            self.snacks_only.pop(wd, None)
+            inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel dropped it
+        self.by_dir.pop(directory, None)
+        self.dead.add(directory)
+        if roles.snacks:
+            self.sink(Mark.GONE, directory, "")
+        if roles.specs:
+            self.sink(Mark.SPEC, directory, "")
+
+    # --- events ---------------------------------------------------------------------------------
+
+    def read_events(self) -> bool:
+        # The hot path: removals in snack directories, marked in one batch. A name that no snack or nested
+        # directory has is noise (another user's churn in a shared pantry): counted for the storm guard and
+        # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
+        removed: set[tuple[str, str]] = set()
+        relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
+        noise = other = False
+        while True:
+            try:
+                buffer = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            offset, end = 0, len(buffer)
+            while offset + 16 <= end:
+                wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
+                start, offset = offset + 16, offset + 16 + length
+                directory = self.snacks_only.get(wd)
+                if directory is None or not mask & _SNACK_GONE or not length:
+                    other = self._event(wd, mask, buffer[start:offset].rstrip(b"\0")) or other
+                    continue
+                name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
+                if ignore is not None and name.startswith(ignore):
+                    continue
+                wanted = relevant.get(directory)
+                if wanted is not None and name not in wanted:
+                    noise = True
+                    storm.heard(wd)
+                    continue
+                removed.add((directory, name))
+        if noise:
+            self._mute_storms(time.monotonic())
+        if removed:
+            self.marks.mark_snacks(removed, set())  # the burst rule is the dirty set's (dirty.split_bursts)
+            return True
+        if noise:
+            self.sink(Mark.NUDGE, "", "")  # a removal may have freed space for a failing repair
+        return other
+
+    def _event(self, wd: int, mask: int, name: bytes) -> bool:
+        """Mark what one event means for every path that reaches its watch; False if it meant nothing."""
+        if mask & C.IN_Q_OVERFLOW:
+            self.sink(Mark.OVERFLOW, "", "")
+            return True
+        aliases = self.by_wd.get(wd)
+        if aliases is None:
+            return False  # a watch we already dropped
+        if mask & _SELF_GONE:  # the directory was removed, moved away or unmounted
+            if mask & C.IN_MOVE_SELF:  # the kernel keeps watching a moved directory: let it go
+                inotify_rm_watch(self.fd, WatchDescriptor(wd))
+            for directory in list(aliases):
+                self._alias_gone(wd, directory)
+            return True
+        if not name:
+            if mask & C.IN_ATTRIB and self._union(wd).snacks:
+                self.sink(Mark.NUDGE, next(iter(aliases)), "")
+                return True
+            return False
+        if self.ignore is not None and name.startswith(self.ignore):
+            return False
+        text = os.fsdecode(name)
+        meant = False
+        for directory, roles in list(aliases.items()):
+            if roles.snacks and mask & _SNACK_GONE:
+                self.sink(Mark.SNACK, directory, text)
+                meant = True
+            if roles.specs and self.is_spec_name(directory, text):
+                self.sink(Mark.SPEC_WRITE if mask & C.IN_MODIFY else Mark.SPEC, directory, text)
+                meant = True
+            if text in roles.links and mask & _LINK_MASK:  # a watched directory's path re-pointed or re-created
+                child = os.path.join(directory, text)
+                self.sink(Mark.GONE, child, "")
+                self.sink(Mark.SPEC, child, "")
+                meant = True
+        return meant
+
+    def close(self) -> None:
+        os.close(self.fd)

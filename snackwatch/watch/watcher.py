@@ -1,0 +1,116 @@
+"""The watcher the loop talks to: picks a backend (inotify, the platform Observer, polling), falls back to polling
+when inotify limits are hit, and passes on what matters in each directory.
+
+Both sources keep one contract: record what was seen on a `Marks` object (which directory, which name) and do
+nothing else; the daemon decides what it means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterable, Mapping
+
+from loguru import logger
+
+from snackwatch.choices import BACKENDS
+from snackwatch.watch.inotify import HAVE_INOTIFY, InotifySource
+from snackwatch.watch.observer import POLL_INTERVAL, ObserverSource
+from snackwatch.watch.roles import roles_for
+from snackwatch.watch.source import Armed, Marks, Source, WatchLimitError
+
+
+class Watcher:
+    """Watches snack directories and spec directories with the chosen backend, falling back to polling."""
+
+    def __init__(self, marks: Marks, backend: str = "auto", *, ignore_prefix: str = "") -> None:
+        """`ignore_prefix`: names starting with it are our own temp files and never marked."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown watcher backend {backend!r}")
+        if backend == "auto":
+            backend = "inotify" if HAVE_INOTIFY else "observer"
+        self.marks = marks
+        self.backend = backend
+        self.ignore_prefix = ignore_prefix
+        self.relevant: Mapping[str, Container[str]] = {}
+        self.spec_names: Mapping[str, Container[str]] = {}
+        self.attributes = False
+        self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
+        self._source: Source | None = None
+
+    def track(self, relevant: Mapping[str, Container[str]]) -> None:
+        """The names that matter in each snack directory: removals of other names are noise (a nudge at most)."""
+        self.relevant = relevant
+        if self._source is not None:
+            self._source.relevant = relevant
+
+    def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None:
+        """The names that matter in each spec directory: changes to other files there are not spec changes."""
+        self.spec_names = spec_names
+        if self._source is not None:
+            self._source.spec_names = spec_names
+
+    def watch_attributes(self, on: bool) -> None:
+        """Hear permission changes in snack directories (only while something fails: a chmod storm costs nothing)."""
+        if on != self.attributes:
+            self.attributes = on
+            if self._source is not None:
+                self._source.watch_attributes(on)
+
+    def storm_scans(self, now: float) -> set[str]:
+        """Directories whose removals are not heard one by one during a storm: scan them now (see STORM_NOISE)."""
+        return self._source.storm_scans(now) if self._source is not None else set()
+
+    def next_due(self) -> float | None:
+        """When a storm-muted directory is next due for its scan (None: no storm)."""
+        return self._source.next_due() if self._source is not None else None
+
+    @property
+    def resync_interval(self) -> float | None:
+        """How often the daemon must run a full pass on this backend: polling snapshots can miss a change."""
+        return POLL_INTERVAL if self.backend == "polling" else None
+
+    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
+        """Watch exactly these directories, re-creating any watch whose directory was replaced or died. A mapping
+        of snack directories gives each one's pantry: it is reached by the safe walk from there (else from "/")."""
+        wanted = roles_for(snack_dirs, spec_dirs)
+        self.roots = snack_dirs if isinstance(snack_dirs, Mapping) else {}
+        try:
+            return self._ensure_source(self.roots).arm(wanted)
+        except WatchLimitError as error:
+            if self.backend == "polling":
+                raise
+            logger.bind(event="watch_limit").warning(
+                "inotify limit reached ({}); falling back to polling every {:g} s "
+                "(raise fs.inotify.max_user_watches / max_user_instances to fix)",
+                error.strerror,
+                POLL_INTERVAL,
+            )
+            self.close()
+            self.backend = "polling"
+            return self._ensure_source(self.roots).arm(wanted)
+
+    def _ensure_source(self, roots: Mapping[str, str]) -> Source:
+        if self._source is None:
+            inotify = self.backend == "inotify"
+            self._source = (
+                InotifySource(self.marks, self.ignore_prefix)
+                if inotify
+                else ObserverSource(self.marks.mark, self.backend, self.ignore_prefix)
+            )
+            self._source.relevant = self.relevant
+            self._source.spec_names = self.spec_names
+            self._source.watch_attributes(self.attributes)
+        self._source.roots = roots
+        return self._source
+
+    def fileno(self) -> int | None:
+        return self._source.fileno() if self._source is not None else None
+
+    def read_events(self) -> bool:
+        """Read what the kernel queued (inotify backend); False if it was only noise (nothing to repair)."""
+        return self._source.read_events() if self._source is not None else False
+
+    def close(self) -> None:
+        """Stop watching and join watchdog's threads."""
+        if self._source is not None:
+            self._source.close()
+            self._source = None

@@ -104,7 +104,10 @@ class Health:
         if state is not None and state.held_until > now:
             return state.held_until - now, None  # already waiting: the schedule repairs it
         restored_at = self.restored_at.get(name)
-        if restored_at is None or now - restored_at > self.fight.window:
+        # A fight ends only once the snack stayed in place for `quiet`: a fighter that is slower now and then
+        # (a loaded machine) does not end it and start it again.
+        window = self.fight.quiet if state is not None and state.fighting else self.fight.window
+        if restored_at is None or now - restored_at > window:
             if state is None:
                 return 0.0, None
             state.flaps = 0

@@ -25,8 +25,7 @@ from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
 from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.reload import SPEC_SETTLE
-from snackwatch.state import STATUS_VERSION
-from snackwatch.status_view import counts, snacks_status, status_line
+from snackwatch.status_view import daemon_status, summary
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 from snackwatch.turn import Turn, plan_turn
@@ -34,7 +33,6 @@ from snackwatch.turn import Turn, plan_turn
 __all__ = ["SPEC_SETTLE", "Daemon", "Options", "Signals", "run_daemon"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
-STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the ones with something to say
 
 
 class Signals:
@@ -119,7 +117,7 @@ class Daemon:
         p.armer.arm(self.desired, now)
         p.narrator.hold_lines()  # what the first pass did is told after the start line
         self._full_pass(now, Trigger.START)
-        self._log_start()
+        _log_start(p, self.options.dry_run)
         warn_about_neighbours(p.specs.config, self.desired)
         p.narrator.release_lines()
         p.reloader.start(now)
@@ -138,21 +136,6 @@ class Daemon:
         p.state.write(self.status())
         logger.bind(event="stop").info(
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
-        )
-
-    def _log_start(self) -> None:
-        specs, desired = self.parts.specs, self.desired
-        pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
-        named = str(specs.config) if not specs.is_directory else f"{specs.config} ({len(desired.specs)} files)"
-        backend = self.parts.watcher.backend
-        logger.bind(event="start", backend=backend).info(
-            "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
-            __version__,
-            named,
-            pantries,
-            desired.count,
-            backend,
-            " (dry run)" if self.options.dry_run else "",
         )
 
     def _wait(self, deadline: float | None) -> set[int]:
@@ -334,37 +317,28 @@ class Daemon:
     # --- status ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, object]:
-        """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
-        p = self.parts
-        problems = p.reloader.problems
-        snacks, everyone = snacks_status(p.ledger, p.clock(), STATUS_LISTED)
-        return {
-            "version": STATUS_VERSION,
-            "pid": os.getpid(),
-            "started": self.started,
-            "updated": p.ledger.wall(),
-            "config": str(p.specs.config),
-            "pantries": [str(spec.pantry) for spec in self.desired.specs],
-            "watcher": p.watcher.backend,
-            "dry_run": self.options.dry_run,
-            "spec": {"ok": not problems, "problems": sorted(problems.values())},
-            "status_line": self.status_line(),
-            "counts": counts(p.ledger),
-            "last_reconcile": p.ledger.last_reconcile,
-            "snacks": snacks,
-            "snacks_listed": "all" if everyone else f"with a story (more than {STATUS_LISTED} snacks)",
-        }
+        """Everything `snackwatch status` and `why` show."""
+        return daemon_status(self.parts, self.started)
 
     def status_line(self) -> str:
-        """The one-line summary (systemd's Status=): the ledger's counts, and the spec's state if it is not ok."""
-        line = status_line(self.parts.ledger)
-        if self.options.dry_run:
-            line += " (dry run)"
-        problems = self.parts.reloader.problems
-        if problems:
-            first = next(iter(problems.values())).split(": ", 1)[0]
-            line += f"; spec invalid ({first}), last good spec in force"
-        return line
+        """The one-line summary (systemd's Status=)."""
+        return summary(self.parts)
+
+
+def _log_start(parts: Parts, dry_run: bool) -> None:
+    specs, desired = parts.specs, parts.specs.desired
+    pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
+    named = str(specs.config) if not specs.is_directory else f"{specs.config} ({len(desired.specs)} files)"
+    backend = parts.watcher.backend
+    logger.bind(event="start", backend=backend).info(
+        "snackwatch {} running: spec {}, pantry {}, {} snacks, watcher {}{}",
+        __version__,
+        named,
+        pantries,
+        desired.count,
+        backend,
+        " (dry run)" if dry_run else "",
+    )
 
 
 def _log_turn(turn: Turn) -> None:

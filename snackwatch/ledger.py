@@ -35,7 +35,7 @@ class History:
 class Changes:
     """What one call changed, worth telling: names by event, failures by error, conflicts, fights."""
 
-    trigger: Trigger | None = None
+    trigger: Trigger = Trigger.DELETED
     told: dict[str, list[str]] = field(default_factory=lambda: {event: [] for event in TOLD})
     failing: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # error -> names
     blocked: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))  # (dir, kind)
@@ -140,44 +140,46 @@ class Ledger:
         a creation of a snack that was there before is a repair: "restored".
         """
         changes = Changes(trigger)
-        told, wall, health, fresh = changes.told, self.wall(), self.health, self.fresh
-        starting = trigger is Trigger.START
+        first, wall = (lambda path: True) if trigger is Trigger.START else self.fresh.__contains__, self.wall()
         single = len(self.desired.specs) <= 1  # Desired.display(), inlined: this loop is the burst path
         for outcome in outcomes:
             entry = outcome.entry
-            path = entry.path
-            shown = entry.snack.name if single else path
-            change: Change | None = None
-            status = outcome.status
-            if status is Status.CREATED:
-                change = self._made(
-                    path, told, shown, first=starting or path in fresh, now=now, wall=wall, trigger=trigger
-                )
-            elif status is Status.PRESENT:
-                self.conflicts.pop(path, None)
-                self.missing.discard(path)
-                change = health.present(path, now)
-            elif status is Status.WOULD_CREATE:
-                self.missing.add(path)
-                told["would_create" if starting or path in fresh else "would_restore"].append(shown)
-            elif status is Status.CONFLICT:
-                self._conflict(entry, outcome, changes, now, starting=starting)
-            else:
-                error = error_text(outcome.error)
-                _, change = health.failed(path, now, error)
-                if change is Change.STARTED_FAILING:
-                    changes.failing[error].append(shown)
+            shown = entry.snack.name if single else entry.path
+            change = self._fold_one(outcome, shown, changes, first=first(entry.path), now=now, wall=wall)
             if change is Change.RECOVERED:
-                told["recovered"].append(shown)
+                changes.told["recovered"].append(shown)
             elif change is Change.FIGHT_OVER:
-                changes.fights_over.append((entry, health.take_unlogged_restores(path)))
+                changes.fights_over.append((entry, self.health.take_unlogged_restores(entry.path)))
         if everything or swept:
             seen = {outcome.entry.path for outcome in outcomes}
-            self._others_present(seen, None if everything else set(swept), now, told["recovered"])
+            self._others_present(seen, None if everything else set(swept), now, changes.told["recovered"])
         if everything:
             self.last_reconcile = wall
             self.fresh = set()
         return changes
+
+    def _fold_one(
+        self, outcome: Outcome, shown: str, changes: Changes, *, first: bool, now: float, wall: float
+    ) -> Change | None:
+        """One outcome into the book; the health change it made, if any."""
+        path, status, told = outcome.entry.path, outcome.status, changes.told
+        if status is Status.CREATED:
+            return self._made(path, told, shown, first=first, now=now, wall=wall, trigger=changes.trigger)
+        if status is Status.PRESENT:
+            self.conflicts.pop(path, None)
+            self.missing.discard(path)
+            return self.health.present(path, now)
+        if status is Status.WOULD_CREATE:
+            self.missing.add(path)
+            told["would_create" if first else "would_restore"].append(shown)
+        elif status is Status.CONFLICT:
+            self._conflict(outcome.entry, outcome, changes, now, starting=changes.trigger is Trigger.START)
+        else:
+            error = error_text(outcome.error)
+            _, change = self.health.failed(path, now, error)
+            if change is Change.STARTED_FAILING:
+                changes.failing[error].append(shown)
+        return None
 
     def _made(
         self,

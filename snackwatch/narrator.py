@@ -74,7 +74,7 @@ class Narrator:
             logger.bind(event="held", snack=path).debug("{} deleted while held back: repair in {:.3f} s", path, delay)
         for entry, kind in changes.conflicts:
             self._conflict(desired.display(entry), entry.path, kind, now)
-        trigger = changes.trigger.value if changes.trigger is not None else ""
+        trigger = changes.trigger.value
         for event in TOLD:
             names = changes.told[event]
             if names:

@@ -1,4 +1,4 @@
-"""What the daemon's status shows of its ledger: per-snack rows, counts and the one-line summary (no I/O)."""
+"""What the daemon's status shows: per-snack rows, counts and the one-line summary, read from its parts (no I/O)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,45 @@ import os
 
 from snackwatch.desired import Entry
 from snackwatch.ledger import History, Ledger
+from snackwatch.parts import Parts
+from snackwatch.state import STATUS_VERSION
+
+STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the ones with something to say
+
+
+def daemon_status(parts: Parts, started: float) -> dict[str, object]:
+    """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
+    problems = parts.reloader.problems
+    desired = parts.specs.desired
+    snacks, everyone = snacks_status(parts.ledger, parts.clock(), STATUS_LISTED)
+    return {
+        "version": STATUS_VERSION,
+        "pid": os.getpid(),
+        "started": started,
+        "updated": parts.ledger.wall(),
+        "config": str(parts.specs.config),
+        "pantries": [str(spec.pantry) for spec in desired.specs],
+        "watcher": parts.watcher.backend,
+        "dry_run": parts.options.dry_run,
+        "spec": {"ok": not problems, "problems": sorted(problems.values())},
+        "status_line": summary(parts),
+        "counts": counts(parts.ledger),
+        "last_reconcile": parts.ledger.last_reconcile,
+        "snacks": snacks,
+        "snacks_listed": "all" if everyone else f"with a story (more than {STATUS_LISTED} snacks)",
+    }
+
+
+def summary(parts: Parts) -> str:
+    """The one-line summary (systemd's Status=): the ledger's counts, and the spec's state if it is not ok."""
+    line = status_line(parts.ledger)
+    if parts.options.dry_run:
+        line += " (dry run)"
+    problems = parts.reloader.problems
+    if problems:
+        first = next(iter(problems.values())).split(": ", 1)[0]
+        line += f"; spec invalid ({first}), last good spec in force"
+    return line
 
 
 def snacks_status(ledger: Ledger, now: float, cap: int) -> tuple[dict[str, dict[str, object]], bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -24,6 +25,26 @@ T = TypeVar("T")
 SnackEntry = str | dict[str, str]
 IS_LINUX = sys.platform.startswith("linux")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+NOBODY = 65534
+AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--")
+
+
+@functools.cache
+def _nobody_runs(executable: str, code: str) -> str:
+    """Why uid NOBODY cannot run `code` with `executable` (an empty string when it can)."""
+    try:
+        done = subprocess.run([*AS_NOBODY, executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=30)
+    except OSError as error:
+        return str(error)
+    return "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["exit code nonzero"])[-1]
+
+
+def require_nobody_runs(executable: str = sys.executable, code: str = "import snackwatch") -> None:
+    """Skip (with the reason) a test whose attacker, uid NOBODY, cannot even start: an attack that could not run
+    must not pass as 'nothing happened' (a checkout under a 0700 home directory, a venv only root can read)."""
+    problem = _nobody_runs(executable, code)
+    if problem:
+        pytest.skip(f"uid {NOBODY} cannot run {executable} here ({problem}): the attack could not be played")
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:

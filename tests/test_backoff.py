@@ -99,6 +99,20 @@ def test_fight_ends_when_the_restored_snack_stays() -> None:
     assert health.deleted("a", now + 1.001)[0] == 0.0  # the next deletion after a quiet period is repaired at once
 
 
+def test_a_fighter_that_pauses_now_and_then_does_not_end_and_restart_the_fight() -> None:
+    """On a loaded machine the fighter is sometimes descheduled for longer than the flap window: the fight goes
+    on (one warning, backoff kept) until the snack stays in place for the quiet period."""
+    health = Health(fight=FightPolicy(window=0.05, threshold=3, quiet=1.0))
+    now, changes = 0.0, []
+    for round_ in range(12):
+        health.repaired("a", now)
+        now += 0.3 if round_ % 4 == 3 else 0.001  # every fourth deletion comes 300 ms late
+        delay, change = health.deleted("a", now)
+        changes.append(change)
+        now += delay
+    assert changes.count(Change.FIGHT_STARTED) == 1 and Change.FIGHT_OVER not in changes
+
+
 def test_forget_drops_state_of_removed_snacks() -> None:
     health = Health()
     health.failed("a", 0.0, "x")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Running, events, needs_root_linux, wait_until, write_spec
+from conftest import AS_NOBODY, NOBODY, Running, events, needs_root_linux, require_nobody_runs, wait_until, write_spec
 
 from snackwatch.chase import BlockedPath, open_directory
 from snackwatch.desired import Desired
@@ -28,8 +28,6 @@ from snackwatch.state import owned_path, prune_confirm_path, state_dir
 
 pytestmark = needs_root_linux("plays an unprivileged attacker (setpriv to uid 65534) against root")
 
-NOBODY = 65534
-AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--")
 SECRET = "root only\n"
 # Run by the attacker: swap pantry/drinks and pantry/evil (a symlink to a root-only directory) forever.
 EXCHANGE_LOOP = (
@@ -150,6 +148,7 @@ def test_a_user_refuses_a_runtime_directory_someone_else_made(area: Path) -> Non
     os.chown(state, NOBODY, NOBODY)
     spec = write_spec(area / "snacks.yaml", ["Goldfish"], pantry=str(area / "pantry"))
     env = {"PATH": os.environ["PATH"], "RUNTIME_DIRECTORY": str(squatted), "STATE_DIRECTORY": str(state)}
+    require_nobody_runs()
     command = [*AS_NOBODY, sys.executable, "-m", "snackwatch", "status", "-c", str(spec)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=20, env=env, cwd=area)
     assert done.returncode == 1
@@ -218,6 +217,7 @@ def test_a_rename_exchange_race_never_deletes_outside_the_pantry(
     pruning_spec(spec, ["drinks/Juice"], pantry)
     without_juice = pruning_spec(spec, [], pantry)
     pruner = Pruner(spec)
+    require_nobody_runs(code="pass")
     attacker = subprocess.Popen(
         [*AS_NOBODY, sys.executable, "-I", "-S", "-c", EXCHANGE_LOOP, str(pantry)], stdout=subprocess.PIPE
     )

@@ -77,8 +77,9 @@ class DirectoryArmer:
                 logger.bind(event="pantry_unwatchable", directory=directory).error(
                     "cannot create or watch {}: {}; retrying with backoff", directory, reason
                 )
+        wanted = set(desired.directories)
         for directory in [d for d in self.retry.snacks if d not in failures]:
-            if self.retry.present(directory, now) is Change.RECOVERED:
+            if directory in wanted and self.retry.present(directory, now) is Change.RECOVERED:
                 logger.bind(event="pantry_recovered", directory=directory).info("{} is watched again", directory)
             self.retry.clear(directory)
         return armed.readded

@@ -64,7 +64,7 @@ class Ledger:
         self.repairs = 0  # restores of snacks that were there before
         self.created = 0  # first creations: at start, or of snacks a reload added
         self.missing: set[str] = set()  # dry run: snacks not on disk
-        self.fresh: set[str] = set()  # added by the last reload, not yet looked at by a full pass
+        self.fresh: set[str] = set()  # never seen on disk since they entered the spec: their creation is a first
         self.conflicts: dict[str, str] = {}  # path -> what stands there
         self.history: dict[str, History] = {}
         self.last_reconcile = 0.0
@@ -155,7 +155,8 @@ class Ledger:
             self._others_present(seen, None if everything else set(swept), now, changes.told["recovered"])
         if everything:
             self.last_reconcile = wall
-            self.fresh = set()
+            made = (Status.CREATED, Status.PRESENT)
+            self.fresh = {o.entry.path for o in outcomes if o.status not in made and first(o.entry.path)}
         return changes
 
     def _fold_one(
@@ -164,8 +165,10 @@ class Ledger:
         """One outcome into the book; the health change it made, if any."""
         path, status, told = outcome.entry.path, outcome.status, changes.told
         if status is Status.CREATED:
+            self.fresh.discard(path)
             return self._made(path, told, shown, first=first, now=now, wall=wall, trigger=changes.trigger)
         if status is Status.PRESENT:
+            self.fresh.discard(path)
             self.conflicts.pop(path, None)
             self.missing.discard(path)
             return self.health.present(path, now)
@@ -198,7 +201,7 @@ class Ledger:
         if first:
             told["created"].append(shown)
             self.created += 1  # no per-snack story for first creations (100k snacks, 100k stories)
-            return None
+            return self.health.present(path, now)  # it may have failed until now (a full disk at start)
         if self.health.loggable_restore(path):
             told["restored"].append(shown)
         self.repairs += 1
@@ -238,6 +241,8 @@ class Ledger:
                 recovered.append(self.desired.display(entry) if entry else path)
         for path in [path for path in self.conflicts if swept(path)]:
             del self.conflicts[path]
+        for path in [path for path in self.fresh if swept(path)]:
+            self.fresh.discard(path)
 
     # --- the spec changed -------------------------------------------------------------------------
 
@@ -246,7 +251,7 @@ class Ledger:
         old = self.desired.by_path()
         self.desired = desired
         keep = set(desired.by_path())
-        self.fresh = keep - old.keys()
+        self.fresh = (keep - old.keys()) | (self.fresh & keep)
         self.health.forget(keep)
         self.missing &= keep
         for table in (self.conflicts, self.history):

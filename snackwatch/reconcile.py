@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Container, Iterable, Sequence
 from enum import Enum
@@ -14,6 +15,8 @@ from snackwatch.desired import Desired, Entry
 from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.plan import Conflict, Kind, plan
 from snackwatch.spec import RESERVED_PREFIX
+
+CREATE_TRIES = 3  # a place flipping under us: create, look, create again at most this often
 
 
 class Status(Enum):
@@ -217,12 +220,19 @@ def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bo
 
 
 def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:
-    # Try to create first: the common case (a deleted snack) costs one syscall.
-    if not dry_run:
+    """Try to create first: the common case (a deleted snack) costs one syscall. A name taken when we created and
+    gone when we looked (another process flipping the place) is created again, a few times: a real run never
+    reports "would create"."""
+    if dry_run:
+        return _look(fd, entry)
+    for _ in range(CREATE_TRIES):
         outcome = _create(fd, entry)
         if outcome.status is not Status.PRESENT:
             return outcome
-    return _look(fd, entry)
+        outcome = _look(fd, entry)
+        if outcome.status is not Status.WOULD_CREATE:
+            return outcome
+    return Outcome(entry, Status.FAILED, error=FileExistsError(errno.EEXIST, "the name keeps appearing and vanishing"))
 
 
 def _look(fd: int, entry: Entry) -> Outcome:

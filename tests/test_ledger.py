@@ -161,8 +161,8 @@ def test_failures_are_grouped_by_error_and_recovery_is_told_once(log_lines: list
         "failing": 0,
         "conflicts": 0,
         "missing": 0,
-        "repairs": 1,
-        "created": 0,
+        "repairs": 0,  # Goldfish was never on disk: its creation is a first one, not a repair
+        "created": 1,
     }
     assert ledger.next_due() is None  # nothing scheduled: idle again
 

@@ -238,3 +238,40 @@ def test_an_internal_error_is_logged_and_a_backed_off_resync_follows(
     loop.until_idle(limit=1.0)
     assert (loop.pantry / "Goldfish").exists()
     assert full_passes(log_lines) == ["start", "resync after an error"]
+
+
+def test_snacks_first_made_in_a_pantry_that_was_blocked_at_start_are_created_not_restored(
+    spec_path: Path, loops: list[Loop], log_lines: list[dict[str, Any]]
+) -> None:
+    write_spec(spec_path, ["Goldfish", "drinks/Juice"])
+    (spec_path.parent / "pantry").mkdir()
+    (spec_path.parent / "pantry" / "drinks").write_text("in the way")
+    loop = started(loops, spec_path)
+    assert [line["snacks"] for line in events(log_lines, "created")] == [["Goldfish"]]
+    (loop.pantry / "drinks").unlink()
+    loop.watcher.removed(loop.pantry, "drinks")
+    loop.turn()
+    assert (loop.pantry / "drinks" / "Juice").exists()
+    assert [line["snacks"] for line in events(log_lines, "created")][-1] == ["drinks/Juice"]
+    assert events(log_lines, "restored") == [] and loop.parts.ledger.repairs == 0
+
+
+def test_a_real_run_never_says_dry_run_when_a_name_vanishes_between_create_and_look(
+    spec_path: Path, loops: list[Loop], log_lines: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    loop = started(loops, spec_path)
+    real_create, taken = reconcile_module.create_snack, [True]
+
+    def flipped(fd: int, name: str, snack: object) -> bool:  # another process: there at create, gone at look
+        if taken.pop() if taken else False:
+            return False
+        return bool(real_create(fd, name, snack))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reconcile_module, "create_snack", flipped)
+    (loop.pantry / "Goldfish").unlink()
+    loop.watcher.removed(loop.pantry, "Goldfish")
+    loop.turn()
+    assert (loop.pantry / "Goldfish").exists()
+    assert not [line for line in log_lines if "dry run" in line["message"]]
+    assert events(log_lines, "restored")[-1]["snacks"] == ["Goldfish"]

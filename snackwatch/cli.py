@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from snackwatch.desired import Desired
     from snackwatch.errors import SpecError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_ON_LAST_GOOD = 0, 1, 2, 3, 4
 SHELLS = ("bash", "zsh")
 RESYNC_RANGE = (0.1, 86400.0)  # --resync: not a busy loop, not past a day (a timer that far out is a typo)
 
@@ -109,12 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     run.add_argument("--log-file", metavar="PATH", help="also log to this file (rotated at 10 MB, 5 kept)")
     run.add_argument("--metrics-file", type=Path, metavar="PATH", help="keep a Prometheus textfile up to date")
+    run.add_argument(
+        "--no-last-good",
+        dest="last_good",
+        action="store_false",
+        help="an invalid spec at start exits 2, even when its last good version was saved",
+    )
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
     command("check", "validate the spec; exit 0 valid, 2 invalid")
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
-    status = command("status", "what the running daemon is doing; exit 3 if none runs for this config")
+    status = command(
+        "status", "what the running daemon is doing; exit 3 if none runs for this config, 4 if on a saved spec"
+    )
     status.add_argument("--json", action="store_true", help="the status data as JSON")
     why = command("why", "which spec declares a snack, and what happened to it; exit 1 if none does")
     why.add_argument("name", metavar="NAME", help="a snack name (as in the spec) or a file path")
@@ -266,7 +274,13 @@ def _run(args: argparse.Namespace, config: Path) -> int:
     except OSError as error:
         raise UsageError(f"--log-file {args.log_file}: {error.strerror or error}") from None
     watcher = "polling" if args.polling else args.watcher
-    options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
+    options = Options(
+        dry_run=args.dry_run,
+        watcher=watcher,
+        resync=args.resync,
+        metrics_file=args.metrics_file,
+        last_good=args.last_good,
+    )
     return Daemon(config, options).run()
 
 
@@ -295,7 +309,8 @@ def _status(config: Path, *, as_json: bool) -> int:
         print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     _say(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))
-    return EXIT_OK
+    spec = data.get("spec")
+    return EXIT_ON_LAST_GOOD if isinstance(spec, dict) and spec.get("last_good") else EXIT_OK
 
 
 def _daemon_status(config: Path) -> dict[str, object] | None:

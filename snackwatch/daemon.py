@@ -57,6 +57,7 @@ class Options:
     metrics_file: Path | None = None
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
+    last_good: bool = True  # start from the saved last good spec of a file that is invalid (--no-last-good: off)
 
 
 class Daemon:
@@ -67,7 +68,7 @@ class Daemon:
         self.reload_asked = False  # SIGHUP, for the reloader
         self.dirty = DirtySet()
         self._install_signals()  # first: a signal during a long load (100k snacks) is queued, not fatal
-        self.specs = SpecSet.load(config, strict=False)
+        self.specs = SpecSet.load(config, strict=False, keep_last_good=options.last_good and not options.dry_run)
         self.config = self.specs.config
         self.options = options
         self.mounts = MountTable()
@@ -351,7 +352,6 @@ class Daemon:
 
     def status(self) -> dict[str, object]:
         """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
-        problems = self.reloader.problems
         snacks, everyone = self.ledger.snacks_status(time.monotonic(), STATUS_LISTED)
         return {
             "version": STATUS_VERSION,
@@ -362,7 +362,7 @@ class Daemon:
             "pantries": [str(spec.pantry) for spec in self.desired.specs],
             "watcher": self.watcher.backend,
             "dry_run": self.options.dry_run,
-            "spec": {"ok": not problems, "problems": sorted(problems.values())},
+            "spec": self.reloader.spec_status(),
             "status_line": self._status_line(),
             "counts": self.ledger.counts(),
             "last_reconcile": self.ledger.last_reconcile,
@@ -375,11 +375,7 @@ class Daemon:
         line = self.ledger.status_line()
         if self.options.dry_run:
             line += " (dry run)"
-        problems = self.reloader.problems
-        if problems:
-            first = next(iter(problems.values())).split(": ", 1)[0]
-            line += f"; spec invalid ({first}), last good spec in force"
-        return line
+        return line + self.reloader.status_note()
 
 
 def _settle_memory() -> None:

@@ -11,6 +11,7 @@ from loguru import logger
 
 from snackwatch.desired import Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
+from snackwatch.lastgood import applied_text
 from snackwatch.plan import name_list
 from snackwatch.specset import SpecSet, is_spec_name
 
@@ -41,9 +42,52 @@ class SpecReloader:
         self.problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
 
     def start(self, now: float) -> None:
-        """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal)."""
+        """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal; an invalid
+        file with a saved last good spec runs on that copy), and the files removed while snackwatch was stopped."""
+        for path, applied in self.specs.removed.items():
+            logger.bind(event="spec_removed", spec=str(path)).warning(
+                "{} was removed while snackwatch was stopped: starting without it (its last good spec of {} dropped)",
+                path,
+                applied_text(applied),
+            )
         for path, error in self.specs.problems.items():
-            self._trouble(path, error, now)
+            if path in self.specs.from_saved:
+                self.problems[path] = str(error)
+                logger.bind(event="spec_last_good", spec=str(path), line=error.line).warning(
+                    "{}; running on the last good spec of {} ({} snacks in all)",
+                    error,
+                    applied_text(self.specs.from_saved[path]),
+                    self.specs.desired.count,
+                )
+            else:
+                self._trouble(path, error, now)
+
+    def status_note(self) -> str:
+        """What the status line adds about the specs: nothing when every file is valid and read from disk."""
+        running_on = self._running_on()
+        if running_on:
+            return f"; {running_on}"
+        if self.problems:
+            first = next(iter(self.problems.values())).split(": ", 1)[0]
+            return f"; spec invalid ({first}), last good spec in force"
+        return ""
+
+    def spec_status(self) -> dict[str, object]:
+        """The spec part of the status file: valid or not, the problems, and whether a saved copy is in force."""
+        return {
+            "ok": not self.problems,
+            "problems": sorted(self.problems.values()),
+            "last_good": self._running_on() or None,
+        }
+
+    def _running_on(self) -> str:
+        """`running on the last good spec of <time>: snacks.yaml:12: <error>` while a file runs from a saved copy."""
+        for path, applied in self.specs.from_saved.items():
+            problem = self.problems.get(path)
+            if problem is not None:
+                where = f"{path.name}{problem[len(str(path)) :]}" if problem.startswith(str(path)) else problem
+                return f"running on the last good spec of {applied_text(applied)}: {where}"
+        return ""
 
     def request(self) -> None:
         """An explicit reload (SIGHUP): safe to call from a signal handler."""

@@ -46,8 +46,7 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"snackwatch running (pid {status['pid']}, up {_duration(time.time() - status['started'])}), "
         f"watcher {status['watcher']}" + (", dry run: changes nothing" if status.get("dry_run") else ""),
-        f"config {status['config']}: "
-        + ("spec ok" if spec["ok"] else "; ".join(spec["problems"]) + " (the last good spec is in force)"),
+        f"config {status['config']}: " + _spec_state(spec),
     ]
     if isinstance(pantries, list) and pantries:
         lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(map(str, pantries)))
@@ -76,6 +75,13 @@ def render_status(status: dict[str, Any]) -> str:
         all_ok = not_ok == counts["snacks"] - counts["ok"]
         lines.append(f"... and {rest} more snacks" + (", all ok" if all_ok else " (status --json lists them)"))
     return "\n".join(lines)
+
+
+def _spec_state(spec: dict[str, Any]) -> str:
+    if spec.get("last_good"):
+        others = len(spec["problems"]) - 1
+        return str(spec["last_good"]) + (f" (and {others} more spec problems)" if others > 0 else "")
+    return "spec ok" if spec["ok"] else "; ".join(spec["problems"]) + " (the last good spec is in force)"
 
 
 def _names(name: str) -> set[str]:

@@ -199,7 +199,12 @@ def _main(argv: list[str] | None) -> int:
                 ) from None
             raise
         if args.command == "check":
+            from snackwatch.lint import spec_warnings
+
             _check_pantries(desired)
+            for spec in desired.specs:  # valid, but likely not what was meant: said, exit still 0
+                for warning in spec_warnings(spec):
+                    print(warning, file=sys.stderr)
             pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
             _say(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
             return EXIT_OK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,9 @@ from loguru import logger
 from snackwatch.desired import Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.lastgood import applied_text
+from snackwatch.lint import spec_warnings
 from snackwatch.plan import name_list
+from snackwatch.spec import Spec
 from snackwatch.specset import SpecSet, is_spec_name
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
@@ -61,6 +63,7 @@ class SpecReloader:
                 )
             else:
                 self._trouble(path, error, now)
+        _warn(self.specs.desired.specs)
 
     def status_note(self) -> str:
         """What the status line adds about the specs: nothing when every file is valid and read from disk."""
@@ -178,7 +181,10 @@ class SpecReloader:
                 logger.bind(event="reread").debug("spec re-read: unchanged")
             return None if busy else Reloaded(forced, None)
         told = forced and not result.problems
-        if not _log_changes(old, result.desired, result.dropped, told) and busy:
+        changed = _log_changes(old, result.desired, result.dropped, told)
+        known = {id(spec) for spec in old.specs}
+        _warn(spec for spec in result.desired.specs if id(spec) not in known)
+        if not changed and busy:
             return None  # only the busy file's old spec again: nothing to apply yet
         return Reloaded(forced, result.desired)
 
@@ -195,6 +201,13 @@ class SpecReloader:
             logger.bind(event="spec_missing", spec=str(path)).warning("{}; {} until it is back", message, kept)
         else:
             logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
+
+
+def _warn(specs: Iterable[Spec]) -> None:
+    """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec)."""
+    for spec in specs:
+        for warning in spec_warnings(spec):
+            logger.bind(event="spec_warning", spec=str(spec.path)).warning("{}", warning)
 
 
 def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) -> bool:

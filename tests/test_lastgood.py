@@ -185,3 +185,53 @@ def test_restart_after_a_typo_runs_on_the_last_good_spec_and_status_exits_4(
     write_spec(spec_path, ["Goldfish", "Pretzels"])  # fixed: status is 0 again
     wait_until(lambda: main(["status", "-c", str(spec_path)]) == 0, 3, "status 0 once the spec is valid again")
     assert running.stop() == 0
+
+
+# --- issue 22 item 7: invisible mistakes are warned about, not refused ---------------------------------------------
+
+LOOKALIKES = (
+    "version: 1\npantry: $HOME/pantry\nsnacks:\n"
+    '  - "Goldfish "\n  - "Caf\\u00e9"\n  - "Cafe\\u0301"\n  - name: Tool\n    mode: "4755"\n  - Pretzels\n'
+)
+
+
+def test_check_warns_about_invisible_mistakes_and_still_exits_0(
+    spec_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_path.write_text(LOOKALIKES)
+    assert main(["check", "-c", str(spec_path)]) == 0
+    out, err = capsys.readouterr()
+    assert "ok (5 snacks" in out
+    assert err.splitlines() == [
+        f"{spec_path}:2: warning: pantry '{spec_path.parent}/$HOME/pantry' contains $HOME: variables are not "
+        "expanded, so a directory literally named '$HOME' is made (write the path out; ~ is expanded)",
+        f"{spec_path}:4: warning: snack 'Goldfish ' has whitespace at the start or end of a name: "
+        "the file is made with it",
+        f"{spec_path}:6: warning: snack 'Cafe\\u0301' is the same name as 'Café' (line 5) after Unicode NFC "
+        "normalisation: two files whose names look alike",
+        f"{spec_path}:7: warning: snack 'Tool' has mode 4755, with the setuid bit: under the shipped systemd unit "
+        "(RestrictSUIDSGID=yes) such a mode cannot be applied and creating it fails",
+    ]
+    write_spec(spec_path, ["Goldfish", "drinks/Juice", {"name": "Cheese", "mode": "0640"}])
+    assert main(["check", "-c", str(spec_path)]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_the_daemon_logs_each_warning_once_per_change_and_quotes_such_names(
+    spec_path: Path, log_lines: list[dict[str, Any]]
+) -> None:
+    spec_path.write_text(LOOKALIKES.replace("$HOME/", ""))
+    reloader = SpecReloader(SpecSet.load(spec_path, strict=False))
+    reloader.start(1.0)
+    assert len(events(log_lines, "spec_warning")) == 3
+    assert all(line["level"] == "WARNING" for line in events(log_lines, "spec_warning"))
+    reloader.request()
+    reloader.due(2.0)  # an unchanged spec: nothing said again
+    assert len(events(log_lines, "spec_warning")) == 3
+    spec_path.write_text(LOOKALIKES.replace("$HOME/", "").replace("Pretzels", "' Popcorn'"))
+    reloader.changed(3.0)
+    reloader.due(3.0 + SPEC_SETTLE)
+    warned = events(log_lines, "spec_warning")[3:]
+    assert len(warned) == 4 and "snack ' Popcorn' has whitespace" in warned[-1]["message"]  # the file changed
+    reload = events(log_lines, "reload")[-1]
+    assert "+' Popcorn'" in reload["message"] and "-Pretzels" in reload["message"]

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import NamedTuple
 
+from snackwatch.lint import shown_name
 from snackwatch.spec import Snack
 
 
@@ -64,9 +65,9 @@ def breaker_allows(count: int, managed: int) -> bool:
 
 
 def name_list(names: list[str], shown: int = 10) -> str:
-    """Names for one log line: the first few, then how many more."""
+    """Names for one log line: the first few (quoted when their text would hide a difference), then how many more."""
     more = len(names) - shown
-    return ", ".join(names[:shown]) + (f" (+{more} more)" if more > 0 else "")
+    return ", ".join(map(shown_name, names[:shown])) + (f" (+{more} more)" if more > 0 else "")
 
 
 def render(actions: Iterable[Action]) -> list[str]:

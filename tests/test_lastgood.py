@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +12,12 @@ from typing import Any
 import pytest
 from conftest import Running, events, wait_until, write_spec
 
+from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.cli import main
 from snackwatch.errors import SpecError
 from snackwatch.lastgood import LastGood
+from snackwatch.ledger import Ledger
+from snackwatch.reconcile import reconcile_all
 from snackwatch.reload import SPEC_SETTLE, SpecReloader
 from snackwatch.specset import SpecSet
 
@@ -235,3 +239,13 @@ def test_the_daemon_logs_each_warning_once_per_change_and_quotes_such_names(
     assert len(warned) == 4 and "snack ' Popcorn' has whitespace" in warned[-1]["message"]  # the file changed
     reload = events(log_lines, "reload")[-1]
     assert "+' Popcorn'" in reload["message"] and "-Pretzels" in reload["message"]
+
+
+def test_created_lines_quote_a_name_with_edge_whitespace(spec_path: Path, log_lines: list[dict[str, Any]]) -> None:
+    spec_path.write_text('pantry: ./pantry\nsnacks:\n  - "Goldfish "\n  - Pretzels\n')
+    desired = SpecSet.load(spec_path).desired
+    Ledger(desired, BackoffPolicy(), FightPolicy()).fold(reconcile_all(desired, dry_run=False), 1.0, "start")
+    assert sorted(os.listdir(spec_path.parent / "pantry")) == ["Goldfish ", "Pretzels"]
+    assert [line["message"] for line in log_lines if line["message"].startswith("created")] == [
+        "created 'Goldfish ', Pretzels"
+    ]

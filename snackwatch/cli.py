@@ -165,6 +165,8 @@ def _drop_stdout() -> None:
 
 
 def _main(argv: list[str] | None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["run"]:
+        _queue_signals()  # first: parsing, importing and building the daemon take a few hundred ms on a busy machine
     args = build_parser().parse_args(argv)
     if args.command == "unit":
         from snackwatch.units import for_this_interpreter
@@ -286,7 +288,31 @@ def _run(args: argparse.Namespace, config: Path) -> int:
         metrics_file=args.metrics_file,
         last_good=args.last_good,
     )
-    return Daemon(config, options).run()
+    daemon = Daemon(config, options)  # its own handlers are installed now: hand it what came before
+    _replay_signals()
+    return daemon.run()
+
+
+_QUEUED: list[int] = []  # signals that arrived before the daemon's handlers were installed
+
+
+def _queue_signals() -> None:
+    """Queue SIGHUP, SIGTERM and SIGINT until the daemon's handlers take over: a reload asked for (or a stop)
+    during the start is applied once the loop runs, where the default action would have killed the process."""
+    import signal
+
+    def queue(signum: int, frame: object) -> None:
+        _QUEUED.append(signum)
+
+    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, queue)
+
+
+def _replay_signals() -> None:
+    """Send each queued signal again (once), now that the daemon's handlers are installed."""
+    for signum in dict.fromkeys(_QUEUED):
+        os.kill(os.getpid(), signum)
+    _QUEUED.clear()
 
 
 def _diff(desired: Desired) -> int:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_ON_LAST_GOOD = 0, 1, 2, 3, 4
 SHELLS = ("bash", "zsh")
+NAMES_MODE = "_names"  # hidden: `snackwatch _names [-c PATH]` prints the spec's snack names (shell completion)
 RESYNC_RANGE = (0.1, 86400.0)  # --resync: not a busy loop, not past a day (a timer that far out is a typo)
 
 
@@ -165,8 +166,11 @@ def _drop_stdout() -> None:
 
 
 def _main(argv: list[str] | None) -> int:
-    if (sys.argv[1:] if argv is None else argv)[:1] == ["run"]:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["run"]:
         _queue_signals()  # first: parsing, importing and building the daemon take a few hundred ms on a busy machine
+    if words[:1] == [NAMES_MODE]:
+        return _snack_names(words[1:])
     args = build_parser().parse_args(argv)
     if args.command == "unit":
         from snackwatch.units import for_this_interpreter
@@ -225,6 +229,22 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _snack_names(words: list[str]) -> int:
+    """The hidden completion mode: the snack names of the config `-c PATH` names (else the default), one a
+    line; nothing when it cannot be read. No argparse: a TAB should cost an interpreter and the parser only."""
+    from snackwatch.completion import snack_names
+
+    config = str(default_config())
+    for index, word in enumerate(words):
+        if word in ("-c", "--config") and index + 1 < len(words):
+            config = words[index + 1]
+        elif word.startswith("--config="):
+            config = word.partition("=")[2]
+    names = snack_names(config)
+    _say("\n".join(names), end="\n" if names else "")
+    return EXIT_OK if names else EXIT_FAILURE
 
 
 def _one_line(error: Exception) -> str:

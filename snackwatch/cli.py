@@ -377,6 +377,10 @@ def _why(config: Path, desired: Desired, name: str) -> int:
     from snackwatch import status
 
     text, found = status.why(name, desired, _daemon_status(config))
+    if not found:  # a file that left a `prune: true` spec, perhaps held back by the circuit breaker
+        from snackwatch.prune import why_left
+
+        text = why_left(config, desired, name) or text
     _say(text)
     return EXIT_OK if found else EXIT_FAILURE
 

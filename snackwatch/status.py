@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,25 @@ ROWS_SHOWN_IN_FULL = 50  # bigger specs list only the snacks with something to s
 def read_status(config: Path) -> dict[str, Any] | None:
     data = read_json(status_path(config))
     return data if isinstance(data, dict) else None
+
+
+def _width(text: str) -> int:
+    """Terminal columns `text` takes: wide (CJK, most emoji) characters two, combining marks and format
+    characters (a variation selector, a zero-width joiner) none, the rest one (wcwidth, from unicodedata)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.category(char) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(char) in "WF"
+        else 1
+        for char in text
+    )
+
+
+def _padded(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
 
 
 def _when(stamp: float | None) -> str:
@@ -49,11 +69,13 @@ def render_status(status: dict[str, Any]) -> str:
         f"config {status['config']}: " + _spec_state(spec),
     ]
     if isinstance(pantries, list) and pantries:
-        lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(map(str, pantries)))
+        pantries = list(dict.fromkeys(map(str, pantries)))  # two specs of a conf.d may share one
+        lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(pantries))
     extra = "".join(f", {counts[key]} {key}" for key in ("missing", "created") if counts.get(key))
+    repairs = f"{counts['repairs']} repair" + ("" if counts["repairs"] == 1 else "s")
     lines += [
         f"snacks: {counts['snacks']} ({counts['ok']} ok, {counts['failing']} failing, {counts['conflicts']} conflicts"
-        f"{extra}), {counts['repairs']} repairs, last full reconcile {_when(status['last_reconcile'])}",
+        f"{extra}), {repairs}, last full reconcile {_when(status['last_reconcile'])}",
         "",
         f"{'SNACK':<28} {'STATE':<9} {'REPAIRS':>7}  {'LAST REPAIR':<19}  DETAIL",
     ]
@@ -66,7 +88,7 @@ def render_status(status: dict[str, Any]) -> str:
         if info.get("next_retry"):
             detail += f" (next retry {_when(info['next_retry'])})"
         lines.append(
-            f"{info['name']:<28} {info['state']:<9} {info.get('repairs', 0):>7}  "
+            f"{_padded(str(info['name']), 28)} {info['state']:<9} {info.get('repairs', 0):>7}  "
             f"{_when(info.get('last_repair')):<19}  {detail}".rstrip()
         )
     rest = counts["snacks"] - len(rows)

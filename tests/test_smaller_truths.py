@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import importlib.abc
+import os
 import signal
 import sys
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import Running, wait_until, write_spec
+from conftest import Running, events, wait_until, write_spec
 
 from snackwatch.cli import main
+from snackwatch.prune import Pruner
+from snackwatch.specset import SpecSet
+from snackwatch.state_writer import StateWriter
+from snackwatch.status import render_status
 
 
 class _Stop(Exception):
@@ -69,3 +76,74 @@ def _catches(pid: int, signum: int) -> bool:
         return False
     caught = next((line.split()[1] for line in text.splitlines() if line.startswith("SigCgt:")), "0")
     return bool(int(caught, 16) & (1 << (signum - 1)))
+
+
+# --- status: wide names aligned, each pantry once, "1 repair" ----------------------------------------------------
+
+
+def _status(snacks: dict[str, dict[str, object]], repairs: int) -> dict[str, object]:
+    counts = {"snacks": len(snacks), "ok": len(snacks), "failing": 0, "conflicts": 0, "repairs": repairs}
+    return {"pid": 42, "started": 1_700_000_000.0, "watcher": "inotify", "config": "/etc/snackwatch/conf.d",
+            "spec": {"ok": True, "problems": []}, "pantries": ["/p", "/p", "/q"], "counts": counts,
+            "last_reconcile": 1_700_000_000.0, "snacks": snacks}  # fmt: skip
+
+
+def test_status_aligns_wide_names_lists_each_pantry_once_and_says_1_repair() -> None:
+    names = ["Goldfish", "煎餅せんべい", "🍪 cookie", "Cafe\u0301"]
+    snacks = {f"/p/{name}": {"name": name, "state": "ok", "repairs": 0} for name in names}
+    lines = render_status(_status(snacks, 1)).splitlines()
+    assert lines[2] == "pantries /p, /q"
+    assert ", 1 repair, last full reconcile" in lines[3]
+    rows = lines[6:]
+    assert len(rows) == 4
+    columns = {_width_before(row, " ok ") for row in rows}  # where STATE starts, in terminal columns
+    assert columns == {_width_before(lines[5], " STATE ")} == {28}
+    assert ", 2 repairs," in render_status(_status(snacks, 2))
+
+
+def _width_before(row: str, marker: str) -> int:
+    before = row[: row.index(marker)]
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 0 if unicodedata.combining(c) else 1 for c in before)
+
+
+# --- a state file that cannot be written is named, not the directory that failed -------------------------------
+
+
+def test_an_unwritable_state_file_is_named_with_where_it_failed(
+    tmp_path: Path, log_lines: list[dict[str, Any]]
+) -> None:
+    (tmp_path / "nonexistent").write_text("")  # what a HOME of /nonexistent amounts to: no way to make it
+    status_file = tmp_path / "nonexistent" / ".local" / "state" / "snackwatch" / "snacks-0123.status.json"
+    StateWriter(lambda: {"counts": {}}, status_file).write()
+    [warning] = events(log_lines, "state_unwritable")
+    assert warning["message"].startswith(f"cannot write state file {status_file}: Not a directory (ENOTDIR)")
+    assert warning["message"].endswith(f"(at {status_file.parent})")
+
+
+# --- why: a file the prune breaker holds back says so -----------------------------------------------------------
+
+
+def test_why_on_a_file_held_back_by_the_prune_breaker_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+    spec, pantry = tmp_path / "snacks.yaml", tmp_path / "pantry"
+    names = [f"snack-{index}" for index in range(8)]
+    write_spec(spec, names, pantry=str(pantry), extra="prune: true\n")
+    pruner = Pruner(spec)
+    pantry.mkdir()
+    for name in names:
+        (pantry / name).touch()
+        pruner.record_created(str(pantry / name), os.lstat(pantry / name), spec)
+    pruner.save()
+    write_spec(spec, names[:2], pantry=str(pantry), extra="prune: true\n")  # 6 of 8 leave: past the breaker
+    pruner.prune(SpecSet.load(spec).desired, confirmed=False)
+    assert (pantry / "snack-5").exists()
+    assert main(["why", "-c", str(spec), "snack-5"]) == 1  # no spec declares it
+    out = capsys.readouterr().out
+    assert out.startswith(f"snack-5: {pantry / 'snack-5'}\n  no spec declares it now; snackwatch created it for {spec}")
+    assert "held back by the prune circuit breaker: 6 files left that spec" in out
+    assert f"`snackwatch prune --yes -c {spec}` deletes them once" in out
+    assert main(["why", "-c", str(spec), "Caviar"]) == 1
+    assert "no spec declares it (specs:" in capsys.readouterr().out

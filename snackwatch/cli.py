@@ -17,7 +17,7 @@ from snackwatch.choices import BACKENDS
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs --version a tenth of its time
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from snackwatch.desired import Desired
     from snackwatch.errors import SpecError
@@ -167,10 +167,22 @@ def _drop_stdout() -> None:
 
 def _main(argv: list[str] | None) -> int:
     words = sys.argv[1:] if argv is None else argv
-    if words[:1] == ["run"]:
-        _queue_signals()  # first: parsing, importing and building the daemon take a few hundred ms on a busy machine
     if words[:1] == [NAMES_MODE]:
         return _snack_names(words[1:])
+    if words[:1] != ["run"]:
+        return _command(argv)
+    import signal  # here: it imports enum, which `--version` has no need of
+
+    previous = _queue_signals()  # first: parsing, importing and building the daemon take a few hundred ms
+    try:
+        return _command(argv)
+    finally:  # back as they were (main() called in process, by tests, leaves no handler of ours behind)
+        _QUEUED.clear()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "unit":
         from snackwatch.units import for_this_interpreter
@@ -316,16 +328,16 @@ def _run(args: argparse.Namespace, config: Path) -> int:
 _QUEUED: list[int] = []  # signals that arrived before the daemon's handlers were installed
 
 
-def _queue_signals() -> None:
+def _queue_signals() -> dict[int, Any]:
     """Queue SIGHUP, SIGTERM and SIGINT until the daemon's handlers take over: a reload asked for (or a stop)
-    during the start is applied once the loop runs, where the default action would have killed the process."""
+    during the start is applied once the loop runs, where the default action would have killed the process.
+    Returns the handlers replaced."""
     import signal
 
     def queue(signum: int, frame: object) -> None:
         _QUEUED.append(signum)
 
-    for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, queue)
+    return {signum: signal.signal(signum, queue) for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
 
 
 def _replay_signals() -> None:

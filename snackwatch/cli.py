@@ -17,13 +17,14 @@ from snackwatch.choices import BACKENDS
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs --version a tenth of its time
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from snackwatch.desired import Desired
     from snackwatch.errors import SpecError
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_ON_LAST_GOOD = 0, 1, 2, 3, 4
 SHELLS = ("bash", "zsh")
+NAMES_MODE = "_names"  # hidden: `snackwatch _names [-c PATH]` prints the spec's snack names (shell completion)
 RESYNC_RANGE = (0.1, 86400.0)  # --resync: not a busy loop, not past a day (a timer that far out is a typo)
 
 
@@ -109,12 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     run.add_argument("--log-file", metavar="PATH", help="also log to this file (rotated at 10 MB, 5 kept)")
     run.add_argument("--metrics-file", type=Path, metavar="PATH", help="keep a Prometheus textfile up to date")
+    run.add_argument(
+        "--no-last-good",
+        dest="last_good",
+        action="store_false",
+        help="an invalid spec at start exits 2, even when its last good version was saved",
+    )
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
     command("check", "validate the spec; exit 0 valid, 2 invalid")
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
-    status = command("status", "what the running daemon is doing; exit 3 if none runs for this config")
+    status = command(
+        "status", "what the running daemon is doing; exit 3 if none runs for this config, 4 if on a saved spec"
+    )
     status.add_argument("--json", action="store_true", help="the status data as JSON")
     why = command("why", "which spec declares a snack, and what happened to it; exit 1 if none does")
     why.add_argument("name", metavar="NAME", help="a snack name (as in the spec) or a file path")
@@ -157,6 +166,23 @@ def _drop_stdout() -> None:
 
 
 def _main(argv: list[str] | None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words[:1] == [NAMES_MODE]:
+        return _snack_names(words[1:])
+    if words[:1] != ["run"]:
+        return _command(argv)
+    import signal  # here: it imports enum, which `--version` has no need of
+
+    previous = _queue_signals()  # first: parsing, importing and building the daemon take a few hundred ms
+    try:
+        return _command(argv)
+    finally:  # back as they were (main() called in process, by tests, leaves no handler of ours behind)
+        _QUEUED.clear()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "unit":
         from snackwatch.units import for_this_interpreter
@@ -191,7 +217,12 @@ def _main(argv: list[str] | None) -> int:
                 ) from None
             raise
         if args.command == "check":
+            from snackwatch.lint import spec_warnings
+
             _check_pantries(desired)
+            for spec in desired.specs:  # valid, but likely not what was meant: said, exit still 0
+                for warning in spec_warnings(spec):
+                    print(warning, file=sys.stderr)
             pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
             _say(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
             return EXIT_OK
@@ -210,6 +241,22 @@ def _main(argv: list[str] | None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _snack_names(words: list[str]) -> int:
+    """The hidden completion mode: the snack names of the config `-c PATH` names (else the default), one a
+    line; nothing when it cannot be read. No argparse: a TAB should cost an interpreter and the parser only."""
+    from snackwatch.completion import snack_names
+
+    config = str(default_config())
+    for index, word in enumerate(words):
+        if word in ("-c", "--config") and index + 1 < len(words):
+            config = words[index + 1]
+        elif word.startswith("--config="):
+            config = word.partition("=")[2]
+    names = snack_names(config)
+    _say("\n".join(names), end="\n" if names else "")
+    return EXIT_OK if names else EXIT_FAILURE
 
 
 def _one_line(error: Exception) -> str:
@@ -267,8 +314,36 @@ def _run(args: argparse.Namespace, config: Path) -> int:
     except OSError as error:
         raise UsageError(f"--log-file {args.log_file}: {error.strerror or error}") from None
     watcher = "polling" if args.polling else args.watcher
-    options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
-    return run_daemon(config, options)
+    options = Options(
+        dry_run=args.dry_run,
+        watcher=watcher,
+        resync=args.resync,
+        metrics_file=args.metrics_file,
+        last_good=args.last_good,
+    )
+    return run_daemon(config, options, after_signals=_replay_signals)  # its handlers in: hand it what came before
+
+
+_QUEUED: list[int] = []  # signals that arrived before the daemon's handlers were installed
+
+
+def _queue_signals() -> dict[int, Any]:
+    """Queue SIGHUP, SIGTERM and SIGINT until the daemon's handlers take over: a reload asked for (or a stop)
+    during the start is applied once the loop runs, where the default action would have killed the process.
+    Returns the handlers replaced."""
+    import signal
+
+    def queue(signum: int, frame: object) -> None:
+        _QUEUED.append(signum)
+
+    return {signum: signal.signal(signum, queue) for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)}
+
+
+def _replay_signals() -> None:
+    """Send each queued signal again (once), now that the daemon's handlers are installed."""
+    for signum in dict.fromkeys(_QUEUED):
+        os.kill(os.getpid(), signum)
+    _QUEUED.clear()
 
 
 def _diff(desired: Desired) -> int:
@@ -296,7 +371,8 @@ def _status(config: Path, *, as_json: bool) -> int:
         print(f"snackwatch: no daemon is running for {config}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     _say(json.dumps(data, indent=1, sort_keys=True) if as_json else status.render_status(data))
-    return EXIT_OK
+    spec = data.get("spec")
+    return EXIT_ON_LAST_GOOD if isinstance(spec, dict) and spec.get("last_good") else EXIT_OK
 
 
 def _daemon_status(config: Path) -> dict[str, object] | None:
@@ -312,6 +388,10 @@ def _why(config: Path, desired: Desired, name: str) -> int:
     from snackwatch import status
 
     text, found = status.why(name, desired, _daemon_status(config))
+    if not found:  # a file that left a `prune: true` spec, perhaps held back by the circuit breaker
+        from snackwatch.prune import why_left
+
+        text = why_left(config, desired, name) or text
     _say(text)
     return EXIT_OK if found else EXIT_FAILURE
 

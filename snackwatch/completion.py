@@ -4,60 +4,62 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
+from pathlib import Path
 
-import shtab
+from snackwatch.errors import SpecError
+from snackwatch.specset import SpecSet
 
-# Snack names for `why NAME`, read from the spec with awk at TAB time (no Python per TAB): the values of
-# `- name` / `- bare-name` lines under the top-level `snacks:` key, comments and quotes stripped.
-SNACK_NAMES_AWK = r"""
-function clean(s) {
-  sub(/^[ \t]+/, "", s); sub(/[ \t]+#.*$/, "", s); sub(/[ \t]+$/, "", s)
-  if (s ~ /^".*"$/ || s ~ /^\047.*\047$/) s = substr(s, 2, length(s) - 2)
-  return s
-}
-/^[^ \t#-]/ { in_snacks = ($0 ~ /^snacks:[ \t]*(#.*)?$/); next }
-!in_snacks { next }
-/^[ \t]*-[ \t]+name:/ || /^[ \t]+name:/ { sub(/^[ \t]*(-[ \t]+)?name:/, ""); s = clean($0) }
-/^[ \t]*-[ \t]+[^ \t#{\[]/ && !/^[ \t]*-[ \t]+[A-Za-z_]+:([ \t]|$)/ { sub(/^[ \t]*-/, ""); s = clean($0) }
-s != "" { print s; s = "" }
-"""
-
-# The spec a command line names: the word after -c/--config, else $SNACKWATCH_CONFIG, else the XDG default.
-BASH_PREAMBLE = f"""
-_snackwatch_snacks() {{
-  local config="${{SNACKWATCH_CONFIG:-${{XDG_CONFIG_HOME:-$HOME/.config}}/snackwatch/snacks.yaml}}" i name
+# Snack names for `why NAME`, read by snackwatch itself with the real parser (`snackwatch _names -c PATH`, a
+# hidden mode that imports only the spec parser): quotes, escapes, folded scalars and flow lists read as the
+# daemon reads them. The spec a command line names: the word after -c/--config, else $SNACKWATCH_CONFIG, else
+# the XDG default. bash inserts a reply as typed, so a name with a space or another shell character is given back quoted
+# (printf %q).
+BASH_PREAMBLE = """
+_snackwatch_snacks() {
+  local config="${SNACKWATCH_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/snackwatch/snacks.yaml}" i name quoted
   for ((i = 1; i < COMP_CWORD; i++)); do
-    case "${{COMP_WORDS[i]}}" in
-      -c | --config) config="${{COMP_WORDS[i + 1]}}" ;;
+    case "${COMP_WORDS[i]}" in
+      -c | --config) config="${COMP_WORDS[i + 1]}" ;;
     esac
   done
-  config="${{config/#\\~/$HOME}}"
-  local files=("$config")
-  [[ -d "$config" ]] && files=("$config"/*.yaml "$config"/*.yml)
-  awk '{SNACK_NAMES_AWK}' "${{files[@]}}" 2>/dev/null | while IFS= read -r name; do
-    [[ "$name" == "$1"* ]] && printf '%s\\n' "$name"
+  config="${config/#\\~/$HOME}"
+  "${COMP_WORDS[0]/#\\~/$HOME}" _names -c "$config" 2>/dev/null | while IFS= read -r name; do
+    quoted="$name"
+    case "$name" in
+      *[[:space:]\\\'\\"\\\\\\$\\`!\\&\\|\\;\\<\\>\\(\\)\\*\\?\\[\\]#~{}]*) printf -v quoted '%q' "$name" ;;
+    esac
+    [[ "$name" == "$1"* || "$quoted" == "$1"* ]] && printf '%s\\n' "$quoted"
   done
-}}
+}
 """
 
-ZSH_PREAMBLE = f"""
-_snackwatch_snacks() {{
-  local config="${{SNACKWATCH_CONFIG:-${{XDG_CONFIG_HOME:-$HOME/.config}}/snackwatch/snacks.yaml}}" i
+ZSH_PREAMBLE = """
+_snackwatch_snacks() {
+  local config="${SNACKWATCH_CONFIG:-${XDG_CONFIG_HOME:-$HOME/.config}/snackwatch/snacks.yaml}" i
   for ((i = 1; i < CURRENT; i++)); do
     case "$words[i]" in
       -c|--config) config="$words[i + 1]" ;;
     esac
   done
-  config="${{config/#\\~/$HOME}}"
-  local -a files names
-  if [[ -d "$config" ]]; then files=("$config"/*.yaml(N) "$config"/*.yml(N)); else files=("$config"); fi
-  names=(${{(f)"$(awk '{SNACK_NAMES_AWK}' $files 2>/dev/null)"}})
+  config="${config/#\\~/$HOME}"
+  local -a names
+  names=(${(f)"$("${words[1]/#\\~/$HOME}" _names -c "$config" 2>/dev/null)"})
   compadd -a names
-}}
+}
 """
 
 SNACK_NAMES = {"bash": "_snackwatch_snacks", "zsh": "_snackwatch_snacks"}
 PREAMBLES = {"bash": BASH_PREAMBLE, "zsh": ZSH_PREAMBLE}
+
+
+def snack_names(config: str) -> list[str]:
+    """The snack names the spec (or conf.d) at `config` declares, once each, as `_names` prints them for the
+    completion functions; none when it cannot be read."""
+    try:
+        desired = SpecSet.load(Path(config), strict=False).desired
+    except (SpecError, OSError):
+        return []
+    return list(dict.fromkeys(snack.name for spec in desired.specs for snack in spec.snacks))
 
 
 def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
@@ -71,6 +73,8 @@ def _actions(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The script for `shell`: subcommands, options and choices from `parser`; PATH metavars complete files,
     NAME (the snack of `why`) completes the names declared in the spec."""
+    import shtab  # noqa: PLC0415  (here: `_names`, run at each TAB, imports this module without paying for shtab)
+
     for action in _actions(parser):
         if action.metavar == "PATH":
             setattr(action, "complete", shtab.FILE)  # noqa: B010  (shtab reads an attribute argparse lacks)

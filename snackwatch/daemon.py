@@ -69,11 +69,13 @@ class Signals:
         return asked
 
 
-def run_daemon(config: Path, options: Options) -> int:
-    """`snackwatch run`: signals first, then the one-daemon lock, then the specs and the loop."""
+def run_daemon(config: Path, options: Options, *, after_signals: Callable[[], None] = lambda: None) -> int:
+    """`snackwatch run`: signals first (`after_signals` then replays any that came earlier), then the one-daemon
+    lock, then the specs and the loop."""
     dirty = DirtySet()
     signals = Signals(dirty.wake)
     signals.install()
+    after_signals()
     lock = SpecLock(Path(os.path.abspath(config)))
     try:
         return Daemon(Parts.real(config, options, dirty=dirty), signals).run()

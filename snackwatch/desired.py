@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from snackwatch.errors import SpecError
+from snackwatch.lint import shown_name
 from snackwatch.spec import Snack, Spec
 
 
@@ -54,8 +55,9 @@ class Desired:
         return {d: frozenset(entries).union(self.children.get(d, ())) for d, entries in self.files.items()}
 
     def display(self, entry: Entry) -> str:
-        """How logs name a snack: its spec name, or its full path when several pantries are kept."""
-        return entry.snack.name if len(self.specs) <= 1 else entry.path
+        """How logs name a snack: its spec name, or its full path when several pantries are kept; quoted when
+        its plain text would hide a difference (`'Goldfish '`, a name NFC normalisation changes)."""
+        return shown_name(entry.snack.name if len(self.specs) <= 1 else entry.path)
 
 
 def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:

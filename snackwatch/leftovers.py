@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterable
 
 from snackwatch.lazylog import logger  # loguru itself only when something is removed
-from snackwatch.plan import name_list
 from snackwatch.spec import RESERVED_PREFIX
+from snackwatch.text import name_list
 
 STALE_AFTER = 60.0  # seconds: a temp file this old is nobody's write in flight, whatever its pid
 _TEMP_NAME = re.compile(re.escape(RESERVED_PREFIX) + r"([1-9][0-9]{0,9})-[0-9a-f]{12}\.tmp")

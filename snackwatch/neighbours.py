@@ -10,10 +10,10 @@ from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError
 from snackwatch.lazylog import logger
 from snackwatch.lock import instance_pid
-from snackwatch.plan import name_list
 from snackwatch.specset import SpecSet
 from snackwatch.state import read_json, state_dir, status_path
 from snackwatch.status import lists_every_snack
+from snackwatch.text import name_list
 
 STATUS_SUFFIX = ".status.json"
 

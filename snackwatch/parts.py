@@ -37,6 +37,7 @@ class Options:
     metrics_file: Path | None = None
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
+    last_good: bool = True  # start from the saved last good spec of a file that is invalid (--no-last-good: off)
 
 
 class WatchSource(Protocol):
@@ -100,7 +101,7 @@ class Parts:
     ) -> Parts:
         """The parts `snackwatch run` uses; `watcher` builds a stand-in for the real one (tests)."""
         dirty = dirty or DirtySet()
-        specs = SpecSet.load(config, strict=False)
+        specs = SpecSet.load(config, strict=False, keep_last_good=options.last_good and not options.dry_run)
         poller = select.poll()
         poller.register(dirty.read_fd, select.POLLIN)
         mounts = MountTable()

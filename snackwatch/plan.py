@@ -63,12 +63,6 @@ def breaker_allows(count: int, managed: int) -> bool:
     return count <= max(3, managed // 4)
 
 
-def name_list(names: list[str], shown: int = 10) -> str:
-    """Names for one log line: the first few, then how many more."""
-    more = len(names) - shown
-    return ", ".join(names[:shown]) + (f" (+{more} more)" if more > 0 else "")
-
-
 def render(actions: Iterable[Action]) -> list[str]:
     """One line per action, as `snackwatch diff` prints them."""
     lines = []

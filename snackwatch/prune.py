@@ -17,7 +17,7 @@ from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError
 from snackwatch.lazylog import logger  # loguru itself only once the daemon logs
 from snackwatch.lock import SpecLock, process_start, running_pid
-from snackwatch.plan import breaker_allows, name_list, prune_candidates
+from snackwatch.plan import breaker_allows, prune_candidates
 from snackwatch.spec import Spec
 from snackwatch.state import (
     OwnershipRecord,
@@ -28,6 +28,7 @@ from snackwatch.state import (
     reason,
     write_atomically,
 )
+from snackwatch.text import name_list
 
 CONFIRM_TTL = 60.0  # seconds a `prune --yes` confirmation stays good for the daemon it names
 Removal = Literal["pruned", "kept", "gone"]
@@ -278,6 +279,36 @@ def prune_pending(config: Path, desired: Desired) -> dict[str, list[str]]:
     """Files snackwatch created that left a spec with prune: true (what `prune --yes` would delete)."""
     owned = _sound_record(config)
     return {str(spec.path): files for spec, files, _ in find_pending(owned, desired)[0]}
+
+
+def why_left(config: Path, desired: Desired, name: str) -> str | None:
+    """For `why NAME` when no spec declares it: the story of a file snackwatch created for a `prune: true` spec
+    that it left, held back by the circuit breaker or about to go; None if NAME is no such file (or the record
+    cannot be read)."""
+    try:
+        owned = _sound_record(config)
+    except SnackwatchError:
+        return None
+    given = os.path.abspath(name)
+    for spec, files, managed in find_pending(owned, desired)[0]:
+        for file in files:
+            if file != given and os.path.relpath(file, spec.pantry) != name:
+                continue
+            lines = [
+                f"{name}: {file}",
+                f"  no spec declares it now; snackwatch created it for {spec.path} (prune: true)",
+            ]
+            if breaker_allows(len(files), managed):
+                lines.append("  it left the spec: the daemon prunes it when it next applies the spec")
+            else:
+                lines += [
+                    f"  held back by the prune circuit breaker: {len(files)} files left that spec, more than "
+                    f"max(3, 25%) of the {managed} it created, so none is deleted",
+                    f"  `snackwatch prune -c {config}` lists them; `snackwatch prune --yes -c {config}` deletes them"
+                    " once",
+                ]
+            return "\n".join(lines)
+    return None
 
 
 def confirm_prune(config: Path, desired: Desired) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,8 +11,11 @@ from loguru import logger
 
 from snackwatch.desired import Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
-from snackwatch.plan import name_list
+from snackwatch.lastgood import applied_text
+from snackwatch.lint import spec_warnings
+from snackwatch.spec import Spec
 from snackwatch.specset import SpecSet, is_spec_name
+from snackwatch.text import name_list
 
 SPEC_SETTLE = 0.02  # editors save in several steps (rename, create, write, close): read after a quiet moment
 MAX_SETTLE = 0.2  # ...but a busy spec directory postpones the read by at most this much
@@ -41,9 +44,53 @@ class SpecReloader:
         self.problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
 
     def start(self, now: float) -> None:
-        """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal)."""
+        """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal; an invalid
+        file with a saved last good spec runs on that copy), and the files removed while snackwatch was stopped."""
+        for path, applied in self.specs.removed.items():
+            logger.bind(event="spec_removed", spec=str(path)).warning(
+                "{} was removed while snackwatch was stopped: starting without it (its last good spec of {} dropped)",
+                path,
+                applied_text(applied),
+            )
         for path, error in self.specs.problems.items():
-            self._trouble(path, error, now)
+            if path in self.specs.from_saved:
+                self.problems[path] = str(error)
+                logger.bind(event="spec_last_good", spec=str(path), line=error.line).warning(
+                    "{}; running on the last good spec of {} ({} snacks in all)",
+                    error,
+                    applied_text(self.specs.from_saved[path]),
+                    self.specs.desired.count,
+                )
+            else:
+                self._trouble(path, error, now)
+        _warn(self.specs.desired.specs)
+
+    def status_note(self) -> str:
+        """What the status line adds about the specs: nothing when every file is valid and read from disk."""
+        running_on = self._running_on()
+        if running_on:
+            return f"; {running_on}"
+        if self.problems:
+            first = next(iter(self.problems.values())).split(": ", 1)[0]
+            return f"; spec invalid ({first}), last good spec in force"
+        return ""
+
+    def spec_status(self) -> dict[str, object]:
+        """The spec part of the status file: valid or not, the problems, and whether a saved copy is in force."""
+        return {
+            "ok": not self.problems,
+            "problems": sorted(self.problems.values()),
+            "last_good": self._running_on() or None,
+        }
+
+    def _running_on(self) -> str:
+        """`running on the last good spec of <time>: snacks.yaml:12: <error>` while a file runs from a saved copy."""
+        for path, applied in self.specs.from_saved.items():
+            problem = self.problems.get(path)
+            if problem is not None:
+                where = f"{path.name}{problem[len(str(path)) :]}" if problem.startswith(str(path)) else problem
+                return f"running on the last good spec of {applied_text(applied)}: {where}"
+        return ""
 
     def request(self) -> None:
         """An explicit reload (SIGHUP): safe to call from a signal handler."""
@@ -134,7 +181,10 @@ class SpecReloader:
                 logger.bind(event="reread").debug("spec re-read: unchanged")
             return None if busy else Reloaded(forced, None)
         told = forced and not result.problems
-        if not _log_changes(old, result.desired, result.dropped, told) and busy:
+        changed = _log_changes(old, result.desired, result.dropped, told)
+        known = {id(spec) for spec in old.specs}
+        _warn(spec for spec in result.desired.specs if id(spec) not in known)
+        if not changed and busy:
             return None  # only the busy file's old spec again: nothing to apply yet
         return Reloaded(forced, result.desired)
 
@@ -151,6 +201,13 @@ class SpecReloader:
             logger.bind(event="spec_missing", spec=str(path)).warning("{}; {} until it is back", message, kept)
         else:
             logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
+
+
+def _warn(specs: Iterable[Spec]) -> None:
+    """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec)."""
+    for spec in specs:
+        for warning in spec_warnings(spec):
+            logger.bind(event="spec_warning", spec=str(spec.path)).warning("{}", warning)
 
 
 def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) -> bool:

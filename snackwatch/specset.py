@@ -10,6 +10,7 @@ from pathlib import Path
 
 from snackwatch.desired import Desired, merge
 from snackwatch.errors import SpecError
+from snackwatch.lastgood import LastGood, Saved, applied_text
 from snackwatch.spec import Spec, parse_spec, read_spec_bytes
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -46,23 +47,39 @@ class Reload:
 
 @dataclass
 class SpecSet:
-    """The last good spec of every file, and the bytes it came from (a re-save of the same bytes is no change)."""
+    """The last good spec of every file, and the bytes it came from (a re-save of the same bytes is no change).
+
+    Whether the config is a file or a conf.d directory is fixed at load: the other kind in its place later is
+    a spec error, and the last good spec stays in force."""
 
     config: Path
     specs: dict[Path, Spec]
     raw: dict[Path, bytes]
     desired: Desired
-    problems: dict[Path, SpecError] = field(default_factory=dict)  # conf.d files left out at load (daemon only)
+    problems: dict[Path, SpecError] = field(default_factory=dict)  # files left out or replaced at load (daemon only)
+    is_directory: bool = False
+    last_good: LastGood | None = None  # where applied specs are saved (the daemon, unless --no-last-good)
+    from_saved: dict[Path, float] = field(default_factory=dict)  # files run from a saved copy -> when it was applied
+    removed: dict[Path, float] = field(default_factory=dict)  # files gone while stopped -> their saved copy's time
 
     @classmethod
-    def load(cls, config: Path, *, strict: bool = True) -> SpecSet:
+    def load(cls, config: Path, *, strict: bool = True, keep_last_good: bool = False) -> SpecSet:
         """Load every spec file. `strict` (check, diff, once): any bad file is an error. Otherwise (the daemon)
         a bad file in a conf.d directory is left out and kept in `problems`, as it would be at runtime; only
-        a config with no good file at all is an error."""
+        a config with no good file at all is an error.
+
+        `keep_last_good` (the daemon): each file read valid is saved as its last good spec, and a file that is
+        invalid (or unreadable) is replaced by its saved copy, parsed as if it were at its own path, with the
+        error kept in `problems` and the copy's time in `from_saved`. A file that is gone is not replaced: a
+        conf.d file removed while snackwatch was stopped is listed in `removed` and its saved copy dropped."""
         config = Path(os.path.abspath(config))
+        last_good = LastGood(config) if keep_last_good and not strict else None
+        saved = _own_copies(config, last_good.saved()) if last_good is not None else {}
         raw = {}
         specs = {}
         problems: dict[Path, SpecError] = {}
+        from_saved: dict[Path, float] = {}
+        is_directory = config.is_dir()
         files = spec_files(config)
         if not files:
             raise SpecError(config, None, "no *.yaml spec files in this directory")
@@ -71,9 +88,14 @@ class SpecSet:
                 data = read_spec_bytes(path, follow=path == config)
                 specs[path], raw[path] = parse_spec(data, path), data
             except SpecError as error:
-                if strict or path == config:
-                    raise
-                problems[path] = error
+                copy = saved.get(path) if os.path.lexists(path) else None
+                spec = _parsed(copy)
+                if copy is None or spec is None:
+                    if strict or path == config:
+                        raise _with_removed_copy(error, saved.get(path)) from None
+                    problems[path] = error
+                    continue
+                specs[path], raw[path], problems[path], from_saved[path] = spec, copy.data, error, copy.applied
         if not specs:
             raise next(iter(problems.values()))
         desired = merge(specs.values())
@@ -81,11 +103,13 @@ class SpecSet:
             if strict:
                 raise clash
             problems.setdefault(clash.path, clash)
-        return cls(config, specs, raw, desired, problems)
-
-    @property
-    def is_directory(self) -> bool:
-        return self.config.is_dir()
+        removed = {path: copy.applied for path, copy in saved.items() if path not in files}
+        if last_good is not None:
+            for path in removed:
+                last_good.forget(path)
+            for path in specs.keys() - from_saved.keys():
+                last_good.save(path, raw[path])
+        return cls(config, specs, raw, desired, problems, is_directory, last_good, from_saved, removed)
 
     def watched_dirs(self) -> set[str]:
         """The directories whose changes may change the specs: the config's, and those its symlinks lead to
@@ -117,9 +141,9 @@ class SpecSet:
         """Re-read every spec file; `broken` are the files currently reported as broken or missing."""
         result = Reload()
         try:
-            files = spec_files(self.config)
-        except OSError as error:
-            result.problems[self.config] = SpecError(self.config, None, f"cannot list specs: {error.strerror}")
+            files = self._files()
+        except SpecError as error:
+            result.problems[self.config] = error
             return result
         specs, raw, changed = dict(self.specs), dict(self.raw), forced
         clashing = {clash.path for clash in self.desired.clashes}
@@ -139,6 +163,8 @@ class SpecSet:
                 changed = True
             except SpecError as error:
                 result.problems[path] = error
+        for path in result.revived:  # back with the bytes of its saved copy: run from disk again
+            self.from_saved.pop(path, None)
         if not changed:
             self._clashes_into(self.desired, result)
             return result
@@ -148,11 +174,64 @@ class SpecSet:
             result.problems[error.path] = error
             return result
         self._clashes_into(desired, result)
+        self._keep(raw, result)
         self.specs, self.raw, self.desired = specs, raw, desired
         result.desired = desired
         return result
+
+    def _files(self) -> list[Path]:
+        """The spec files now, of the kind the config was at load: SpecError if the other kind stands there."""
+        if not self.is_directory:
+            if os.path.isdir(self.config):
+                raise SpecError(self.config, None, "is now a directory; it was a spec file when snackwatch started")
+            return [self.config]
+        if not os.path.isdir(self.config):
+            what = "is gone" if not os.path.lexists(self.config) else "is no longer a directory"
+            raise SpecError(self.config, None, f"{what}; it was a directory of specs when snackwatch started")
+        try:
+            return spec_files(self.config)
+        except OSError as error:
+            raise SpecError(self.config, None, f"cannot list specs: {error.strerror}") from None
+
+    def _keep(self, raw: dict[Path, bytes], result: Reload) -> None:
+        """A new desired state is taken: save each file read anew as its last good spec; a file run from a
+        saved copy is read from disk again, or gone (dropped)."""
+        for path in result.dropped:
+            self.from_saved.pop(path, None)
+        for path, data in raw.items():
+            if data is not self.raw.get(path):
+                self.from_saved.pop(path, None)
+                if self.last_good is not None:
+                    self.last_good.save(path, data)
+        if self.last_good is not None:
+            for path in result.dropped:
+                self.last_good.forget(path)
 
     @staticmethod
     def _clashes_into(desired: Desired, result: Reload) -> None:
         for clash in desired.clashes:
             result.problems.setdefault(clash.path, clash)
+
+
+def _own_copies(config: Path, saved: dict[Path, Saved]) -> dict[Path, Saved]:
+    """The saved copies of this config's own files: the config itself, or files directly in it."""
+    return {path: copy for path, copy in saved.items() if config in (path, path.parent)}
+
+
+def _parsed(copy: Saved | None) -> Spec | None:
+    """A saved copy parsed at its own path (a relative pantry is the spec file's neighbour), None if it fails."""
+    if copy is None:
+        return None
+    try:
+        return parse_spec(copy.data, copy.path)
+    except SpecError:
+        return None
+
+
+def _with_removed_copy(error: SpecError, copy: Saved | None) -> SpecError:
+    """The error of a spec file that cannot be used; if it is gone though a saved copy exists, say why that copy
+    is not used."""
+    if copy is None or os.path.lexists(error.path):
+        return error
+    note = f" (it was removed: its last good spec of {applied_text(copy.applied)} is not used in its place)"
+    return SpecError(error.path, error.line, error.message + note)

@@ -51,16 +51,30 @@ class StateWriter:
     def write(self, status: dict[str, Any]) -> None:
         """Write everything now."""
         self.write_at = None
+        writing: Path | None = self.status_file  # the file being written: the one a warning names
         try:
             write_atomically(self.status_file, json.dumps(status, separators=(",", ":")))  # compact: the C encoder
+            writing = self.metrics_file
             if self.metrics_file is not None:
                 write_atomically(self.metrics_file, metrics_text(status))
+            writing = None  # the ownership record names itself
             if self.save_owned is not None:
                 self.save_owned()
         except (OSError, SnackwatchError) as error:  # unwritable, or the state directory is no longer safe
-            problem = f"{error.filename}: {error_text(error)}" if isinstance(error, OSError) else str(error)
+            problem = _problem(writing, error)
             if problem != self.problem:
                 self.problem = problem
                 logger.bind(event="state_unwritable").warning("cannot write state file {}", problem)
         else:
             self.problem = ""
+
+
+def _problem(writing: Path | None, error: OSError | SnackwatchError) -> str:
+    """`file: why`, naming the file that could not be written, and where the failure was when that is elsewhere
+    (a state directory under a HOME that does not exist fails at `/nonexistent`, not at the status file)."""
+    if not isinstance(error, OSError):
+        return str(error)
+    if writing is None:
+        return f"{error.filename}: {error_text(error)}"
+    where = f" (at {error.filename})" if error.filename not in (None, str(writing)) else ""
+    return f"{writing}: {error_text(error)}{where}"

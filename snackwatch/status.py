@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,25 @@ ROWS_SHOWN_IN_FULL = 50  # bigger specs list only the snacks with something to s
 def read_status(config: Path) -> dict[str, Any] | None:
     data = read_json(status_path(config))
     return data if isinstance(data, dict) else None
+
+
+def _width(text: str) -> int:
+    """Terminal columns `text` takes: wide (CJK, most emoji) characters two, combining marks and format
+    characters (a variation selector, a zero-width joiner) none, the rest one (wcwidth, from unicodedata)."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0
+        if unicodedata.category(char) in ("Mn", "Me", "Cf")
+        else 2
+        if unicodedata.east_asian_width(char) in "WF"
+        else 1
+        for char in text
+    )
+
+
+def _padded(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
 
 
 def _when(stamp: float | None) -> str:
@@ -46,15 +66,16 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [
         f"snackwatch running (pid {status['pid']}, up {_duration(time.time() - status['started'])}), "
         f"watcher {status['watcher']}" + (", dry run: changes nothing" if status.get("dry_run") else ""),
-        f"config {status['config']}: "
-        + ("spec ok" if spec["ok"] else "; ".join(spec["problems"]) + " (the last good spec is in force)"),
+        f"config {status['config']}: " + _spec_state(spec),
     ]
     if isinstance(pantries, list) and pantries:
-        lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(map(str, pantries)))
+        pantries = list(dict.fromkeys(map(str, pantries)))  # two specs of a conf.d may share one
+        lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(pantries))
     extra = "".join(f", {counts[key]} {key}" for key in ("missing", "created") if counts.get(key))
+    repairs = f"{counts['repairs']} repair" + ("" if counts["repairs"] == 1 else "s")
     lines += [
         f"snacks: {counts['snacks']} ({counts['ok']} ok, {counts['failing']} failing, {counts['conflicts']} conflicts"
-        f"{extra}), {counts['repairs']} repairs, last full reconcile {_when(status['last_reconcile'])}",
+        f"{extra}), {repairs}, last full reconcile {_when(status['last_reconcile'])}",
         "",
         f"{'SNACK':<28} {'STATE':<9} {'REPAIRS':>7}  {'LAST REPAIR':<19}  DETAIL",
     ]
@@ -67,7 +88,7 @@ def render_status(status: dict[str, Any]) -> str:
         if info.get("next_retry"):
             detail += f" (next retry {_when(info['next_retry'])})"
         lines.append(
-            f"{info['name']:<28} {info['state']:<9} {info.get('repairs', 0):>7}  "
+            f"{_padded(str(info['name']), 28)} {info['state']:<9} {info.get('repairs', 0):>7}  "
             f"{_when(info.get('last_repair')):<19}  {detail}".rstrip()
         )
     rest = counts["snacks"] - len(rows)
@@ -76,6 +97,13 @@ def render_status(status: dict[str, Any]) -> str:
         all_ok = not_ok == counts["snacks"] - counts["ok"]
         lines.append(f"... and {rest} more snacks" + (", all ok" if all_ok else " (status --json lists them)"))
     return "\n".join(lines)
+
+
+def _spec_state(spec: dict[str, Any]) -> str:
+    if spec.get("last_good"):
+        others = len(spec["problems"]) - 1
+        return str(spec["last_good"]) + (f" (and {others} more spec problems)" if others > 0 else "")
+    return "spec ok" if spec["ok"] else "; ".join(spec["problems"]) + " (the last good spec is in force)"
 
 
 def _names(name: str) -> set[str]:

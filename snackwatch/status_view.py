@@ -14,7 +14,6 @@ STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the o
 
 def daemon_status(parts: Parts, started: float) -> dict[str, object]:
     """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
-    problems = parts.reloader.problems
     desired = parts.specs.desired
     snacks, everyone = snacks_status(parts.ledger, parts.clock(), STATUS_LISTED)
     return {
@@ -26,7 +25,7 @@ def daemon_status(parts: Parts, started: float) -> dict[str, object]:
         "pantries": [str(spec.pantry) for spec in desired.specs],
         "watcher": parts.watcher.backend,
         "dry_run": parts.options.dry_run,
-        "spec": {"ok": not problems, "problems": sorted(problems.values())},
+        "spec": parts.reloader.spec_status(),
         "status_line": summary(parts),
         "counts": counts(parts.ledger),
         "last_reconcile": parts.ledger.last_reconcile,
@@ -40,11 +39,7 @@ def summary(parts: Parts) -> str:
     line = status_line(parts.ledger)
     if parts.options.dry_run:
         line += " (dry run)"
-    problems = parts.reloader.problems
-    if problems:
-        first = next(iter(problems.values())).split(": ", 1)[0]
-        line += f"; spec invalid ({first}), last good spec in force"
-    return line
+    return line + parts.reloader.status_note()
 
 
 def snacks_status(ledger: Ledger, now: float, cap: int) -> tuple[dict[str, dict[str, object]], bool]:

@@ -37,7 +37,8 @@ def quote(word: str) -> str:
 
 
 def render(python: str, *, user: bool = False, bind_paths: Sequence[str] = ()) -> str:
-    """The unit with ExecStart= running `python -m snackwatch`; the system unit can still read `bind_paths`.
+    """The unit with ExecStart= (and the ExecReload= check) running `python -m snackwatch`; the system unit can
+    still read `bind_paths`.
 
     `bind_paths` (see `hidden_by_sandbox`) lie under a home, /tmp or /var/tmp, hidden by ProtectHome= and
     PrivateTmp=: the system unit binds each back read-only (systemd takes a bind's source from the host, so
@@ -47,10 +48,11 @@ def render(python: str, *, user: bool = False, bind_paths: Sequence[str] = ()) -
     if stray:
         raise ValueError(f"the sandbox does not hide {stray}: nothing to bind back")
     text = template(user=user)
-    old = f"ExecStart={TEMPLATE_COMMAND} "
-    if text.count(old) != 1:
-        raise ValueError(f"the shipped unit has no single {old!r} line")
-    text = text.replace(old, f"ExecStart={quote(python)} -m snackwatch ")
+    for setting in ("ExecStart", "ExecReload"):  # the daemon, and the check a reload runs first
+        old = f"\n{setting}={TEMPLATE_COMMAND} "
+        if text.count(old) != 1:
+            raise ValueError(f"the shipped unit has no single {old.strip()!r} line")
+        text = text.replace(old, f"\n{setting}={quote(python)} -m snackwatch ")
     if user:
         return text
     for shipped, relaxed, roots in _HIDING:

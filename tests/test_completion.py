@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from snackwatch.cli import build_parser
+from snackwatch.cli import build_parser, main
 from snackwatch.completion import completion_script
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -58,34 +59,49 @@ def test_bash_completes_commands_options_choices_and_paths(tmp_path: Path) -> No
     ]
 
 
-def test_bash_completes_snack_names_for_why_from_the_spec_without_python(tmp_path: Path) -> None:
+def test_bash_completes_snack_names_for_why_with_the_real_parser(tmp_path: Path) -> None:
     spec = tmp_path / "snacks.yaml"
     spec.write_text(
         "# comment\npantry: ./p   # where\nsnacks:\n  - Goldfish\n  - 'Fruit Gummies'  # quoted\n"
         '  - name: "StringCheese"\n    content: "a: b"\n  - mode: "0600"\n    name: drinks/Juice\n'
-        "prune: false\nother:\n  - NotASnack\n"
+        "  - \"esc\\u00e9aped\"\n  - 'it''s'\n  - >-\n    folded\n  - {name: Flow}\n"
+        "prune: false\n"
     )
     confd = tmp_path / "conf.d"
     confd.mkdir()
-    (confd / "a.yaml").write_text("pantry: ./a\nsnacks:\n- Apple\n")
+    (confd / "a.yaml").write_text("pantry: ./a\nsnacks: [Apple, {name: Avocado}]\n")
     (confd / "b.yml").write_text("pantry: ./b\nsnacks:\n  - Banana\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SNACKWATCH_CONFIG": str(spec)}  # no python on PATH
+    bin_dir = tmp_path / "bin"  # the `snackwatch` the user completes: it reads its own spec
+    bin_dir.mkdir()
+    (bin_dir / "snackwatch").write_text(f'#!/bin/sh\nexec {sys.executable} -m snackwatch "$@"\n')
+    (bin_dir / "snackwatch").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "SNACKWATCH_CONFIG": str(spec)}
     replies = complete(
         tmp_path,
         f"snackwatch why -c {spec} ",
         f"snackwatch why --config {spec} S",
         f"snackwatch why -c {confd} ",
-        "snackwatch why G",
+        "snackwatch why F",
         f"snackwatch why -c {tmp_path}/absent.yaml ",
         env=env,
     )
     assert replies == [
-        "Goldfish Fruit Gummies StringCheese drinks/Juice",
+        "Goldfish Fruit\\ Gummies StringCheese drinks/Juice escéaped it\\'s folded Flow",
         "StringCheese",
-        "Apple Banana",
-        "Goldfish",
+        "Apple Avocado Banana",
+        "Fruit\\ Gummies Flow",  # inserted quoted: one argument
         "",
     ]
+
+
+def test_the_names_mode_is_hidden_and_prints_one_name_a_line(
+    spec_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_path.write_text("pantry: ./p\nsnacks: [Goldfish, 'my file.txt']\n")
+    assert main(["_names", "-c", str(spec_path)]) == 0
+    assert capsys.readouterr().out == "Goldfish\nmy file.txt\n"
+    assert "_names" not in build_parser().format_help()
+    assert "_names" not in completion_script(build_parser(), "bash").split("# End Custom Preamble")[1]
 
 
 def test_zsh_script_defines_the_completion_function(tmp_path: Path) -> None:

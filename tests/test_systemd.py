@@ -162,6 +162,7 @@ class UserManager:
             XDG_STATE_HOME=str(self.state_home),
         )
         self.log_path = root / "manager.log"
+        self.unit_log = root / "unit.log"  # what the user unit's commands write (no journald here)
         self.cgroup = PrivateCgroup(f"snackwatch-test-{os.getpid()}")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -259,7 +260,8 @@ def user_unit(manager: UserManager) -> str:
     """The user unit as `snackwatch unit --user` prints it, installed with WatchdogSec=1s. The manager runs as
     root here, and root ignores XDG_STATE_HOME: STATE_DIRECTORY keeps its state in the box, not /var/lib."""
     state = f"Environment=STATE_DIRECTORY={manager.state_home / 'snackwatch'}\n"
-    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n{state}")
+    output = f"StandardOutput=append:{manager.unit_log}\nStandardError=append:{manager.unit_log}\n"
+    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n{state}{output}")
     return UNIT
 
 
@@ -357,7 +359,39 @@ def test_stop_leaves_it_inactive_with_result_success(manager: UserManager, user_
 
 
 @needs_manager
+def test_reload_of_an_invalid_spec_fails_and_the_daemon_keeps_its_spec(manager: UserManager, user_spec: Path) -> None:
+    pid = start(manager, UNIT)["MainPID"]
+    user_spec.write_text("version: 1\npantry: ./pantry\nsnacks:\n  - Goldfish\n  - [Pretzels\n")
+    logged = manager.unit_log.stat().st_size
+    done = manager.systemctl("reload", UNIT, check=False)
+    assert done.returncode != 0, done.stdout + done.stderr  # ExecReload= checked the spec first: no signal sent
+    config = manager.config_home / "snackwatch" / "snacks.yaml"  # %E/snackwatch/snacks.yaml, a link to user_spec
+    said = manager.unit_log.read_text()[logged:]
+    assert f"snackwatch: {config}:5: invalid YAML" in said  # check's one line, in the unit's log (the journal)
+    state = manager.show(UNIT, "ActiveState", "MainPID")
+    assert state == {"ActiveState": "active", "MainPID": pid}
+    snack = user_spec.parent / "pantry" / "Pretzels"
+    snack.unlink()
+    wait_until(snack.exists, 5, "Pretzels restored: the daemon keeps its last good spec")
+
+
+@needs_manager
+def test_restart_after_a_typo_runs_on_the_last_good_spec(manager: UserManager, user_spec: Path) -> None:
+    start(manager, UNIT)  # the spec is applied, so saved as the last good one
+    user_spec.write_text("version: 1\npantry: ./pantry\nsnacks:\n  - Goldfish\n  - [Pretzels\n")
+    manager.systemctl("stop", UNIT)
+    (user_spec.parent / "pantry" / "Pretzels").unlink()
+    state = start(manager, UNIT)
+    assert (state["ActiveState"], state["SubState"]) == ("active", "running")
+    assert "running on the last good spec of " in state["StatusText"], state
+    assert "snacks.yaml:5: invalid YAML" in state["StatusText"]
+    assert (user_spec.parent / "pantry" / "Pretzels").exists()
+
+
+@needs_manager
 def test_a_broken_spec_fails_the_start_without_restarts(manager: UserManager, user_spec: Path) -> None:
+    for saved in (manager.state_home / "snackwatch").glob("*.last-good.json"):
+        saved.unlink()  # a first start: no last good spec to run on
     user_spec.write_text("version: 1\nsnacks: [Goldfish\n")
     assert manager.systemctl("start", UNIT, check=False).returncode != 0
     state = manager.show(UNIT, "ActiveState", "Result", "ExecMainStatus", "NRestarts")
@@ -439,6 +473,9 @@ def test_render_runs_the_given_python() -> None:
     system, user = units.render("/opt/sw/bin/python3"), units.render("/opt/sw/bin/python3", user=True)
     assert "ExecStart=/opt/sw/bin/python3 -m snackwatch run -c /etc/snackwatch/snacks.yaml\n" in system
     assert "ExecStart=/opt/sw/bin/python3 -m snackwatch run -c %E/snackwatch/snacks.yaml\n" in user
+    for text, config in ((system, "/etc/snackwatch/snacks.yaml"), (user, "%E/snackwatch/snacks.yaml")):
+        reload = f"ExecReload=/opt/sw/bin/python3 -m snackwatch check -c {config}\nExecReload=/bin/kill -HUP $MAINPID\n"
+        assert reload in text  # the same config checked first, then the daemon signalled
     assert units.TEMPLATE_COMMAND not in system + user
 
 

@@ -420,6 +420,7 @@ def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
 
 
 def _once(desired: Desired, *, dry_run: bool) -> int:
+    from snackwatch.errors import error_text
     from snackwatch.reconcile import Status, reconcile_all
 
     unrepaired = 0
@@ -438,6 +439,6 @@ def _once(desired: Desired, *, dry_run: bool) -> int:
             print(f"conflict: a {kind} stands where {name} should be", file=sys.stderr)
             unrepaired += 1
         elif outcome.status is Status.FAILED:
-            print(f"cannot create {name}: {outcome.error}", file=sys.stderr)
+            print(f"cannot create {name}: {error_text(outcome.error)}", file=sys.stderr)
             unrepaired += 1
     return EXIT_FAILURE if unrepaired else EXIT_OK

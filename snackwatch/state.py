@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import secrets
@@ -11,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from snackwatch.errors import SnackwatchError
+from snackwatch.errors import SnackwatchError, error_text
 from snackwatch.lock import instance_name
 from snackwatch.trusted import choose_directory, open_trusted_directory, open_trusted_file
 
@@ -239,8 +238,7 @@ def _valid_entry(file: Any, entry: Any) -> bool:
 def reason(error: Exception) -> str:
     """Why a state file could not be read, in a few words."""
     if isinstance(error, OSError):
-        code = errno.errorcode.get(error.errno or 0, "")
-        return f"{error.strerror or error} ({code})" if code else str(error)
+        return error_text(error)
     if isinstance(error, ValueError):
         return "it is not valid JSON"
     return str(error)

@@ -177,27 +177,6 @@ def test_one_broken_file_in_a_conf_d_does_not_stop_the_start(
     assert check.returncode == 2 and b"broken.yaml:" in check.stderr
 
 
-def _catches_sighup(pid: int) -> bool:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("SigCgt:"):
-            return bool(int(line.split()[1], 16) & (1 << (signal.SIGHUP - 1)))
-    return False
-
-
-@pytest.mark.skipif(not IS_LINUX, reason="reads /proc/PID/status")
-def test_a_sighup_during_a_long_start_is_queued_not_fatal(
-    spec_path: Path, start_daemon: Callable[..., Running]
-) -> None:
-    write_spec(spec_path, [f"snack{i}" for i in range(15_000)])
-    running = start_daemon(spec_path, wait=False)
-    wait_until(lambda: _catches_sighup(running.proc.pid), 10.0, "the daemon to catch SIGHUP")
-    assert not running.events("start")  # still loading or converging
-    running.proc.send_signal(signal.SIGHUP)
-    running.wait_event("start", timeout=20)
-    reload = running.wait_event("reload", timeout=5)[0]
-    assert "no change" in reload["message"] and running.proc.poll() is None
-
-
 @needs_root_linux("mounts a tmpfs")
 def test_only_mounts_over_a_watched_directory_re_arm_it(
     spec_path: Path, start_daemon: Callable[..., Running], tmp_path: Path

@@ -164,7 +164,7 @@ def test_fight_is_noticed_once_and_backed_off(spec_path: Path, start_daemon: Cal
     since = len(running.logs())
     start_ticks = cpu_ticks(running.proc.pid)
     started = time.monotonic()
-    subprocess.run([sys.executable, "-c", FIGHTER, str(goldfish), "1.0"], check=True)  # the rules: test_ledger.py
+    subprocess.run([sys.executable, "-c", FIGHTER, str(goldfish), "0.6"], check=True)  # the rules: test_ledger.py
     elapsed = time.monotonic() - started
     cpu_share = (cpu_ticks(running.proc.pid) - start_ticks) / CLOCK_TICKS / elapsed
     fight_lines = lines_about(running, "Goldfish", since)
@@ -179,18 +179,6 @@ def test_fight_is_noticed_once_and_backed_off(spec_path: Path, start_daemon: Cal
     assert goldfish.exists()
     (running.pantry / "FruitGummies").unlink()  # the other snack was never held back
     wait_until((running.pantry / "FruitGummies").exists, 1.0, "FruitGummies restored")
-
-
-def test_deleting_a_snack_once_a_second_is_not_a_fight(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
-    write_spec(spec_path, ["Goldfish"])
-    running = start_daemon(spec_path)
-    goldfish = running.pantry / "Goldfish"
-    for _ in range(22):  # more deletions than the fight threshold (20), each well after the last restore
-        wait_until(goldfish.exists, 1.0, "Goldfish restored")
-        time.sleep(0.06)  # just past the 50 ms flap window: churn, not a fight
-        goldfish.unlink()
-    wait_until(goldfish.exists, 1.0, "Goldfish restored")
-    assert running.events("fight") == []
 
 
 # --- overflow, lost directories, leaks ------------------------------------------------------------

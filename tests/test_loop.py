@@ -275,3 +275,18 @@ def test_a_real_run_never_says_dry_run_when_a_name_vanishes_between_create_and_l
     assert (loop.pantry / "Goldfish").exists()
     assert not [line for line in log_lines if "dry run" in line["message"]]
     assert events(log_lines, "restored")[-1]["snacks"] == ["Goldfish"]
+
+
+def test_a_snack_deleted_just_past_the_flap_window_each_time_is_churn_not_a_fight(
+    spec_path: Path, loops: list[Loop], log_lines: list[dict[str, Any]]
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    loop = started(loops, spec_path)
+    goldfish = loop.pantry / "Goldfish"
+    window = loop.parts.options.fight.window
+    for _ in range(loop.parts.options.fight.threshold + 2):
+        goldfish.unlink()
+        loop.watcher.removed(loop.pantry, "Goldfish")
+        loop.turn(advance=window + 0.01)  # each deletion comes just after the window of the last restore
+        assert goldfish.exists()
+    assert events(log_lines, "fight") == [] and loop.parts.ledger.repairs == loop.parts.options.fight.threshold + 2

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from daemonlog import LogFile
 
 ROOT = Path(__file__).resolve().parent
 PR_SET_PDEATHSIG = 1
@@ -82,31 +83,6 @@ def _killpg(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-@dataclass
-class LogFile:
-    """A JSON-lines log that a daemon writes; read incrementally."""
-
-    path: Path
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    _offset: int = 0
-
-    def refresh(self) -> list[dict[str, Any]]:
-        with open(self.path, "rb") as stream:
-            stream.seek(self._offset)
-            data = stream.read()
-        complete = data[: data.rfind(b"\n") + 1]
-        self._offset += len(complete)
-        for line in complete.splitlines():
-            try:
-                self.entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                self.entries.append({"message": line.decode(errors="replace"), "raw": True})
-        return self.entries
-
-    def events(self, event: str) -> list[dict[str, Any]]:
-        return [entry for entry in self.refresh() if entry.get("event") == event]
 
 
 @dataclass

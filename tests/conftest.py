@@ -21,6 +21,9 @@ from loguru import logger
 
 from snackwatch.lock import instance_name
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from daemonlog import LogFile
+
 T = TypeVar("T")
 SnackEntry = str | dict[str, str]
 IS_LINUX = sys.platform.startswith("linux")
@@ -81,16 +84,14 @@ class Running:
     proc: subprocess.Popen[bytes]
     log_path: Path
     pantry: Path
-    _offset: int = field(default=0)
+    log: LogFile = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = LogFile(self.log_path)
 
     def logs(self) -> list[dict[str, Any]]:
-        entries = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                entries.append({"message": line, "raw": True})
-        return entries
+        """Every line so far: only what was appended since the last look is read and parsed."""
+        return list(self.log.refresh())
 
     def events(self, event: str) -> list[dict[str, Any]]:
         return [entry for entry in self.logs() if entry.get("event") == event]

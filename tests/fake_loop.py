@@ -48,7 +48,8 @@ class FakeWatcher:
 
     def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
         self.armed.append(set(snack_dirs))
-        return Armed()
+        missing = [d for d in [*snack_dirs, *spec_dirs] if not os.path.isdir(d)]  # as a real watch would fail
+        return Armed(failures={d: FileNotFoundError(2, "No such file or directory", d) for d in missing})
 
     def fileno(self) -> int | None:
         return self.fd

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from snackwatch.desired import Desired
     from snackwatch.errors import SpecError
+    from snackwatch.specset import SpecSet
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 SHELLS = ("bash", "zsh")
@@ -112,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
-    command("check", "validate the spec; exit 0 valid, 2 invalid")
+    check = command("check", "validate specs (files or conf.d directories); exit 0 valid, 2 any invalid")
+    check.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="specs to check besides -c (default: the -c one)"
+    )
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
     status = command("status", "what the running daemon is doing; exit 3 if none runs for this config")
     status.add_argument("--json", action="store_true", help="the status data as JSON")
@@ -172,12 +176,16 @@ def _main(argv: list[str] | None) -> int:
 
     config: Path = args.config or default_config()
     try:
+        if args.command == "check":
+            return _check([*([args.config] if args.config else []), *args.paths] or [config])
         if args.command == "run":
             return _run(args, config)
         if args.command == "status":
             return _status(config, as_json=args.json)
         from snackwatch.specset import SpecSet
 
+        if args.command == "diff":
+            return _diff(SpecSet.load(config, strict=False))
         try:
             desired = SpecSet.load(config).desired
         except SpecError as error:
@@ -190,13 +198,6 @@ def _main(argv: list[str] | None) -> int:
                     f"{error.message} (prune decides from the spec on disk: nothing pruned until it is valid)",
                 ) from None
             raise
-        if args.command == "check":
-            _check_pantries(desired)
-            pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
-            _say(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
-            return EXIT_OK
-        if args.command == "diff":
-            return _diff(desired)
         if args.command == "why":
             return _why(config, desired, args.name)
         if args.command == "prune":
@@ -219,21 +220,18 @@ def _one_line(error: Exception) -> str:
     return str(error)
 
 
-def _check_pantries(desired: Desired) -> None:
-    """A pantry that exists but is not a directory (a file, a FIFO, a file on its way) fails `check`."""
-    from snackwatch.errors import SpecError
+def _check(configs: list[Path]) -> int:
+    """Every config judged whole: an ok line for each valid one, every error (up to a cap) for the others."""
+    from snackwatch.checking import check_config, error_lines
 
-    for spec in desired.specs:
-        try:
-            os.stat(spec.pantry)
-        except NotADirectoryError:
-            raise SpecError(
-                spec.path, spec.pantry_line, f"pantry {spec.pantry} is below a file, not a directory"
-            ) from None
-        except OSError:
-            continue  # missing (it is created) or not ours to look at (the daemon says so when it runs)
-        if not spec.pantry.is_dir():
-            raise SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
+    checks = [check_config(config) for config in configs]
+    for check in checks:
+        if check.ok and check.desired is not None:
+            pantries = ", ".join(str(spec.pantry) for spec in check.desired.specs)
+            _say(f"{check.config}: ok ({check.desired.count} snacks, pantry {pantries})")
+    for line in error_lines(checks):
+        print(f"snackwatch: {line}", file=sys.stderr)
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_USAGE
 
 
 def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
@@ -270,10 +268,12 @@ def _run(args: argparse.Namespace, config: Path) -> int:
     return Daemon(config, options).run()
 
 
-def _diff(desired: Desired) -> int:
+def _diff(specs: SpecSet) -> int:
+    """What a reconcile would do for the good spec files; a broken conf.d file is named and makes it exit 2."""
     from snackwatch.plan import plan, render
     from snackwatch.reconcile import observe_desired
 
+    desired = specs.desired
     observed = observe_desired(desired)
     actions = []
     for directory in desired.directories:
@@ -281,6 +281,10 @@ def _diff(desired: Desired) -> int:
         actions += plan(wanted, observed.get(directory, {}))
     lines = render(actions)
     _say("\n".join(lines) if lines else "no drift")
+    for problem in specs.problems.values():
+        print(f"snackwatch: {problem} (left out: the diff is of the other files)", file=sys.stderr)
+    if specs.problems:
+        return EXIT_USAGE
     return EXIT_FAILURE if lines else EXIT_OK
 
 

@@ -128,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         "unit", help="print the systemd unit (ExecStart= this install) to stdout", formatter_class=_help_formatter
     )
     unit.add_argument("--user", action="store_true", help="the user unit (systemctl --user), not the system one")
+    commands.add_parser(
+        "schema", help="print the spec's JSON Schema (for editors: see snackwatch(5))", formatter_class=_help_formatter
+    )
     completion = commands.add_parser(
         "completion", help="print the shell completion script for bash or zsh", formatter_class=_help_formatter
     )
@@ -166,6 +169,11 @@ def _main(argv: list[str] | None) -> int:
         from snackwatch.units import for_this_interpreter
 
         _say(for_this_interpreter(user=args.user), end="")
+        return EXIT_OK
+    if args.command == "schema":
+        from importlib import resources
+
+        _say(resources.files("snackwatch").joinpath("spec.schema.json").read_text(encoding="utf-8"), end="")
         return EXIT_OK
     if args.command == "completion":
         from snackwatch.completion import completion_script

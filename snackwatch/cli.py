@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="snackwatch", description="Keep declared files present, instantly.", formatter_class=_help_formatter
     )
     parser.add_argument("--version", action=_Version)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="snackwatch")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND", prog="snackwatch"
+    )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=_help_formatter)

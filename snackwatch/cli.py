@@ -52,6 +52,17 @@ def _resync_seconds(text: str) -> float:
     return value
 
 
+def _octal_mode(text: str) -> int:
+    """--metrics-mode: permission bits in octal (0644), no set-id or sticky bits."""
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r} (such as 0644)") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file mode between 0000 and 0777")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `snackwatch run: error: ...`, no usage block above it."""
 
@@ -112,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
     run.add_argument("--log-file", metavar="PATH", help="also log to this file (rotated at 10 MB, 5 kept)")
     run.add_argument("--metrics-file", type=Path, metavar="PATH", help="keep a Prometheus textfile up to date")
+    run.add_argument(
+        "--metrics-mode", type=_octal_mode, default=0o644, metavar="MODE", help="the metrics file's mode (default 0644)"
+    )
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
@@ -264,17 +278,24 @@ def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
 def _run(args: argparse.Namespace, config: Path) -> int:
     from snackwatch.daemon import Daemon, Options
     from snackwatch.logsetup import setup_logging
+    from snackwatch.outputs import UnsafeOutput, check_output_file
 
-    if args.log_file is not None:
-        _usable_output(args.log_file, "--log-file", replaced=False)
-    if args.metrics_file is not None:
-        _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
     try:
+        if args.log_file is not None:
+            _usable_output(args.log_file, "--log-file", replaced=False)
+        if args.metrics_file is not None:
+            _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
+            check_output_file(args.metrics_file, "--metrics-file")
         setup_logging(args.log_level, args.log_format, args.log_file)
+    except UnsafeOutput as error:
+        raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"--log-file {args.log_file}: {error.strerror or error}") from None
     watcher = "polling" if args.polling else args.watcher
-    options = Options(dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=args.metrics_file)
+    metrics = args.metrics_file and Path(os.path.abspath(args.metrics_file))
+    options = Options(
+        dry_run=args.dry_run, watcher=watcher, resync=args.resync, metrics_file=metrics, metrics_mode=args.metrics_mode
+    )
     return Daemon(config, options).run()
 
 

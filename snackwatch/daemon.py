@@ -55,6 +55,7 @@ class Options:
     watcher: str = "auto"
     resync: float | None = None
     metrics_file: Path | None = None
+    metrics_mode: int = 0o644
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
 
@@ -82,7 +83,10 @@ class Daemon:
         self.watcher.track_specs(self.specs.spec_names())
         self.pruner = Pruner(self.config)
         self.state = StateWriter(
-            self.status, status_path(self.config), metrics_file=options.metrics_file, save_owned=self.pruner.save
+            self.status,
+            status_path(self.config),
+            metrics=(options.metrics_file, options.metrics_mode),
+            save_owned=self.pruner.save,
         )
         self.ledger = Ledger(
             self.specs.desired,
@@ -137,7 +141,7 @@ class Daemon:
             self.watcher.close()
             self.dirty.close()
             self.mounts.close()
-            self.state.write()
+            self.state.write(stopped=True)
             lock.release()
             logger.bind(event="stop").info(
                 "snackwatch stopped ({} repairs, {} created)", self.ledger.repairs, self.ledger.created

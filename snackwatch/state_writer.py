@@ -10,6 +10,7 @@ from typing import Any
 from loguru import logger
 
 from snackwatch.errors import SnackwatchError, error_text
+from snackwatch.outputs import write_output_atomically
 from snackwatch.state import metrics_text, write_atomically
 
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
@@ -26,13 +27,13 @@ class StateWriter:
         status: Callable[[], dict[str, Any]],
         status_file: Path,
         *,
-        metrics_file: Path | None = None,
+        metrics: tuple[Path | None, int] = (None, 0o644),
         save_owned: Callable[[], None] | None = None,
         settle: float = STATE_SETTLE,
     ) -> None:
         self.status = status
         self.status_file = status_file
-        self.metrics_file = metrics_file
+        self.metrics_file, self.metrics_mode = metrics  # --metrics-file, --metrics-mode
         self.save_owned = save_owned
         self.settle = settle
         self.write_at: float | None = None
@@ -50,14 +51,15 @@ class StateWriter:
         if self.write_at is not None and now >= self.write_at:
             self.write()
 
-    def write(self) -> None:
-        """Write everything now."""
+    def write(self, *, stopped: bool = False) -> None:
+        """Write everything now; `stopped`: the daemon is stopping, the metrics say `snackwatch_up 0`."""
         self.write_at = None
         status = self.status()
         try:
             write_atomically(self.status_file, json.dumps(status, separators=(",", ":")))  # compact: the C encoder
             if self.metrics_file is not None:
-                write_atomically(self.metrics_file, metrics_text(status))
+                text = metrics_text(status, up=not stopped)
+                write_output_atomically(self.metrics_file, text, self.metrics_mode, "--metrics-file")
             if self.save_owned is not None:
                 self.save_owned()
         except (OSError, SnackwatchError) as error:  # unwritable, or the state directory is no longer safe

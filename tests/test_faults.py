@@ -171,7 +171,7 @@ def test_fight_is_noticed_once_and_backed_off(spec_path: Path, start_daemon: Cal
     assert cpu_share < 0.20, f"daemon used {cpu_share:.0%} of a core during the fight"
     assert len(fight_lines) <= 10, fight_lines
     warnings = running.events("fight")
-    assert len(warnings) == 1 and warnings[0]["snack"] == "Goldfish"
+    assert len(warnings) == 1 and warnings[0]["snacks"] == ["Goldfish"]
     assert "something else keeps deleting it" in warnings[0]["message"]
     # The fighter has stopped: the snack comes back (within the 5 s fight backoff cap) and stays.
     wait_until(goldfish.exists, 7.0, "Goldfish back after the fight")
@@ -366,11 +366,11 @@ def test_symlinks_and_directories_in_a_snacks_place_are_conflicts(
     with contextlib.suppress(FileExistsError):
         (pantry / "Pretzels").mkdir()  # may lose the race to the restore: then it is a file, as it should be
     wait_until(lambda: len(running.events("conflict")) >= 2, 2.0, "conflicts reported")
-    conflicts = {entry["snack"]: entry["message"] for entry in running.events("conflict")}
+    conflicts = {entry["snacks"][0]: entry["message"] for entry in running.events("conflict")}
     assert "a symlink stands where snack Goldfish should be" in conflicts["Goldfish"]
     assert "a symlink stands where snack StringCheese should be" in conflicts["StringCheese"]
     if (pantry / "Pretzels").is_dir():
-        wait_until(lambda: "Pretzels" in {e["snack"] for e in running.events("conflict")}, 2.0, "dir conflict")
+        wait_until(lambda: "Pretzels" in {e["snacks"][0] for e in running.events("conflict")}, 2.0, "dir conflict")
     assert not dangling.exists() and victim.read_text() == "keep me"
     assert (pantry / "Goldfish").is_symlink()  # never removed either
     running.proc.send_signal(signal.SIGHUP)  # a full pass does not report the same conflicts again

@@ -281,11 +281,12 @@ def _run(args: argparse.Namespace, config: Path) -> int:
     from snackwatch.outputs import UnsafeOutput, check_output_file
 
     try:
-        if args.log_file is not None:
+        if args.log_file is not None:  # the safe walk's refusals first, then what the user may write
+            check_output_file(Path(args.log_file), "--log-file")
             _usable_output(args.log_file, "--log-file", replaced=False)
         if args.metrics_file is not None:
-            _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
             check_output_file(args.metrics_file, "--metrics-file")
+            _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
         setup_logging(args.log_level, args.log_format, args.log_file)
     except UnsafeOutput as error:
         raise UsageError(str(error)) from None

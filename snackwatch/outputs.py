@@ -31,8 +31,8 @@ def open_output_directory(path: Path, option: str) -> int:
     """An fd for the directory that holds the output file `path` (absolute), made if missing.
 
     Its ancestors are walked like a pantry (a symlink followed only where root or we own it and no one else may
-    write); the directory itself must not be a symlink, nor writable by others unless sticky (/tmp is fine: there
-    only a file's owner may replace it)."""
+    write); the directory itself must not be a symlink, must be owned by root or us, and not writable by others
+    unless sticky (/tmp is fine: there only a file's owner may replace it)."""
     directory = path.parent
     try:
         parent = open_pantry(str(directory.parent), create=True)
@@ -52,6 +52,9 @@ def open_output_directory(path: Path, option: str) -> int:
     finally:
         os.close(parent)
     info = os.fstat(fd)
+    if info.st_uid not in (0, os.geteuid()):
+        os.close(fd)
+        raise UnsafeOutput(option, path, f"its directory {directory} is owned by uid {info.st_uid}: not used")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
         os.close(fd)
         raise UnsafeOutput(
@@ -74,6 +77,8 @@ def _refuse_file(info: os.stat_result, option: str, path: Path) -> None:
     """UnsafeOutput unless `info` is a regular file of ours with one link."""
     if stat.S_ISLNK(info.st_mode):
         raise UnsafeOutput(option, path, "is a symlink: not followed")
+    if stat.S_ISDIR(info.st_mode):
+        raise UnsafeOutput(option, path, "is a directory, not a file")
     if not stat.S_ISREG(info.st_mode):
         raise UnsafeOutput(option, path, "is not a regular file")
     if info.st_uid != os.geteuid():

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from snackwatch.desired import Desired
     from snackwatch.errors import SpecError
+    from snackwatch.specset import SpecSet
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_ON_LAST_GOOD = 0, 1, 2, 3, 4
 SHELLS = ("bash", "zsh")
@@ -49,6 +50,17 @@ def _resync_seconds(text: str) -> float:
     low, high = RESYNC_RANGE
     if not (math.isfinite(value) and low <= value <= high):
         raise argparse.ArgumentTypeError(f"{text!r} is not between {low:g} and {high:g} seconds (one day)")
+    return value
+
+
+def _octal_mode(text: str) -> int:
+    """--metrics-mode: permission bits in octal (0644), no set-id or sticky bits."""
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal mode: {text!r} (such as 0644)") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file mode between 0000 and 0777")
     return value
 
 
@@ -85,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="snackwatch", description="Keep declared files present, instantly.", formatter_class=_help_formatter
     )
     parser.add_argument("--version", action=_Version)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="snackwatch")
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND", prog="snackwatch"
+    )
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=_help_formatter)
@@ -111,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-file", metavar="PATH", help="also log to this file (rotated at 10 MB, 5 kept)")
     run.add_argument("--metrics-file", type=Path, metavar="PATH", help="keep a Prometheus textfile up to date")
     run.add_argument(
+        "--metrics-mode", type=_octal_mode, default=0o644, metavar="MODE", help="the metrics file's mode (default 0644)"
+    )
+    run.add_argument(
         "--no-last-good",
         dest="last_good",
         action="store_false",
@@ -119,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
-    command("check", "validate the spec; exit 0 valid, 2 invalid")
+    check = command("check", "validate specs (files or conf.d directories); exit 0 valid, 2 any invalid")
+    check.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="specs to check besides -c (default: the -c one)"
+    )
     command("diff", "show what a reconcile would do; exit 0 nothing to do, 1 drift")
     status = command(
         "status", "what the running daemon is doing; exit 3 if none runs for this config, 4 if on a saved spec"
@@ -133,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         "unit", help="print the systemd unit (ExecStart= this install) to stdout", formatter_class=_help_formatter
     )
     unit.add_argument("--user", action="store_true", help="the user unit (systemctl --user), not the system one")
+    commands.add_parser(
+        "schema", help="print the spec's JSON Schema (for editors: see snackwatch(5))", formatter_class=_help_formatter
+    )
     completion = commands.add_parser(
         "completion", help="print the shell completion script for bash or zsh", formatter_class=_help_formatter
     )
@@ -189,6 +212,11 @@ def _command(argv: list[str] | None) -> int:
 
         _say(for_this_interpreter(user=args.user), end="")
         return EXIT_OK
+    if args.command == "schema":
+        from importlib import resources
+
+        _say(resources.files("snackwatch").joinpath("spec.schema.json").read_text(encoding="utf-8"), end="")
+        return EXIT_OK
     if args.command == "completion":
         from snackwatch.completion import completion_script
 
@@ -198,12 +226,16 @@ def _command(argv: list[str] | None) -> int:
 
     config: Path = args.config or default_config()
     try:
+        if args.command == "check":
+            return _check([*([args.config] if args.config else []), *args.paths] or [config])
         if args.command == "run":
             return _run(args, config)
         if args.command == "status":
             return _status(config, as_json=args.json)
         from snackwatch.specset import SpecSet
 
+        if args.command == "diff":
+            return _diff(SpecSet.load(config, strict=False))
         try:
             desired = SpecSet.load(config).desired
         except SpecError as error:
@@ -216,18 +248,6 @@ def _command(argv: list[str] | None) -> int:
                     f"{error.message} (prune decides from the spec on disk: nothing pruned until it is valid)",
                 ) from None
             raise
-        if args.command == "check":
-            from snackwatch.lint import spec_warnings
-
-            _check_pantries(desired)
-            for spec in desired.specs:  # valid, but likely not what was meant: said, exit still 0
-                for warning in spec_warnings(spec):
-                    print(warning, file=sys.stderr)
-            pantries = ", ".join(str(spec.pantry) for spec in desired.specs)
-            _say(f"{config}: ok ({desired.count} snacks, pantry {pantries})")
-            return EXIT_OK
-        if args.command == "diff":
-            return _diff(desired)
         if args.command == "why":
             return _why(config, desired, args.name)
         if args.command == "prune":
@@ -266,21 +286,22 @@ def _one_line(error: Exception) -> str:
     return str(error)
 
 
-def _check_pantries(desired: Desired) -> None:
-    """A pantry that exists but is not a directory (a file, a FIFO, a file on its way) fails `check`."""
-    from snackwatch.errors import SpecError
+def _check(configs: list[Path]) -> int:
+    """Every config judged whole: an ok line for each valid one, every error (up to a cap) for the others."""
+    from snackwatch.checking import check_config, error_lines
+    from snackwatch.lint import spec_warnings
 
-    for spec in desired.specs:
-        try:
-            os.stat(spec.pantry)
-        except NotADirectoryError:
-            raise SpecError(
-                spec.path, spec.pantry_line, f"pantry {spec.pantry} is below a file, not a directory"
-            ) from None
-        except OSError:
-            continue  # missing (it is created) or not ours to look at (the daemon says so when it runs)
-        if not spec.pantry.is_dir():
-            raise SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
+    checks = [check_config(config) for config in configs]
+    for check in checks:
+        for spec in check.desired.specs if check.desired is not None else ():
+            for warning in spec_warnings(spec):  # valid, but likely not what was meant: said, exit still 0
+                print(warning, file=sys.stderr)
+        if check.ok and check.desired is not None:
+            pantries = ", ".join(str(spec.pantry) for spec in check.desired.specs)
+            _say(f"{check.config}: ok ({check.desired.count} snacks, pantry {pantries})")
+    for line in error_lines(checks):
+        print(f"snackwatch: {line}", file=sys.stderr)
+    return EXIT_OK if all(check.ok for check in checks) else EXIT_USAGE
 
 
 def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
@@ -303,22 +324,29 @@ def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
 def _run(args: argparse.Namespace, config: Path) -> int:
     from snackwatch.daemon import run_daemon
     from snackwatch.logsetup import setup_logging
+    from snackwatch.outputs import UnsafeOutput, check_output_file
     from snackwatch.parts import Options
 
-    if args.log_file is not None:
-        _usable_output(args.log_file, "--log-file", replaced=False)
-    if args.metrics_file is not None:
-        _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
     try:
+        if args.log_file is not None:  # the safe walk's refusals first, then what the user may write
+            check_output_file(Path(args.log_file), "--log-file")
+            _usable_output(args.log_file, "--log-file", replaced=False)
+        if args.metrics_file is not None:
+            check_output_file(args.metrics_file, "--metrics-file")
+            _usable_output(str(args.metrics_file), "--metrics-file", replaced=True)
         setup_logging(args.log_level, args.log_format, args.log_file)
+    except UnsafeOutput as error:
+        raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"--log-file {args.log_file}: {error.strerror or error}") from None
     watcher = "polling" if args.polling else args.watcher
+    metrics = args.metrics_file and Path(os.path.abspath(args.metrics_file))
     options = Options(
         dry_run=args.dry_run,
         watcher=watcher,
         resync=args.resync,
-        metrics_file=args.metrics_file,
+        metrics_file=metrics,
+        metrics_mode=args.metrics_mode,
         last_good=args.last_good,
     )
     return run_daemon(config, options, after_signals=_replay_signals)  # its handlers in: hand it what came before
@@ -346,10 +374,12 @@ def _replay_signals() -> None:
     _QUEUED.clear()
 
 
-def _diff(desired: Desired) -> int:
+def _diff(specs: SpecSet) -> int:
+    """What a reconcile would do for the good spec files; a broken conf.d file is named and makes it exit 2."""
     from snackwatch.plan import plan, render
     from snackwatch.reconcile import observe_desired
 
+    desired = specs.desired
     observed = observe_desired(desired)
     actions = []
     for directory in desired.directories:
@@ -357,6 +387,10 @@ def _diff(desired: Desired) -> int:
         actions += plan(wanted, observed.get(directory, {}))
     lines = render(actions)
     _say("\n".join(lines) if lines else "no drift")
+    for problem in specs.problems.values():
+        print(f"snackwatch: {problem} (left out: the diff is of the other files)", file=sys.stderr)
+    if specs.problems:
+        return EXIT_USAGE
     return EXIT_FAILURE if lines else EXIT_OK
 
 

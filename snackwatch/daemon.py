@@ -135,7 +135,7 @@ class Daemon:
         p = self.parts
         p.notifier.stopping()
         p.close()
-        p.state.write(self.status())
+        p.state.write(self.status(), stopped=True)
         logger.bind(event="stop").info(
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
         )

@@ -1,4 +1,5 @@
-"""loguru sinks: human text, one JSON object per line, or journald's <N> priority prefix; stdlib logging routed in."""
+"""loguru sinks: human text or one JSON object per line; under journald its native protocol (fields per record), else
+the <N> priority prefix; the log file in the same format; stdlib logging routed in."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from loguru import logger
+
+from snackwatch.journal import JournalSocket, fields_of
+from snackwatch.outputs import LogFile
 
 if TYPE_CHECKING:
     from loguru import Message, Record, RecordException
@@ -24,6 +29,15 @@ ERROR_PRIORITY = 3
 # choosing; an ANSI escape would drive the reader's terminal.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _ESCAPES = {"\n": r"\n", "\r": r"\r"}
+IDENTIFIER = "snackwatch"
+
+
+class Writable(Protocol):
+    """Where a sink writes lines: a stream (stderr) or the log file."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> None: ...
 
 
 def printable(text: str) -> str:
@@ -43,9 +57,21 @@ def under_journald(stream: TextIO) -> bool:
     return bool(expected) and expected == f"{info.st_dev}:{info.st_ino}"
 
 
-def _escape_message(record: Record) -> None:
-    """loguru patcher: every sink (the log file's too) gets the message as one printable line."""
+class _Closing:
+    """A sink function and what to close when loguru removes it (loguru calls a sink object's stop())."""
+
+    def __init__(self, write: Callable[[Message], None], close: Callable[[], None]) -> None:
+        self.write = write
+        self.stop = close
+
+
+def _patch(record: Record) -> None:
+    """loguru patcher: every sink (the log file's too) gets the message as one printable line, and one shape per
+    concept: the snacks an event is about are always a list, `snacks` (an event bound with `snack=` gets [it])."""
     record["message"] = printable(record["message"])
+    extra = record["extra"]
+    if "snack" in extra:
+        extra["snacks"] = [extra.pop("snack")]
 
 
 def _traceback_lines(exception: RecordException) -> list[str]:
@@ -53,7 +79,7 @@ def _traceback_lines(exception: RecordException) -> list[str]:
     return [printable(line) for line in text.rstrip("\n").split("\n")]
 
 
-def _stream_sink(stream: TextIO, *, journald: bool) -> Callable[[Message], None]:
+def _stream_sink(stream: Writable, *, journald: bool) -> Callable[[Message], None]:
     """Text lines (time, level, message), or journald lines (<N>message, no time of our own). Each traceback line
     is escaped and, under journald, carries the error priority: no line has a priority the daemon did not choose."""
 
@@ -73,7 +99,9 @@ def _stream_sink(stream: TextIO, *, journald: bool) -> Callable[[Message], None]
     return write
 
 
-def _json_sink(stream: TextIO) -> Callable[[Message], None]:
+def _json_sink(stream: Writable, *, journald: bool = False) -> Callable[[Message], None]:
+    """One JSON object per line; under journald (no native socket) each line starts with its <N> priority."""
+
     def write(message: Message) -> None:
         record = message.record
         entry = {
@@ -84,8 +112,34 @@ def _json_sink(stream: TextIO) -> Callable[[Message], None]:
         }
         if record["exception"] is not None:
             entry["exception"] = str(message).rstrip("\n").split("\n", 1)[-1]
-        stream.write(json.dumps(entry, default=str) + "\n")
+        prefix = f"<{PRIORITY.get(record['level'].name, 6)}>" if journald else ""
+        stream.write(prefix + json.dumps(entry, default=str) + "\n")
         stream.flush()
+
+    return write
+
+
+def _journal_sink(journal: JournalSocket, fallback: Callable[[Message], None]) -> Callable[[Message], None]:
+    """Each record as one journal entry: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, where in the code, and the record's
+    bound fields upper-cased (EVENT=restored, SNACK=Goldfish once per snack); a traceback follows the message on
+    lines of its own. An entry the socket refuses is written by `fallback` (the <N> stream form) instead."""
+
+    def write(message: Message) -> None:
+        record = message.record
+        text = printable(record["message"])
+        if record["exception"] is not None:
+            text = "\n".join([text, *_traceback_lines(record["exception"])])
+        fields = [
+            ("MESSAGE", text),
+            ("PRIORITY", str(PRIORITY.get(record["level"].name, 6))),
+            ("SYSLOG_IDENTIFIER", IDENTIFIER),
+            ("CODE_FILE", record["file"].path),
+            ("CODE_LINE", str(record["line"])),
+            ("CODE_FUNC", record["function"]),
+            *fields_of(record["extra"]),
+        ]
+        if not journal.send(fields):
+            fallback(message)
 
     return write
 
@@ -99,24 +153,31 @@ class _Intercept(logging.Handler):
 
 
 def setup_logging(
-    level: str = "INFO", fmt: str = "text", log_file: str | None = None, stream: TextIO | None = None
+    level: str = "INFO",
+    fmt: str = "text",
+    log_file: str | None = None,
+    stream: TextIO | None = None,
+    journal_socket: str | None = None,
 ) -> None:
     """Replace loguru's default sink with ours; every message is escaped to one printable line first.
 
-    A `log_file` that cannot be opened for appending raises OSError before any sink is touched."""
-    if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        with open(log_file, "a", encoding="utf-8"):
-            pass
+    Under journald (JOURNAL_STREAM names `stream`) records go through its native socket (`journal_socket`, else
+    $SNACKWATCH_JOURNAL_SOCKET, else /run/systemd/journal/socket) whatever the format; without that socket, lines
+    on `stream` carry the <N> prefix, in either format. `log_file` gets the same format (text lines with a time,
+    or JSON), opened safely (outputs.LogFile): UnsafeOutput or OSError before any sink is touched."""
+    file = LogFile(Path(log_file)) if log_file else None
     stream = stream or sys.stderr
+    journald = under_journald(stream)
     logger.remove()
-    logger.configure(patcher=_escape_message)
-    if fmt == "json":
-        logger.add(_json_sink(stream), level=level, format="{message}", diagnose=False)
+    logger.configure(patcher=_patch)
+    on_stream = _json_sink(stream, journald=journald) if fmt == "json" else _stream_sink(stream, journald=journald)
+    journal = JournalSocket.connect(journal_socket) if journald else None
+    if journal is not None:
+        sink = _Closing(_journal_sink(journal, on_stream), journal.close)
+        logger.add(sink, level=level, format="{message}", diagnose=False)
     else:
-        logger.add(_stream_sink(stream, journald=under_journald(stream)), level=level, format="{message}")
-    if log_file:
-        logger.add(
-            log_file, level=level, format=TEXT_FORMAT, rotation="10 MB", retention=5, colorize=False, diagnose=False
-        )
+        logger.add(on_stream, level=level, format="{message}", diagnose=False)
+    if file is not None:
+        in_file = _json_sink(file) if fmt == "json" else _stream_sink(file, journald=False)
+        logger.add(_Closing(in_file, file.close), level=level, format="{message}", diagnose=False)
     logging.basicConfig(handlers=[_Intercept()], level=logging.WARNING, force=True)

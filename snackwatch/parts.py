@@ -35,6 +35,7 @@ class Options:
     watcher: str = "auto"
     resync: float | None = None
     metrics_file: Path | None = None
+    metrics_mode: int = 0o644
     backoff: BackoffPolicy = BackoffPolicy()
     fight: FightPolicy = FightPolicy()
     last_good: bool = True  # start from the saved last good spec of a file that is invalid (--no-last-good: off)
@@ -113,7 +114,9 @@ class Parts:
         source.track_specs(specs.spec_names())
         reads = WatchReads(poller, source.fileno)
         pruner = Pruner(specs.config)
-        state = StateWriter(status_path(specs.config), metrics_file=options.metrics_file, save_owned=pruner.save)
+        state = StateWriter(
+            status_path(specs.config), metrics=(options.metrics_file, options.metrics_mode), save_owned=pruner.save
+        )
         return cls(
             options=options,
             dirty=dirty,

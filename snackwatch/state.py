@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from snackwatch import __version__
 from snackwatch.errors import SnackwatchError, error_text
 from snackwatch.lock import instance_name
 from snackwatch.trusted import choose_directory, open_trusted_directory, open_trusted_file
@@ -244,10 +245,11 @@ def reason(error: Exception) -> str:
     return str(error)
 
 
-def metrics_text(status: dict[str, Any]) -> str:
+def metrics_text(status: dict[str, Any], *, up: bool = True) -> str:
     """The status in Prometheus textfile-collector format: one series per snack with a story (repaired, failing or
     in conflict), labelled with its spec, so two specs' `Apple` (or two daemons' files in one collector directory)
-    are two series; the daemon-wide series carry the config."""
+    are two series; the daemon-wide series carry the config. `up`: 0 once the daemon stopped (the file stays, so a
+    collector tells a stopped daemon from a missing file)."""
     config = f"config={_label(str(status['config']))}"
     stories = sorted(
         (
@@ -258,6 +260,12 @@ def metrics_text(status: dict[str, Any]) -> str:
         key=lambda story: story[0],
     )
     lines = [
+        "# HELP snackwatch_up Whether the daemon runs (1) or stopped cleanly (0).",
+        "# TYPE snackwatch_up gauge",
+        f"snackwatch_up{{{config}}} {int(up)}",
+        "# HELP snackwatch_build_info The snackwatch version that writes this file.",
+        "# TYPE snackwatch_build_info gauge",
+        f"snackwatch_build_info{{{config},version={_label(__version__)}}} 1",
         "# HELP snackwatch_repairs_total Snacks restored since the daemon started.",
         "# TYPE snackwatch_repairs_total counter",
         *(f"snackwatch_repairs_total{{{labels}}} {info.get('repairs', 0)}" for labels, info in stories),

@@ -10,6 +10,7 @@ from typing import Any
 from loguru import logger
 
 from snackwatch.errors import SnackwatchError, error_text
+from snackwatch.outputs import write_output_atomically
 from snackwatch.state import metrics_text, write_atomically
 
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
@@ -25,12 +26,12 @@ class StateWriter:
         self,
         status_file: Path,
         *,
-        metrics_file: Path | None = None,
+        metrics: tuple[Path | None, int] = (None, 0o644),
         save_owned: Callable[[], None] | None = None,
         settle: float = STATE_SETTLE,
     ) -> None:
         self.status_file = status_file
-        self.metrics_file = metrics_file
+        self.metrics_file, self.metrics_mode = metrics  # --metrics-file, --metrics-mode
         self.save_owned = save_owned
         self.settle = settle
         self.write_at: float | None = None
@@ -48,15 +49,16 @@ class StateWriter:
         if self.write_at is not None and now >= self.write_at:
             self.write(status())
 
-    def write(self, status: dict[str, Any]) -> None:
-        """Write everything now."""
+    def write(self, status: dict[str, Any], *, stopped: bool = False) -> None:
+        """Write everything now; `stopped`: the daemon is stopping, the metrics say `snackwatch_up 0`."""
         self.write_at = None
         writing: Path | None = self.status_file  # the file being written: the one a warning names
         try:
             write_atomically(self.status_file, json.dumps(status, separators=(",", ":")))  # compact: the C encoder
             writing = self.metrics_file
             if self.metrics_file is not None:
-                write_atomically(self.metrics_file, metrics_text(status))
+                text = metrics_text(status, up=not stopped)
+                write_output_atomically(self.metrics_file, text, self.metrics_mode, "--metrics-file")
             writing = None  # the ownership record names itself
             if self.save_owned is not None:
                 self.save_owned()

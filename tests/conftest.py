@@ -145,6 +145,7 @@ def daemon_env(tmp_path: Path) -> dict[str, str]:
     inherited = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG")
     for name in (*inherited, "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
         env.pop(name, None)
+    env["SNACKWATCH_JOURNAL_SOCKET"] = str(tmp_path / "no-journal")  # never the host's journald
     return env
 
 

@@ -45,16 +45,18 @@ def test_bash_completes_commands_options_choices_and_paths(tmp_path: Path) -> No
         "snackwatch run --log-",
         "snackwatch status --",
         f"snackwatch check -c {tmp_path}/snacks",
+        f"snackwatch check {tmp_path}/snacks",
         "snackwatch completion ",
     )
     assert replies == [
         "status",
-        "run once check diff status why prune unit completion",
+        "run once check diff status why prune unit schema completion",
         "auto inotify observer polling",
         "text json",
         "--log-level --log-format --log-file",
         "--help --config --json",
         f"{tmp_path}/snacks.yaml",
+        f"{tmp_path}/snacks.yaml",  # check's PATH arguments complete files too
         "bash zsh",
     ]
 

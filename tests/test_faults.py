@@ -171,7 +171,7 @@ def test_fight_is_noticed_once_and_backed_off(spec_path: Path, start_daemon: Cal
     assert cpu_share < 0.20, f"daemon used {cpu_share:.0%} of a core during the fight"
     assert len(fight_lines) <= 10, fight_lines
     warnings = running.events("fight")
-    assert len(warnings) == 1 and warnings[0]["snack"] == "Goldfish"
+    assert len(warnings) == 1 and warnings[0]["snacks"] == ["Goldfish"]
     assert "something else keeps deleting it" in warnings[0]["message"]
     # The fighter has stopped: the snack comes back (within the 5 s fight backoff cap) and stays.
     wait_until(goldfish.exists, 7.0, "Goldfish back after the fight")
@@ -354,8 +354,8 @@ def test_symlinks_and_directories_in_a_snacks_place_are_conflicts(
     with contextlib.suppress(FileExistsError):
         (pantry / "Pretzels").mkdir()  # may lose the race to the restore: then it is a file, as it should be
     expected = {"Goldfish", "StringCheese"} | ({"Pretzels"} if (pantry / "Pretzels").is_dir() else set())
-    wait_until(lambda: {e["snack"] for e in running.events("conflict")} >= expected, 2.0, "conflicts reported")
-    conflicts = {entry["snack"]: entry["message"] for entry in running.events("conflict")}
+    wait_until(lambda: {e["snacks"][0] for e in running.events("conflict")} >= expected, 2.0, "conflicts reported")
+    conflicts = {entry["snacks"][0]: entry["message"] for entry in running.events("conflict")}
     assert "a symlink stands where snack Goldfish should be" in conflicts["Goldfish"]
     assert "a symlink stands where snack StringCheese should be" in conflicts["StringCheese"]
     assert not dangling.exists() and victim.read_text() == "keep me"

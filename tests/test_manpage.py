@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,3 +87,59 @@ def test_installed_page_is_current(tmp_path: Path) -> None:
     text = render(INSTALLED.read_text(), tmp_path)
     missing = [word for word in commands_and_options(build_parser()) if word not in text]
     assert not missing, f"the installed man page lacks {missing}: reinstall"
+
+
+SPEC_PAGE = ROOT / "man" / "snackwatch.5"
+INSTALLED_5 = Path(sys.prefix) / "share" / "man" / "man5" / "snackwatch.5"
+
+
+def schema_keys() -> set[str]:
+    """Every key the spec's JSON Schema knows (top level, defaults, entries)."""
+    schema = json.loads((ROOT / "snackwatch" / "spec.schema.json").read_text())
+    return (
+        set(schema["properties"])
+        | set(schema["properties"]["defaults"]["properties"])
+        | set(schema["$defs"]["entry"]["properties"])
+    )
+
+
+def render_with_warnings(page: Path) -> str:
+    """`man --warnings -l` as a user would read the page; any roff warning fails."""
+    if not shutil.which("man"):
+        pytest.skip("man (man-db) is not installed")
+    env = {**os.environ, "MANWIDTH": "10000", "LC_ALL": "C", "MAN_KEEP_FORMATTING": "", "MANROFFOPT": "-rHY=0"}
+    command = ["man", "--warnings", "-l", "-P", "cat", str(page)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=30, env=env, check=True)
+    assert result.stderr == "", f"roff warnings: {result.stderr}"
+    return result.stdout
+
+
+def test_spec_page_describes_every_key_and_renders_without_warnings() -> None:
+    text = render_with_warnings(SPEC_PAGE)
+    tagged = re.findall(r"^ {7}([a-z_]+(?:, [a-z_]+)*)(?: +|$)", text, re.MULTILINE)  # .TP paragraph tags
+    described = {word for tag in tagged for word in tag.split(", ")}
+    assert sorted(schema_keys() - described) == []  # each key has its own paragraph
+    assert {"file", "directory", "symlink"} <= described  # and so does each kind
+    for section in (
+        "TOP-LEVEL KEYS",
+        "ENTRIES",
+        "DEFAULTS",
+        "KINDS",
+        "DRIFT AND ENFORCE",
+        "CONF.D",
+        "ERRORS",
+        "EXAMPLE",
+    ):
+        assert f"\n{section}\n" in text
+    assert "snackwatch(1)" in text
+
+
+def test_command_page_lists_commands_and_refers_to_the_spec_page(tmp_path: Path) -> None:
+    text = render(generated_page(build_parser()), tmp_path)
+    assert "\nCOMMANDS\n" in text and "POSITIONAL ARGUMENTS" not in text
+    assert "snackwatch(5)" in text
+
+
+@pytest.mark.skipif(not INSTALLED_5.exists(), reason=f"no installed page at {INSTALLED_5} (an editable install)")
+def test_installed_spec_page_is_current() -> None:
+    assert INSTALLED_5.read_bytes() == SPEC_PAGE.read_bytes()

@@ -185,7 +185,7 @@ def log_through_setup_logging(path: Path, monkeypatch: pytest.MonkeyPatch, journ
     with open(path, "w") as stream:
         info = os.fstat(stream.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", journal_stream or f"{info.st_dev}:{info.st_ino}")
-        setup_logging(stream=stream)
+        setup_logging(stream=stream, journal_socket=str(path.with_suffix(".no-journal")))  # the <N> form
         logger.info("restored Goldfish")
         logger.warning("conflict: <b>not a color tag</b>")
         logger.error("cannot restore Pretzels")

@@ -257,7 +257,9 @@ def log_hostile_lines(path: Path, monkeypatch: pytest.MonkeyPatch, *, journald: 
     with open(path, "w") as stream:
         info = os.fstat(stream.fileno())
         monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}" if journald else "1:2")
-        setup_logging(stream=stream, log_file=str(path.with_suffix(".file")))
+        setup_logging(
+            stream=stream, log_file=str(path.with_suffix(".file")), journal_socket=str(path.with_suffix(".no"))
+        )
         logger.info("restored {}", "x\n<0>forged emergency")
         logger.warning("conflict at {}", "\x1b[2J\x1b[31mred\x9b")
         try:

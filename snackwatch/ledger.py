@@ -72,7 +72,7 @@ class Ledger:
         self.missing: set[str] = set()  # dry run: snacks not on disk
         self.fresh: set[str] = set()  # added by the last reload, not yet looked at by a full pass
         self.held: list[tuple[Callable[..., None], tuple[object, ...]]] | None = None
-        self.conflicts: dict[str, str] = {}  # path -> what stands there
+        self.conflicts: dict[str, str] = {}  # path -> what stands there or in the way (status's reason)
         self.conflict_lines: dict[str, ConflictLine] = {}  # path -> its last conflict line, kept past a repair
         self.history: dict[str, History] = {}
         self.last_reconcile = 0.0
@@ -186,12 +186,11 @@ class Ledger:
         if (outcomes or everything) and self.on_change is not None:
             self.on_change(now)
         self._tell(told, failing, trigger)
-        for (directory, kind), names in blocked.items():
+        for (directory, what), names in blocked.items():
             self._say(
                 logger.bind(event="conflict", directory=directory, snacks=names).warning,
-                "conflict: a {} is in the way of {}: {} not enforced there ({})",
-                kind,
-                directory,
+                "conflict: {}: {} not enforced there ({})",
+                what,
                 f"{len(names)} snack" + ("" if len(names) == 1 else "s"),
                 name_list(names),
             )
@@ -270,10 +269,10 @@ class Ledger:
 
     def _conflict(self, entry: Entry, outcome: Outcome, now: float) -> None:
         """Log a conflict once; a place that keeps changing kind is summed up at most every CONFLICT_QUIET s."""
-        kind = outcome.kind.value if outcome.kind else "something"
-        if self.conflicts.get(entry.path) == kind:
+        what = outcome.reason or f"a {outcome.kind.value if outcome.kind else 'something'}"  # or: a symlink to v1
+        if self.conflicts.get(entry.path) == f"{what} is in its place":
             return
-        self.conflicts[entry.path] = kind
+        self.conflicts[entry.path] = f"{what} is in its place"
         line = self.conflict_lines.get(entry.path)
         if line is not None and now - line.logged_at < CONFLICT_QUIET:
             line.unlogged += 1
@@ -283,18 +282,20 @@ class Ledger:
         more = f" ({line.unlogged} more changes in its place not logged)" if line and line.unlogged else ""
         self._say(
             logger.bind(event="conflict", snack=shown, path=entry.path).warning,
-            "conflict: a {} stands where snack {} should be; leaving it alone{}",
-            kind,
+            "conflict: {} stands where snack {} should be; leaving it alone{}",
+            what,
             shown,
             more,
         )
 
     def _blocked(self, entry: Entry, outcome: Outcome, blocked: dict[tuple[str, str], list[str]]) -> None:
-        """The way to the snack's directory is blocked (an unsafe symlink, a file): one line per directory."""
+        """The way to the snack's directory is blocked (an unsafe symlink, a file, a directory another user owns):
+        one line per thing in the way, naming its path, kind and owner (the reason), said once."""
         kind = outcome.kind.value if outcome.kind else "something"
-        if self.conflicts.get(entry.path) != kind:
-            self.conflicts[entry.path] = kind
-            blocked[(entry.directory, kind)].append(self.desired.display(entry))
+        what = outcome.reason or f"a {kind} is in the way of {entry.directory}"
+        if self.conflicts.get(entry.path) != what:
+            self.conflicts[entry.path] = what
+            blocked[(what.partition(" is ")[0], what)].append(self.desired.display(entry))
 
     def _fight_over(self, entry: Entry) -> None:
         shown = self.desired.display(entry)
@@ -356,6 +357,7 @@ class Ledger:
         history = self.history.get(path) or History()
         info: dict[str, object] = {
             "name": entry.snack.name,
+            "type": entry.snack.type,
             "spec": str(entry.spec.path),
             "line": entry.snack.line,
             "state": "ok",
@@ -365,7 +367,7 @@ class Ledger:
         }
         view = self.health.describe(path, now)
         if path in self.conflicts:
-            info.update(state="conflict", reason=f"a {self.conflicts[path]} is in its place")
+            info.update(state="conflict", reason=self.conflicts[path])
         elif path in self.missing:
             info.update(state="missing", reason="not on disk (dry run: not created)")
         elif view is not None and view.error:

@@ -117,8 +117,7 @@ def make_directory(parent_fd: int, name: str, perms: Perms) -> int | None:
             os.close(fd)
             return None  # not the directory we made (moved away and replaced in between): left alone
         strip_acl(fd, directory=True)
-        chown_fd(fd, info, perms)
-        os.fchmod(fd, perms.mode)  # also clears a setgid bit inherited from the parent
+        _mode_then_owner(fd, info, perms)
     except OSError:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -169,8 +168,7 @@ def stage(directory_fd: int, snack: Snack) -> Staged:
     can be recorded before the name appears (see publish()).
 
     0600 and without an inherited ACL until every byte is written: another user racing the temp file never reads a
-    secret snack's content. Then its owner and group (fchown), its mode (fchmod: after the fchown, which may
-    clear setuid bits), fsync.
+    secret snack's content. Then its mode (fchmod), its owner and group (fchown), fsync.
     """
     temp = temp_name()
     fd = os.open(temp, _CREATE_FLAGS, 0o600, dir_fd=directory_fd)
@@ -181,8 +179,7 @@ def stage(directory_fd: int, snack: Snack) -> Staged:
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-        chown_fd(fd, os.fstat(fd), Perms(snack.final_mode(), snack.owner, snack.group))
-        os.fchmod(fd, snack.final_mode())
+        _mode_then_owner(fd, os.fstat(fd), Perms(snack.final_mode(), snack.owner, snack.group))
         if payload:
             os.fsync(fd)  # the bytes are on disk before the name is: never a half-written snack after a power cut
         return Staged(temp, os.fstat(fd))
@@ -192,6 +189,16 @@ def stage(directory_fd: int, snack: Snack) -> Staged:
         raise
     finally:
         os.close(fd)
+
+
+def _mode_then_owner(fd: int, info: os.stat_result, perms: Perms) -> None:
+    """fchmod, then fchown: once the entry is another user's, changing its mode would need CAP_FOWNER (the shipped
+    unit has only CAP_CHOWN). The fchmod also drops a setgid bit inherited from a setgid parent. A setuid/setgid
+    mode, which a chown clears, is set again after it (that alone needs CAP_FOWNER)."""
+    os.fchmod(fd, perms.mode)
+    chown_fd(fd, info, perms)
+    if perms.mode & (stat.S_ISUID | stat.S_ISGID) and stat.S_IMODE(os.fstat(fd).st_mode) != perms.mode:
+        os.fchmod(fd, perms.mode)
 
 
 def publish(directory_fd: int, staged: Staged, name: str) -> bool:

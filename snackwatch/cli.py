@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from snackwatch.desired import Desired
     from snackwatch.errors import SpecError
+    from snackwatch.spec import Spec
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 SHELLS = ("bash", "zsh")
@@ -234,6 +235,21 @@ def _check_pantries(desired: Desired) -> None:
             continue  # missing (it is created) or not ours to look at (the daemon says so when it runs)
         if not spec.pantry.is_dir():
             raise SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
+        _check_walk(desired, spec)
+
+
+def _check_walk(desired: Desired, spec: Spec) -> None:
+    """The pantry reached as the daemon reaches it: a symlink it would not follow, or a directory owned by someone
+    it does not trust, on the way or as the pantry, fails `check` (exit 2) with its path, kind and owner."""
+    from snackwatch.chase import BlockedPath
+    from snackwatch.errors import SpecError
+
+    try:
+        os.close(desired.open_directory(str(spec.pantry), create=False))
+    except BlockedPath as blocked:
+        raise SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry}: {blocked}") from None
+    except OSError:
+        return  # missing parts are created; other errors are the daemon's to report as it runs
 
 
 def _usable_output(path: str, purpose: str, *, replaced: bool) -> None:
@@ -271,15 +287,15 @@ def _run(args: argparse.Namespace, config: Path) -> int:
 
 
 def _diff(desired: Desired) -> int:
-    from snackwatch.plan import plan, render
-    from snackwatch.reconcile import observe_desired
+    from snackwatch.plan import name_list, render
+    from snackwatch.survey import survey
 
-    observed = observe_desired(desired)
-    actions = []
-    for directory in desired.directories:
-        wanted = {name: entry.snack for name, entry in desired.files[directory].items()}
-        actions += plan(wanted, observed.get(directory, {}))
-    lines = render(actions)
+    found = survey(desired)
+    lines = render(found.actions)
+    lines += [f"~ {desired.display(entry)}: {problem} (not enforced)" for entry, problem in found.owners]
+    for what, entries in found.blocked.items():
+        names = [desired.display(entry) for entry in entries]
+        lines.append(f"! {what}: {len(names)} snack{'' if len(names) == 1 else 's'} not enforced ({name_list(names)})")
     _say("\n".join(lines) if lines else "no drift")
     return EXIT_FAILURE if lines else EXIT_OK
 
@@ -309,8 +325,11 @@ def _daemon_status(config: Path) -> dict[str, object] | None:
 
 def _why(config: Path, desired: Desired, name: str) -> int:
     from snackwatch import status
+    from snackwatch.survey import look, why_lines
 
-    text, found = status.why(name, desired, _daemon_status(config))
+    text, found = status.why(
+        name, desired, _daemon_status(config), lambda entry: why_lines(entry, look(desired, entry))
+    )
     _say(text)
     return EXIT_OK if found else EXIT_FAILURE
 
@@ -345,18 +364,28 @@ def _once(desired: Desired, *, dry_run: bool) -> int:
     outcomes = reconcile_all(desired, dry_run=dry_run)
     if not any(outcome.status is not Status.PRESENT for outcome in outcomes):
         _say(f"nothing to do: all {desired.count} snacks are in place")
+    blocked: dict[str, list[str]] = {}  # what is in the way -> the snacks it keeps out: said once
     for outcome in outcomes:
         name = desired.display(outcome.entry)
+        if outcome.blocked:
+            blocked.setdefault(outcome.reason or f"a {outcome.kind.value if outcome.kind else '?'}", []).append(name)
+            unrepaired += 1
+            continue
         if outcome.status is Status.CREATED:
-            _say(f"created {name}")
+            _say(f"created {name}" + ("/" if outcome.entry.snack.type == "directory" else ""))
         elif outcome.status is Status.WOULD_CREATE:
             _say(f"would create {name}")
             unrepaired += 1
         elif outcome.status is Status.CONFLICT:
-            kind = outcome.kind.value if outcome.kind else "something"
-            print(f"conflict: a {kind} stands where {name} should be", file=sys.stderr)
+            kind = outcome.reason or f"a {outcome.kind.value if outcome.kind else 'something'}"
+            print(f"conflict: {kind} stands where {name} should be", file=sys.stderr)
             unrepaired += 1
         elif outcome.status is Status.FAILED:
             print(f"cannot create {name}: {outcome.error}", file=sys.stderr)
             unrepaired += 1
+    for what, names in blocked.items():
+        from snackwatch.plan import name_list
+
+        count = f"{len(names)} snack{'' if len(names) == 1 else 's'}"
+        print(f"conflict: {what}: {count} not created ({name_list(names)})", file=sys.stderr)
     return EXIT_FAILURE if unrepaired else EXIT_OK

@@ -75,6 +75,7 @@ class Ledger:
         self.conflicts: dict[str, str] = {}  # path -> what stands there or in the way (status's reason)
         self.conflict_lines: dict[str, ConflictLine] = {}  # path -> its last conflict line, kept past a repair
         self.history: dict[str, History] = {}
+        self.squatted: dict[str, str] = {}  # path -> who created it before our create could (`created by nobody`)
         self.last_reconcile = 0.0
 
     # --- when to look again ---------------------------------------------------------------------
@@ -158,9 +159,7 @@ class Ledger:
             if status is Status.CREATED:
                 change = self._made(outcome, told, shown=shown, first=first, now=now, wall=wall, trigger=trigger)
             elif status is Status.PRESENT:
-                self.conflicts.pop(path, None)
-                self.missing.discard(path)
-                change = health.present(path, now)
+                change = self._present(outcome, now, shown=shown, first=first)
             elif status is Status.WOULD_CREATE:
                 self.missing.add(path)
                 told["would_create" if first else "would_restore"].append(shown)
@@ -223,6 +222,7 @@ class Ledger:
         """We created a snack: a first creation, or a repair (which the fight and backoff rules hear of)."""
         path = outcome.entry.path
         self.missing.discard(path)
+        self.squatted.pop(path, None)
         if first:
             told["created"].append(shown)
             self._record_creation(outcome)
@@ -297,6 +297,26 @@ class Ledger:
             self.conflicts[entry.path] = what
             blocked[(what.partition(" is ")[0], what)].append(self.desired.display(entry))
 
+    def _present(self, outcome: Outcome, now: float, *, shown: str, first: bool) -> Change | None:
+        path = outcome.entry.path
+        self.conflicts.pop(path, None)
+        self.missing.discard(path)
+        if outcome.reason:  # another user created the name while we were about to
+            self._squatted(outcome.entry, outcome.reason, shown, first)
+        return self.health.present(path, now)
+
+    def _squatted(self, entry: Entry, reason: str, shown: str, first: bool) -> None:
+        """Another user created the name while we were about to: said once, shown by status until it is ours."""
+        if self.squatted.get(entry.path) != reason:
+            self.squatted[entry.path] = reason
+            self._say(
+                logger.bind(event="squatted", snack=shown, path=entry.path).warning,
+                "{} was {} before it could be {}: left as it is (not ours to change)",
+                shown,
+                reason,
+                "created" if first else "restored",
+            )
+
     def _fight_over(self, entry: Entry) -> None:
         shown = self.desired.display(entry)
         logger.bind(event="fight_over", snack=shown).info(
@@ -328,7 +348,7 @@ class Ledger:
         self.fresh = keep - old.keys()
         self.health.forget(keep)
         self.missing &= keep
-        for table in (self.conflicts, self.conflict_lines, self.history):
+        for table in (self.conflicts, self.conflict_lines, self.history, self.squatted):
             for path in [path for path in table if path not in keep]:
                 del table[path]
         if self.on_change is not None:
@@ -374,6 +394,8 @@ class Ledger:
             info.update(state="failing", reason=view.error, next_retry=self.wall() + (view.retry_in or 0.0))
         if view is not None and view.fighting:
             info["fighting"] = True
+        if path in self.squatted:
+            info["owner"] = f"{self.squatted[path]} before snackwatch could"
         return info
 
     def counts(self) -> dict[str, int]:

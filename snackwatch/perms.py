@@ -93,9 +93,9 @@ def group_name(gid: int) -> str:
 
 
 def owner_text(uid: int) -> str:
-    """`nobody (uid 65534)`, `root`, or `uid 1234`: how a line names who owns something."""
+    """`nobody (uid 65534)`, `root (uid 0)`, or `uid 1234`: how a line names who owns something."""
     name = user_name(uid)
-    return name if name.startswith("uid ") or uid == 0 else f"{name} (uid {uid})"
+    return name if name.startswith("uid ") else f"{name} (uid {uid})"
 
 
 def trusted_owners(declared: Collection[int]) -> list[int]:

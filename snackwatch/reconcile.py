@@ -13,6 +13,7 @@ from snackwatch.apply import Staged, create_plain_snacks, create_snack, publish,
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.desired import Desired, Entry
 from snackwatch.leftovers import log_removed, remove_stale
+from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
 
@@ -36,7 +37,8 @@ class Outcome(NamedTuple):
     error: OSError | None = None
     created: os.stat_result | None = None  # the file we created, as created: for the ownership record
     blocked: bool = False  # the conflict is on the way to the snack's directory, not in the snack's own place
-    reason: str = ""  # a conflict's own words: what blocks the way (path, kind, owner), a symlink's other target
+    reason: str = ""  # a conflict's own words: what blocks the way (path, kind, owner), a symlink's other target;
+    # present: who took the name before our create could (`created by nobody`), else ""
 
 
 class Recorder(Protocol):
@@ -167,7 +169,7 @@ def _reconcile_directory(
             if result is True:
                 outcomes[index] = Outcome(entry, Status.CREATED)
             elif result is False:
-                outcomes[index] = Outcome(entry, Status.PRESENT)
+                outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
             else:
                 outcomes[index] = Outcome(entry, Status.FAILED, error=result)
         if recorder is not None and owned:
@@ -239,7 +241,19 @@ def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:
         outcome = _create(fd, entry)
         if outcome.status is not Status.PRESENT:
             return outcome
+        looked = _look(fd, entry)
+        return outcome if looked.status is Status.PRESENT else looked  # keeps who took the name first
     return _look(fd, entry)
+
+
+def squatter(directory_fd: int, entry: Entry) -> str:
+    """Our create lost the race for the name (EEXIST): `created by nobody` if another user than us or the declared
+    owner took it, else "". Only asked on that rare path (one lstat)."""
+    try:
+        uid = os.lstat(entry.name, dir_fd=directory_fd).st_uid
+    except OSError:
+        return ""
+    return "" if uid in (os.geteuid(), entry.snack.owner) else f"created by {user_name(uid)}"
 
 
 def _recorded(entry: Entry) -> bool:
@@ -270,7 +284,7 @@ def _create(fd: int, entry: Entry) -> Outcome:
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error)
     if not created:
-        return Outcome(entry, Status.PRESENT)
+        return Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
     identity = None
     if entry.spec.prune and entry.snack.type != "file":  # a directory or symlink of a pruning spec: recorded now
         with contextlib.suppress(OSError):
@@ -311,4 +325,4 @@ def _create_recorded(
             outcomes[index] = Outcome(entry, Status.CREATED, created=item.identity)
         else:
             recorder.forget(entry.path)
-            outcomes[index] = Outcome(entry, Status.PRESENT)
+            outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))

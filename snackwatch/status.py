@@ -65,7 +65,7 @@ def render_status(status: dict[str, Any]) -> str:
         rows = {path: info for path, info in rows.items() if info["state"] != "ok" or info.get("repairs")}
     for path in sorted(rows, key=lambda p: str(rows[p]["name"])):
         info = rows[path]
-        detail = info.get("reason") or info.get("trigger") or ""
+        detail = info.get("reason") or info.get("owner") or info.get("trigger") or ""
         if info.get("next_retry"):
             detail += f" (next retry {_when(info['next_retry'])})"
         shown = str(info["name"]) + ("/" if info.get("type") == "directory" else "")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import grp
 import os
+import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_linux
+from conftest import Running, needs_root_linux, wait_until
 
 from snackwatch.desired import Desired, merge
 from snackwatch.errors import SpecError
@@ -281,3 +282,36 @@ def test_a_changed_source_is_a_spec_change_and_a_broken_one_keeps_the_last_good(
     reload = specs.reload(forced=False, broken=set())
     assert reload.desired is None and f"{example}:18: source {source}" in str(reload.problems[example])
     assert specs.desired.entry(pantry, "app.conf").snack.data == b"port=8080\n"  # type: ignore[union-attr]
+
+
+# --- the daemon: every kind restored, conflicts told, the same rules as files ----------------------------------
+
+
+def test_the_daemon_restores_each_kind_and_tells_a_wrong_kind_once(
+    spec_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    spec_path.write_text(
+        "pantry: ./pantry\nsnacks:\n  - name: logs\n    type: directory\n    mode: '0700'\n  - logs/today\n"
+        "  - name: empty\n    type: directory\n  - name: current\n    type: symlink\n    target: releases/v2\n"
+    )
+    running = start_daemon(spec_path)
+    pantry = running.pantry
+    wait_until(lambda: (pantry / "logs" / "today").exists() and os.path.islink(pantry / "current"), what="created")
+    shutil.rmtree(pantry / "logs")
+    (pantry / "empty").rmdir()
+    (pantry / "current").unlink()
+    wait_until(
+        lambda: (
+            (pantry / "logs" / "today").is_file() and (pantry / "empty").is_dir() and os.path.islink(pantry / "current")
+        ),
+        what="every kind restored",
+    )
+    assert stat.S_IMODE(os.lstat(pantry / "logs").st_mode) == 0o700 and os.readlink(pantry / "current") == "releases/v2"
+    os.symlink("releases/v1", pantry / "current.new")
+    os.rename(pantry / "current.new", pantry / "current")  # re-pointed by someone: left alone, told once
+    conflict = running.wait_event("conflict")[0]
+    assert conflict["message"].startswith(
+        "conflict: a symlink to releases/v1, not releases/v2 stands where snack current"
+    )
+    assert os.readlink(pantry / "current") == "releases/v1"
+    assert running.stop() == 0

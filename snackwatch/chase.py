@@ -79,9 +79,9 @@ def open_directory(directory: str, pantry: str, *, create: bool, rules: WalkRule
     fd = open_pantry(pantry, create=create, rules=rules)
     if directory == pantry:
         return fd
-    path = pantry
+    path = pantry.rstrip("/")
     for part in directory[len(os.path.join(pantry, "")) :].split(os.sep):
-        path = os.path.join(path, part)
+        path = f"{path}/{part}"
         fd = _descend(fd, part, path, create=create, rules=rules)
     return fd
 
@@ -100,18 +100,18 @@ def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) ->
     walked: list[str] = []  # where the walk is, for the lines that name what is in the way
     followed = 0
     try:
-        _check_owner(fd, "/", rules)
+        _check_owner(fd, walked, rules)
         while todo:
             part = todo.pop()
             flags = _WALK if todo else _DIRECTORY  # only the pantry itself is opened for reading
-            here = "/" + "/".join([*walked, part])
             perms = _ABOVE if todo or rules is None else rules.perms(pantry)
             try:
-                child = _open_child(fd, part, flags, here, create=create, perms=perms)
+                child = _open_child(fd, part, flags, create=create, perms=perms)
             except OSError as error:
                 if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
                 link = os.lstat(part, dir_fd=fd)
+                here = _path([*walked, part])
                 if not stat.S_ISLNK(link.st_mode):
                     raise BlockedPath(kind_of(link.st_mode), here, link.st_uid) from None
                 followed += 1
@@ -131,7 +131,7 @@ def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) ->
                     walked.append(part)
             os.close(fd)
             fd = child
-            _check_owner(fd, "/" + "/".join(walked), rules)
+            _check_owner(fd, walked, rules)
         if flags != _DIRECTORY:  # the pantry is "/", or a link to "." or "/": reopen it for reading
             child = os.open(".", _DIRECTORY, dir_fd=fd)
             os.close(fd)
@@ -142,13 +142,16 @@ def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) ->
     return fd
 
 
-def _check_owner(fd: int, path: str, rules: WalkRules | None) -> None:
-    """BlockedPath unless the directory `fd` is owned by someone the rules trust (no rules: no check)."""
-    if rules is None:
-        return
-    owner = os.fstat(fd).st_uid
-    if owner not in rules.owners:
+def _check_owner(fd: int, where: str | list[str], rules: WalkRules | None) -> None:
+    """BlockedPath unless the directory `fd` (at `where`: a path, or the walked components) is owned by someone
+    the rules trust (no rules: no check)."""
+    if rules is not None and (owner := os.fstat(fd).st_uid) not in rules.owners:
+        path = where if isinstance(where, str) else _path(where)
         raise BlockedPath(Kind.DIRECTORY, path, owner, rules.owners)
+
+
+def _path(components: list[str]) -> str:
+    return "/" + "/".join(components)
 
 
 def _components(path: str) -> list[str]:
@@ -156,7 +159,7 @@ def _components(path: str) -> list[str]:
     return [part for part in reversed(path.split("/")) if part not in ("", ".")]
 
 
-def _open_child(parent_fd: int, part: str, flags: int, path: str, *, create: bool, perms: Perms) -> int:
+def _open_child(parent_fd: int, part: str, flags: int, *, create: bool, perms: Perms) -> int:
     try:
         return os.open(part, flags, dir_fd=parent_fd)
     except FileNotFoundError:
@@ -190,7 +193,7 @@ def _descend(parent_fd: int, part: str, path: str, *, create: bool, rules: WalkR
     try:
         try:
             perms = rules.perms(path) if rules is not None else _ABOVE
-            fd = _open_child(parent_fd, part, _DIRECTORY, path, create=create, perms=perms)
+            fd = _open_child(parent_fd, part, _DIRECTORY, create=create, perms=perms)
         except OSError as error:
             if error.errno in (errno.ELOOP, errno.ENOTDIR):
                 info = os.lstat(part, dir_fd=parent_fd)
@@ -198,9 +201,10 @@ def _descend(parent_fd: int, part: str, path: str, *, create: bool, rules: WalkR
             raise
     finally:
         os.close(parent_fd)
-    try:
-        _check_owner(fd, path, rules)
-    except BlockedPath:
-        os.close(fd)
-        raise
+    if rules is not None:
+        try:
+            _check_owner(fd, path, rules)
+        except BlockedPath:
+            os.close(fd)
+            raise
     return fd

@@ -1,15 +1,21 @@
-"""The only code that creates files: O_EXCL|O_NOFOLLOW creation, atomic publish for content, mode or ownership."""
+"""The only code that creates entries: files (O_EXCL, atomic publish), directories and symlinks, chowned on fds."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import stat
+from collections.abc import Callable
 from typing import NamedTuple
 
-from snackwatch.spec import RESERVED_PREFIX, Snack
+from snackwatch.perms import Perms, chown_fd, chown_symlink, has_default_acl, inherits_foreign_group, strip_acl
+from snackwatch.spec import FILE_MODE, RESERVED_PREFIX, Snack
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class Staged(NamedTuple):
@@ -20,39 +26,136 @@ class Staged(NamedTuple):
 
 
 def create_snack(directory_fd: int, name: str, snack: Snack) -> bool:
-    """Create file `name` for `snack` unless anything (file, dir, symlink, even dangling) holds the name: False if
-    the name was taken.
+    """Create `name` for `snack` (a file, directory or symlink) unless anything (file, dir, symlink, even dangling)
+    holds the name: False if the name was taken.
 
-    A plain snack is one O_CREAT|O_EXCL|O_NOFOLLOW open: an empty file is complete the moment it
-    exists. A snack with content or mode is written to a temp file in the pantry, then published
-    with link(), which never replaces: a crash leaves at worst a temp file, never a half-written snack.
+    A plain snack is one O_CREAT|O_EXCL|O_NOFOLLOW open: an empty file is complete the moment it exists. A file
+    with content, mode or owner is written to a temp file in the pantry, then published with link(), which never
+    replaces: a crash leaves at worst a temp file, never a half-written snack.
     """
-    if snack.content is None and snack.mode is None:
-        try:
-            os.close(os.open(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd))
-        except FileExistsError:
+    if snack.type == "directory":
+        fd = make_directory(directory_fd, name, Perms(snack.final_mode(), snack.owner, snack.group))
+        if fd is None:
             return False
+        os.close(fd)
         return True
+    if snack.type == "symlink":
+        return make_symlink(directory_fd, name, snack.target or "", Perms(0o777, snack.owner, snack.group))
+    if snack.is_plain:
+        result = create_plain_snacks(directory_fd, [name])[0]
+        if isinstance(result, OSError):
+            raise result
+        return result
     return publish(directory_fd, stage(directory_fd, snack), name)
 
 
 def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSError]:
     """Create many plain (empty, default-mode) snacks: True created, False name taken, or the error; in order.
 
-    The same O_CREAT|O_EXCL|O_NOFOLLOW create as create_snack(), in one tight loop: the burst path.
+    The same O_CREAT|O_EXCL|O_NOFOLLOW create as create_snack(), in one tight loop: the burst path. Each file is
+    FILE_MODE (0644) whatever the umask, in our own group even in a setgid directory, and without the ACL a
+    default ACL would give it: the directory is asked once, and only a file that needs it is fixed on its fd.
     """
     results: list[bool | OSError] = []
     append, create, close = results.append, os.open, os.close
+    fix = _plain_fixes(directory_fd)
     for name in names:
         try:
-            close(create(name, _CREATE_FLAGS, 0o666, dir_fd=directory_fd))
+            fd = create(name, _CREATE_FLAGS, FILE_MODE, dir_fd=directory_fd)
         except FileExistsError:
             append(False)
+            continue
         except OSError as error:
             append(error)
+            continue
+        try:
+            if fix is not None:
+                fix(fd)
+        except OSError as error:
+            append(error)  # the file exists, empty and private: the retry finds it present
         else:
             append(True)
+        finally:
+            close(fd)
     return results
+
+
+def _plain_fixes(directory_fd: int) -> Callable[[int], None] | None:
+    """What a plain file created in this directory needs besides its create (None: nothing, the common case)."""
+    acl = has_default_acl(directory_fd)
+    foreign = inherits_foreign_group(os.fstat(directory_fd))
+    masked = bool(_umask() & FILE_MODE)
+    if not (acl or foreign or masked):
+        return None
+    gid = os.getegid()
+
+    def fix(fd: int) -> None:
+        if acl:
+            strip_acl(fd)
+        if foreign:
+            os.fchown(fd, -1, gid)
+        os.fchmod(fd, FILE_MODE)
+
+    return fix
+
+
+def make_directory(parent_fd: int, name: str, perms: Perms) -> int | None:
+    """mkdirat `name` 0700, then set its owner, group and mode on an O_DIRECTORY|O_NOFOLLOW fd of it (after
+    dropping an inherited ACL): the fd, or None if the name was taken. If it cannot get its owner (EPERM), the
+    empty directory is removed again and the error raised: a failure, retried with backoff."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=parent_fd)
+    except FileExistsError:
+        return None
+    try:
+        fd = os.open(name, _DIRECTORY_FLAGS, dir_fd=parent_fd)
+    except OSError:
+        return None  # swapped for something else in between: not ours
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            os.close(fd)
+            return None  # not the directory we made (moved away and replaced in between): left alone
+        strip_acl(fd, directory=True)
+        _mode_then_owner(fd, info, perms)
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.rmdir(name, dir_fd=parent_fd)
+        raise
+    return fd
+
+
+def make_symlink(directory_fd: int, name: str, target: str, perms: Perms) -> bool:
+    """symlinkat `target` (stored as given, never resolved) at `name`: False if the name was taken. With an owner
+    or group to set, the link is made under a temp name, chowned by its O_PATH fd, then linked to `name` (link()
+    never replaces, and links the symlink itself)."""
+    uid, gid = perms.ids()
+    needs_owner = uid != os.geteuid() or gid != os.getegid() or inherits_foreign_group(os.fstat(directory_fd))
+    if not needs_owner:
+        try:
+            os.symlink(target, name, dir_fd=directory_fd)
+        except FileExistsError:
+            return False
+        return True
+    temp = temp_name()
+    os.symlink(target, temp, dir_fd=directory_fd)
+    try:
+        fd = os.open(temp, _PATH_FLAGS, dir_fd=directory_fd)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+                raise FileExistsError(errno.EEXIST, "temp symlink replaced", temp)
+            chown_symlink(fd, perms)
+        finally:
+            os.close(fd)
+        os.link(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=directory_fd)
+    return True
 
 
 def temp_name() -> str:
@@ -64,17 +167,20 @@ def stage(directory_fd: int, snack: Snack) -> Staged:
     """Write `snack` whole to a new temp file in the directory: its inode is the published file's, so its identity
     can be recorded before the name appears (see publish()).
 
-    0600 until every byte is written: another user racing the temp file never reads a secret snack's content.
+    0600 and without an inherited ACL until every byte is written: another user racing the temp file never reads a
+    secret snack's content. Then its mode (fchmod), its owner and group (fchown), fsync.
     """
     temp = temp_name()
     fd = os.open(temp, _CREATE_FLAGS, 0o600, dir_fd=directory_fd)
     try:
-        if snack.content:
-            view = memoryview(snack.content.encode("utf-8"))
+        strip_acl(fd)
+        payload = snack.payload()
+        if payload:
+            view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-        os.fchmod(fd, snack.mode if snack.mode is not None else 0o666 & ~_umask())
-        if snack.content:
+        _mode_then_owner(fd, os.fstat(fd), Perms(snack.final_mode(), snack.owner, snack.group))
+        if payload:
             os.fsync(fd)  # the bytes are on disk before the name is: never a half-written snack after a power cut
         return Staged(temp, os.fstat(fd))
     except BaseException:
@@ -83,6 +189,16 @@ def stage(directory_fd: int, snack: Snack) -> Staged:
         raise
     finally:
         os.close(fd)
+
+
+def _mode_then_owner(fd: int, info: os.stat_result, perms: Perms) -> None:
+    """fchmod, then fchown: once the entry is another user's, changing its mode would need CAP_FOWNER (the shipped
+    unit has only CAP_CHOWN). The fchmod also drops a setgid bit inherited from a setgid parent. A setuid/setgid
+    mode, which a chown clears, is set again after it (that alone needs CAP_FOWNER)."""
+    os.fchmod(fd, perms.mode)
+    chown_fd(fd, info, perms)
+    if perms.mode & (stat.S_ISUID | stat.S_ISGID) and stat.S_IMODE(os.fstat(fd).st_mode) != perms.mode:
+        os.fchmod(fd, perms.mode)
 
 
 def publish(directory_fd: int, staged: Staged, name: str) -> bool:

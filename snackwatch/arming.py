@@ -9,7 +9,7 @@ from typing import Protocol
 from loguru import logger
 
 from snackwatch.backoff import BackoffPolicy, Change, Health
-from snackwatch.chase import BlockedPath, open_directory
+from snackwatch.chase import BlockedPath
 from snackwatch.desired import Desired
 from snackwatch.errors import error_text
 from snackwatch.text import name_list
@@ -54,9 +54,9 @@ class DirectoryArmer:
         for directory in desired.directories:
             try:
                 if not self.dry_run:
-                    os.close(open_directory(directory, desired.roots[directory], create=True))
+                    os.close(desired.open_directory(directory, create=True))
             except BlockedPath as blocked:
-                failures[directory] = f"a {blocked.kind.value} is in the way"
+                failures[directory] = str(blocked)
             except OSError as error:
                 failures[directory] = error_text(error)
         armed = self.watcher.arm(desired.roots, self.spec_dirs())

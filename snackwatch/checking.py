@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snackwatch.chase import BlockedPath
 from snackwatch.desired import Desired, merge
 from snackwatch.errors import SpecError
 from snackwatch.spec import Spec, parse_spec, read_spec_bytes
@@ -55,13 +56,15 @@ def check_config(config: Path) -> ConfigCheck:
         result.errors.append(error)
         return result
     result.errors += desired.clashes
-    result.errors += (problem for spec in desired.specs if (problem := pantry_problem(spec)) is not None)
+    result.errors += (problem for spec in desired.specs if (problem := pantry_problem(spec, desired)) is not None)
     result.desired = desired
     return result
 
 
-def pantry_problem(spec: Spec) -> SpecError | None:
-    """A pantry that exists but is not a directory (a file, a FIFO, a path below a file), or None."""
+def pantry_problem(spec: Spec, desired: Desired) -> SpecError | None:
+    """A pantry that exists but is not a directory (a file, a FIFO, a path below a file), or one the daemon would
+    not reach (a symlink it would not follow, a directory owned by someone it does not trust, on the way or as the
+    pantry: named with its path, kind and owner), or None."""
     try:
         os.stat(spec.pantry)
     except NotADirectoryError:
@@ -70,6 +73,12 @@ def pantry_problem(spec: Spec) -> SpecError | None:
         return None  # missing (it is created) or not ours to look at (the daemon says so when it runs)
     if not spec.pantry.is_dir():
         return SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
+    try:
+        os.close(desired.open_directory(str(spec.pantry), create=False))
+    except BlockedPath as blocked:
+        return SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry}: {blocked}")
+    except OSError:
+        return None  # missing parts are created; other errors are the daemon's to report as it runs
     return None
 
 

@@ -376,16 +376,17 @@ def _replay_signals() -> None:
 
 def _diff(specs: SpecSet) -> int:
     """What a reconcile would do for the good spec files; a broken conf.d file is named and makes it exit 2."""
-    from snackwatch.plan import plan, render
-    from snackwatch.reconcile import observe_desired
+    from snackwatch.plan import render
+    from snackwatch.survey import survey
+    from snackwatch.text import name_list
 
     desired = specs.desired
-    observed = observe_desired(desired)
-    actions = []
-    for directory in desired.directories:
-        wanted = {name: entry.snack for name, entry in desired.files[directory].items()}
-        actions += plan(wanted, observed.get(directory, {}))
-    lines = render(actions)
+    found = survey(desired)
+    lines = render(found.actions)
+    lines += [f"~ {desired.display(entry)}: {problem} (not enforced)" for entry, problem in found.owners]
+    for what, entries in found.blocked.items():
+        names = [desired.display(entry) for entry in entries]
+        lines.append(f"! {what}: {len(names)} snack{'' if len(names) == 1 else 's'} not enforced ({name_list(names)})")
     _say("\n".join(lines) if lines else "no drift")
     for problem in specs.problems.values():
         print(f"snackwatch: {problem} (left out: the diff is of the other files)", file=sys.stderr)
@@ -420,8 +421,11 @@ def _daemon_status(config: Path) -> dict[str, object] | None:
 
 def _why(config: Path, desired: Desired, name: str) -> int:
     from snackwatch import status
+    from snackwatch.survey import look, why_lines
 
-    text, found = status.why(name, desired, _daemon_status(config))
+    text, found = status.why(
+        name, desired, _daemon_status(config), lambda entry: why_lines(entry, look(desired, entry))
+    )
     if not found:  # a file that left a `prune: true` spec, perhaps held back by the circuit breaker
         from snackwatch.prune import why_left
 
@@ -461,18 +465,28 @@ def _once(desired: Desired, *, dry_run: bool) -> int:
     outcomes = reconcile_all(desired, dry_run=dry_run)
     if not any(outcome.status is not Status.PRESENT for outcome in outcomes):
         _say(f"nothing to do: all {desired.count} snacks are in place")
+    blocked: dict[str, list[str]] = {}  # what is in the way -> the snacks it keeps out: said once
     for outcome in outcomes:
         name = desired.display(outcome.entry)
+        if outcome.blocked:
+            blocked.setdefault(outcome.reason or f"a {outcome.kind.value if outcome.kind else '?'}", []).append(name)
+            unrepaired += 1
+            continue
         if outcome.status is Status.CREATED:
-            _say(f"created {name}")
+            _say(f"created {name}" + ("/" if outcome.entry.snack.type == "directory" else ""))
         elif outcome.status is Status.WOULD_CREATE:
             _say(f"would create {name}")
             unrepaired += 1
         elif outcome.status is Status.CONFLICT:
-            kind = outcome.kind.value if outcome.kind else "something"
-            print(f"conflict: a {kind} stands where {name} should be", file=sys.stderr)
+            kind = outcome.reason or f"a {outcome.kind.value if outcome.kind else 'something'}"
+            print(f"conflict: {kind} stands where {name} should be", file=sys.stderr)
             unrepaired += 1
         elif outcome.status is Status.FAILED:
             print(f"cannot create {name}: {error_text(outcome.error)}", file=sys.stderr)
             unrepaired += 1
+    for what, names in blocked.items():
+        from snackwatch.text import name_list
+
+        count = f"{len(names)} snack{'' if len(names) == 1 else 's'}"
+        print(f"conflict: {what}: {count} not created ({name_list(names)})", file=sys.stderr)
     return EXIT_FAILURE if unrepaired else EXIT_OK

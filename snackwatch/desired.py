@@ -8,9 +8,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from snackwatch.chase import WalkRules, open_directory
 from snackwatch.errors import SpecError
 from snackwatch.lint import shown_name
-from snackwatch.spec import Snack, Spec
+from snackwatch.perms import Perms, trusted_owners
+from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
 
 
 class Entry(NamedTuple):
@@ -33,6 +35,19 @@ class Desired:
     roots: dict[str, str] = field(default_factory=dict)  # directory -> the pantry it is under
     children: dict[str, set[str]] = field(default_factory=dict)  # directory -> names of nested directories in it
     clashes: tuple[SpecError, ...] = ()  # names two specs claim: each stays with its first owner
+    rules: dict[str, WalkRules] = field(default_factory=dict)  # pantry -> how the walk treats it
+
+    def walk_rules(self, directory: str) -> WalkRules | None:
+        """The ownership and creation rules for the walk to `directory` (a desired directory)."""
+        return self.rules.get(self.roots.get(directory, directory))
+
+    def open_directory(self, directory: str, *, create: bool) -> int:
+        """An fd for a desired directory by the safe walk, with this desired state's ownership and creation rules."""
+        return open_directory(directory, self.roots[directory], create=create, rules=self.walk_rules(directory))
+
+    def sources(self) -> list[str]:
+        """Every `source:` file the specs copy from: a change in one is a change of the spec (watched like it)."""
+        return sorted({source for spec in self.specs for source in spec.sources()})
 
     def entries(self) -> Iterator[Entry]:
         for entries in self.files.values():
@@ -97,12 +112,36 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
                 files[entry.directory][entry.name] = other
                 clashes.append(_clash(entry, other, "is also declared"))
     for directory, needer in needed_dirs.items():
-        if directory in claimed and needer is not None:
-            raise _clash(needer, claimed[directory], "needs a directory where a file is declared")
+        if directory in claimed and needer is not None and claimed[directory].snack.type != "directory":
+            raise _clash(
+                needer, claimed[directory], f"needs a directory where a {claimed[directory].snack.type} is declared"
+            )
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
         files.setdefault(directory, {})
-    return Desired(specs, files, ordered, roots, children, tuple(clashes))
+    return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, claimed))
+
+
+def _walk_rules(specs: tuple[Spec, ...], claimed: dict[str, Entry]) -> dict[str, WalkRules]:
+    """Per pantry: the owners its directories may have (root, the euid, each spec's `defaults.owner`), and what a
+    directory created on the way gets: a declared directory's own perms, else `defaults.directory_mode` (0755)
+    and the defaults' owner and group (the first spec of a shared pantry decides)."""
+    declared = {path: e for path, e in claimed.items() if e.snack.type == "directory"}
+    makers = {path: Perms(e.snack.final_mode(), e.snack.owner, e.snack.group) for path, e in declared.items()}
+    owners: dict[str, set[int]] = {}
+    defaults: dict[str, Perms] = {}
+    for spec in specs:
+        pantry = str(spec.pantry)
+        found = owners.setdefault(pantry, set())
+        if spec.defaults.owner is not None:
+            found.add(spec.defaults.owner)
+        mode = spec.defaults.directory_mode
+        defaults.setdefault(
+            pantry, Perms(mode if mode is not None else DIRECTORY_MODE, spec.defaults.owner, spec.defaults.group)
+        )
+    return {
+        pantry: WalkRules(tuple(trusted_owners(found)), makers, defaults[pantry]) for pantry, found in owners.items()
+    }
 
 
 def _need_parents(

@@ -38,10 +38,11 @@ class Changes:
     trigger: Trigger = Trigger.DELETED
     told: dict[str, list[str]] = field(default_factory=lambda: {event: [] for event in TOLD})
     failing: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # error -> names
-    blocked: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))  # (dir, kind)
-    conflicts: list[tuple[Entry, str]] = field(default_factory=list)  # a new kind stands in a snack's place
+    blocked: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # what is in the way -> names
+    conflicts: list[tuple[Entry, str]] = field(default_factory=list)  # something new stands in a snack's place
     fights: list[Entry] = field(default_factory=list)  # fights that started
     fights_over: list[tuple[Entry, int]] = field(default_factory=list)  # with the restores not told one by one
+    squatted: list[tuple[Entry, str, bool]] = field(default_factory=list)  # (entry, who made it, first creation)
     held: list[tuple[str, float]] = field(default_factory=list)  # deletions held back: (path, repair in)
 
 
@@ -65,8 +66,9 @@ class Ledger:
         self.created = 0  # first creations: at start, or of snacks a reload added
         self.missing: set[str] = set()  # dry run: snacks not on disk
         self.fresh: set[str] = set()  # never seen on disk since they entered the spec: their creation is a first
-        self.conflicts: dict[str, str] = {}  # path -> what stands there
+        self.conflicts: dict[str, str] = {}  # path -> what stands there or in the way (status's reason)
         self.history: dict[str, History] = {}
+        self.squatted: dict[str, str] = {}  # path -> who created it before our create could (`created by nobody`)
         self.last_reconcile = 0.0
 
     # --- when to look again ---------------------------------------------------------------------
@@ -171,6 +173,9 @@ class Ledger:
             self.fresh.discard(path)
             self.conflicts.pop(path, None)
             self.missing.discard(path)
+            if outcome.reason and self.squatted.get(path) != outcome.reason:  # another user created it first
+                self.squatted[path] = outcome.reason
+                changes.squatted.append((outcome.entry, outcome.reason, first))
             return self.health.present(path, now)
         if status is Status.WOULD_CREATE:
             self.missing.add(path)
@@ -198,6 +203,7 @@ class Ledger:
         """We created a snack: a first creation, or a repair (which the fight and backoff rules hear of)."""
         self.missing.discard(path)
         self.conflicts.pop(path, None)
+        self.squatted.pop(path, None)
         if first:
             told["created"].append(shown)
             self.created += 1  # no per-snack story for first creations (100k snacks, 100k stories)
@@ -214,16 +220,19 @@ class Ledger:
         return self.health.repaired(path, now)
 
     def _conflict(self, entry: Entry, outcome: Outcome, changes: Changes, now: float, *, starting: bool) -> None:
-        """Something else stands in the snack's place, or on the way to its directory (`blocked`)."""
+        """Something else stands in the snack's place, or on the way to its directory (`blocked`): the reason names
+        it (its path, kind and owner when it is in the way)."""
         kind = outcome.kind.value if outcome.kind else Kind.OTHER.value
         if outcome.blocked:
-            if self.conflicts.get(entry.path) != kind:
-                self.conflicts[entry.path] = kind
-                changes.blocked[(entry.directory, kind)].append(self.desired.display(entry))
+            what = outcome.reason or f"a {kind} is in the way of {entry.directory}"
+            if self.conflicts.get(entry.path) != what:
+                self.conflicts[entry.path] = what
+                changes.blocked[what].append(self.desired.display(entry))
             return
-        if self.conflicts.get(entry.path) != kind:
-            self.conflicts[entry.path] = kind
-            changes.conflicts.append((entry, kind))
+        what = outcome.reason or f"a {kind}"  # or: a symlink to releases/v1
+        if self.conflicts.get(entry.path) != f"{what} is in its place":
+            self.conflicts[entry.path] = f"{what} is in its place"
+            changes.conflicts.append((entry, what))
         if not starting:
             self.health.tried(entry.path, now)
 
@@ -254,7 +263,7 @@ class Ledger:
         self.fresh = (keep - old.keys()) | (self.fresh & keep)
         self.health.forget(keep)
         self.missing &= keep
-        for table in (self.conflicts, self.history):
+        for table in (self.conflicts, self.history, self.squatted):
             for path in [path for path in table if path not in keep]:
                 del table[path]
         return keep

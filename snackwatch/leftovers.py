@@ -49,8 +49,9 @@ def _alive(pid: int) -> bool:
 def remove_stale(directory_fd: int, names: Iterable[str]) -> int:
     """Remove the stale temp files among `names` (entries of the directory seen by a scan): how many went.
 
-    Only an exact `.snackwatch-PID-HEX.tmp` name, only a regular file owned by our euid (fstatat, never following
-    a symlink), only when not in flight; unlinked relative to `directory_fd`. Anything else is left alone.
+    Only an exact `.snackwatch-PID-HEX.tmp` name, only a regular file with one link owned by our euid (fstatat,
+    never following a symlink), only when not in flight; unlinked relative to `directory_fd`. Anything else is left
+    alone.
     """
     removed, now, euid = 0, time.time(), os.geteuid()
     live: dict[int, bool] = {}  # pid -> a live snackwatch, asked once per pass
@@ -60,8 +61,8 @@ def remove_stale(directory_fd: int, names: Iterable[str]) -> int:
             continue
         try:
             info = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != euid:
-                continue
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != euid or info.st_nlink != 1:
+                continue  # a hard link planted under our name is another file's name: never ours to remove
             if in_flight(int(match.group(1)), info.st_mtime, now, live):
                 continue
             os.unlink(name, dir_fd=directory_fd)

@@ -72,8 +72,8 @@ class Narrator:
             )
         for path, delay in changes.held:
             logger.bind(event="held", snack=path).debug("{} deleted while held back: repair in {:.3f} s", path, delay)
-        for entry, kind in changes.conflicts:
-            self._conflict(desired.display(entry), entry.path, kind, now)
+        for entry, what in changes.conflicts:
+            self._conflict(desired.display(entry), entry.path, what, now)
         trigger = changes.trigger.value
         for event in TOLD:
             names = changes.told[event]
@@ -87,17 +87,25 @@ class Narrator:
                 error,
                 self.backoff.cap,
             )
-        for (directory, kind), names in changes.blocked.items():
+        for what, names in changes.blocked.items():
             self._say(
-                logger.bind(event="conflict", directory=directory, snacks=names).warning,
-                "conflict: a {} is in the way of {}: {} not enforced there ({})",
-                kind,
-                directory,
+                logger.bind(event="conflict", directory=what.partition(" is ")[0], snacks=names).warning,
+                "conflict: {}: {} not enforced there ({})",
+                what,
                 f"{len(names)} snack" + ("" if len(names) == 1 else "s"),
                 name_list(names),
             )
+        for entry, who, first in changes.squatted:
+            shown = desired.display(entry)
+            self._say(
+                logger.bind(event="squatted", snack=shown, path=entry.path).warning,
+                "{} was {} before it could be {}: left as it is (not ours to change)",
+                shown,
+                who,
+                "created" if first else "restored",
+            )
 
-    def _conflict(self, shown: str, path: str, kind: str, now: float) -> None:
+    def _conflict(self, shown: str, path: str, what: str, now: float) -> None:
         """Log a conflict once; a place that keeps changing kind is summed up at most every CONFLICT_QUIET s."""
         line = self.conflict_lines.get(path)
         if line is not None and now - line.logged_at < CONFLICT_QUIET:
@@ -107,8 +115,8 @@ class Narrator:
         more = f" ({line.unlogged} more changes in its place not logged)" if line and line.unlogged else ""
         self._say(
             logger.bind(event="conflict", snack=shown, path=path).warning,
-            "conflict: a {} stands where snack {} should be; leaving it alone{}",
-            kind,
+            "conflict: {} stands where snack {} should be; leaving it alone{}",
+            what,
             shown,
             more,
         )

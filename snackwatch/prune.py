@@ -211,8 +211,9 @@ def find_pending(owned: OwnershipRecord, desired: Desired) -> tuple[list[Pending
 
 
 def remove_owned(files: list[str], pantry: str, owned: OwnershipRecord) -> dict[Removal, list[str]]:
-    """Delete each file only if it is still the regular file we created (dev, ino, size, mtime as recorded),
-    and forget it: which were pruned, kept (changed, replaced, or not reachable without a symlink), or gone.
+    """Delete each file only if it is still the regular file or symlink we created (dev, ino, size, mtime as
+    recorded), each directory only if it is still ours and empty (deepest first), and forget them: which were
+    pruned, kept (changed, replaced, not empty, or not reachable without a symlink), or gone.
 
     Each directory is reached from the pantry by the same no-follow walk creation uses, once, and each name
     is checked and unlinked relative to that directory's fd: a directory swapped for a symlink on the way
@@ -222,7 +223,8 @@ def remove_owned(files: list[str], pantry: str, owned: OwnershipRecord) -> dict[
     by_directory: dict[str, list[str]] = {}
     for file in files:
         by_directory.setdefault(os.path.dirname(file), []).append(file)
-    for directory, paths in by_directory.items():
+    for directory in sorted(by_directory, key=lambda path: -path.count("/")):  # a directory's contents go first
+        paths = by_directory[directory]
         try:
             fd = open_directory(directory, pantry, create=False)
         except FileNotFoundError:
@@ -242,10 +244,15 @@ def remove_owned(files: list[str], pantry: str, owned: OwnershipRecord) -> dict[
 
 
 def _remove_at(directory_fd: int, path: str, owned: OwnershipRecord) -> Removal:
+    """A file or symlink is unlinked if it is still the one recorded (inode, size, mtime); a directory is removed
+    (rmdir) only if it is still the recorded inode and empty. Anything else is kept."""
     name = os.path.basename(path)
     try:
         info = os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
-        if not stat.S_ISREG(info.st_mode) or not owned.matches(path, info):
+        if stat.S_ISDIR(info.st_mode) and owned.same_inode(path, info):
+            os.rmdir(name, dir_fd=directory_fd)  # ENOTEMPTY: someone put something in it: kept
+            return "pruned"
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)) or not owned.matches(path, info):
             return "kept"
         os.unlink(name, dir_fd=directory_fd)
     except FileNotFoundError:

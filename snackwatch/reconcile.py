@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Container, Iterable, Sequence
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from snackwatch.apply import Staged, create_plain_snacks, create_snack, publish, stage
-from snackwatch.chase import BlockedPath, kind_of, open_directory
+from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.desired import Desired, Entry
 from snackwatch.leftovers import log_removed, remove_stale
-from snackwatch.plan import Conflict, Kind, plan
-from snackwatch.spec import RESERVED_PREFIX
+from snackwatch.perms import user_name
+from snackwatch.plan import EXPECTED, Conflict, Kind, plan, target_detail
+from snackwatch.spec import RESERVED_PREFIX, Snack
 
 CREATE_TRIES = 3  # a place flipping under us: create, look, create again at most this often
 
@@ -37,6 +39,8 @@ class Outcome(NamedTuple):
     kind: Kind | None = None
     error: OSError | None = None
     blocked: bool = False  # the conflict is on the way to the snack's directory, not in the snack's own place
+    reason: str = ""  # a conflict's own words: what blocks the way (path, kind, owner), a symlink's other target;
+    # present: who took the name before our create could (`created by nobody`), else ""
 
 
 class Recorder(Protocol):
@@ -66,12 +70,24 @@ def observe(directory_fd: int) -> dict[str, Kind]:
     return observed
 
 
+def observe_targets(directory_fd: int, wanted: dict[str, Snack], observed: dict[str, Kind]) -> dict[str, str]:
+    """The text of each symlink found where a symlink is wanted (readlink, never followed)."""
+    targets: dict[str, str] = {}
+    for name, snack in wanted.items():
+        if snack.type == "symlink" and observed.get(name) is Kind.SYMLINK:
+            try:
+                targets[name] = os.readlink(name, dir_fd=directory_fd)
+            except OSError:
+                continue  # gone or replaced meanwhile: the next look sees what is there
+    return targets
+
+
 def observe_desired(desired: Desired) -> dict[str, dict[str, Kind]]:
     """What is on disk in every desired directory (nothing for a missing one): the input of `diff`."""
     observed: dict[str, dict[str, Kind]] = {}
     for directory in desired.directories:
         try:
-            fd = open_directory(directory, desired.roots[directory], create=False)
+            fd = desired.open_directory(directory, create=False)
         except (FileNotFoundError, BlockedPath):
             observed[directory] = {}
             continue
@@ -135,26 +151,27 @@ def _reconcile_directory(
         outcomes: list[Outcome | None] = []
         plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
         owned: list[tuple[int, Entry]] = []  # files of pruning specs: recorded together before they are published
-        for action in plan({name: entry.snack for name, entry in wanted.items()}, observed):
+        snacks = {name: entry.snack for name, entry in wanted.items()}
+        for action in plan(snacks, observed, observe_targets(fd, snacks, observed)):
             entry = wanted[action.name]
             outcome: Outcome | None = None  # None: filled in below, keeping the spec's order
             if isinstance(action, Conflict):
-                outcome = Outcome(entry, Status.CONFLICT, kind=action.kind)
+                outcome = Outcome(entry, Status.CONFLICT, kind=action.kind, reason=action.detail)
             elif dry_run:
                 outcome = Outcome(entry, Status.WOULD_CREATE)
-            elif recorder is not None and entry.spec.prune:
+            elif recorder is not None and entry.spec.prune and entry.snack.type == "file":
                 owned.append((len(outcomes), entry))
-            elif entry.snack.content is None and entry.snack.mode is None:
+            elif entry.snack.is_plain:
                 plain.append((len(outcomes), entry))
             else:
-                outcome = _create(fd, entry)
+                outcome = _create(fd, entry, recorder)
             outcomes.append(outcome)
         results = create_plain_snacks(fd, [entry.name for _, entry in plain])
         for (index, entry), result in zip(plain, results, strict=True):
             if result is True:
                 outcomes[index] = Outcome(entry, Status.CREATED)
             elif result is False:
-                outcomes[index] = Outcome(entry, Status.PRESENT)
+                outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
             else:
                 outcomes[index] = Outcome(entry, Status.FAILED, error=result)
         if recorder is not None and owned:
@@ -186,13 +203,13 @@ def reconcile_names(
     if isinstance(fd, list):
         return fd
     try:
-        if recorder is None or dry_run or not any(entry.spec.prune for entry in entries):
-            return [_ensure(fd, entry, dry_run) for entry in entries]
+        if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
+            return [_ensure(fd, entry, dry_run, recorder) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
         for entry in entries:
-            outcome: Outcome | None = _look(fd, entry) if entry.spec.prune else _ensure(fd, entry, dry_run)
-            if entry.spec.prune and outcome is not None and outcome.status is Status.WOULD_CREATE:
+            outcome: Outcome | None = _look(fd, entry) if _recorded(entry) else _ensure(fd, entry, dry_run, recorder)
+            if _recorded(entry) and outcome is not None and outcome.status is Status.WOULD_CREATE:
                 owned.append((len(outcomes), entry))
                 outcome = None  # filled in below
             outcomes.append(outcome)
@@ -208,52 +225,77 @@ def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bo
     In a dry run a missing directory is one that would be created, with the snacks in it.
     """
     try:
-        return open_directory(directory, desired.roots[directory], create=not dry_run)
+        return desired.open_directory(directory, create=not dry_run)
     except FileNotFoundError as error:
         if dry_run:
             return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]
         return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
     except BlockedPath as blocked:
-        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind, blocked=True) for entry in entries]
+        reason = str(blocked)
+        return [Outcome(entry, Status.CONFLICT, kind=blocked.kind, blocked=True, reason=reason) for entry in entries]
     except OSError as error:
         return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
 
 
-def _ensure(fd: int, entry: Entry, dry_run: bool) -> Outcome:
+def _ensure(fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = None) -> Outcome:
     """Try to create first: the common case (a deleted snack) costs one syscall. A name taken when we created and
     gone when we looked (another process flipping the place) is created again, a few times: a real run never
     reports "would create"."""
     if dry_run:
         return _look(fd, entry)
     for _ in range(CREATE_TRIES):
-        outcome = _create(fd, entry)
+        outcome = _create(fd, entry, recorder)
         if outcome.status is not Status.PRESENT:
             return outcome
-        outcome = _look(fd, entry)
-        if outcome.status is not Status.WOULD_CREATE:
-            return outcome
+        looked = _look(fd, entry)
+        if looked.status is not Status.WOULD_CREATE:
+            return outcome if looked.status is Status.PRESENT else looked  # keeps who took the name first
     return Outcome(entry, Status.FAILED, error=FileExistsError(errno.EEXIST, "the name keeps appearing and vanishing"))
+
+
+def squatter(directory_fd: int, entry: Entry) -> str:
+    """Our create lost the race for the name (EEXIST): `created by nobody` if another user than us or the declared
+    owner took it, else "". Only asked on that rare path (one lstat)."""
+    try:
+        uid = os.lstat(entry.name, dir_fd=directory_fd).st_uid
+    except OSError:
+        return ""
+    return "" if uid in (os.geteuid(), entry.snack.owner) else f"created by {user_name(uid)}"
+
+
+def _recorded(entry: Entry) -> bool:
+    """A file of a pruning spec: recorded in the ownership record before its name appears."""
+    return entry.spec.prune and entry.snack.type == "file"
 
 
 def _look(fd: int, entry: Entry) -> Outcome:
     """What stands in the entry's place: present, a conflict, or nothing (WOULD_CREATE)."""
+    snack = entry.snack
     try:
         kind = kind_of(os.lstat(entry.name, dir_fd=fd).st_mode)
+        target = os.readlink(entry.name, dir_fd=fd) if kind is Kind.SYMLINK and snack.type == "symlink" else None
     except FileNotFoundError:
         return Outcome(entry, Status.WOULD_CREATE)
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error)
-    if kind is Kind.FILE:
-        return Outcome(entry, Status.PRESENT)
-    return Outcome(entry, Status.CONFLICT, kind=kind)
+    if kind is not EXPECTED[snack.type]:
+        return Outcome(entry, Status.CONFLICT, kind=kind)
+    if target is not None and target != snack.target:
+        return Outcome(entry, Status.CONFLICT, kind=kind, reason=target_detail(target, snack.target))
+    return Outcome(entry, Status.PRESENT)
 
 
-def _create(fd: int, entry: Entry) -> Outcome:
+def _create(fd: int, entry: Entry, recorder: Recorder | None = None) -> Outcome:
     try:
         created = create_snack(fd, entry.name, entry.snack)
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error)
-    return Outcome(entry, Status.CREATED if created else Status.PRESENT)
+    if not created:
+        return Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
+    if recorder is not None and entry.spec.prune and entry.snack.type != "file":  # made in one call: recorded now
+        with contextlib.suppress(OSError):
+            recorder.record_before_publish([(entry.path, os.lstat(entry.name, dir_fd=fd), entry.spec.path)])
+    return Outcome(entry, Status.CREATED)
 
 
 def _create_recorded(
@@ -289,4 +331,4 @@ def _create_recorded(
             outcomes[index] = Outcome(entry, Status.CREATED)
         else:
             recorder.forget(entry.path)
-            outcomes[index] = Outcome(entry, Status.PRESENT)
+            outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))

@@ -6,10 +6,12 @@ import contextlib
 import difflib
 import errno
 import fcntl
+import grp
 import os
+import pwd
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -23,8 +25,12 @@ RESERVED_PREFIX = ".snackwatch-"
 NAME_MAX = 255  # bytes in one path component (UTF-8)
 PATH_MAX = 4096  # bytes in a whole path with its terminating NUL, so at most 4095 of text
 MAX_DEPTH = 32  # components in a snack name
-TOP_KEYS = ("version", "pantry", "prune", "snacks")
-SNACK_KEYS = ("name", "content", "mode")
+TOP_KEYS = ("version", "pantry", "prune", "defaults", "snacks")
+SNACK_KEYS = ("name", "type", "content", "source", "target", "mode", "owner", "group")
+DEFAULT_KEYS = ("owner", "group", "mode", "directory_mode")
+TYPES = ("file", "directory", "symlink")
+FILE_MODE = 0o644  # with no mode: anywhere, whatever the umask (like systemd-tmpfiles)
+DIRECTORY_MODE = 0o755
 
 _FILE_KINDS = {
     stat.S_IFIFO: "a FIFO",
@@ -45,12 +51,57 @@ _ROOMY_PANTRY = PATH_MAX - 1 - 1 - 4 * 63
 
 
 class Snack(NamedTuple):
-    """One file that must exist in the pantry; content and mode apply only when it is created."""
+    """One entry that must exist in the pantry (a file, directory or symlink); what it is made with applies only
+    when it is created. `mode`, `owner` and `group` hold the `defaults:` already: None means the built-in default
+    (mode 0644 for files, 0755 for directories; the daemon's euid and egid). The values a drift comparison needs
+    (type, target, content or source bytes, mode, owner, group) are all here."""
 
     name: str
     line: int = 0
     content: str | None = None
     mode: int | None = None
+    type: str = "file"  # file | directory | symlink
+    target: str | None = None  # a symlink's text, stored as given, never resolved
+    source: str | None = None  # the absolute path of the file the content was copied from
+    data: bytes | None = None  # the source's bytes, as read with the spec
+    owner: int | None = None  # uid
+    group: int | None = None  # gid
+
+    def payload(self) -> bytes | None:
+        """The bytes a file is created with (from `content` or `source`), or None for an empty file."""
+        if self.data is not None:
+            return self.data
+        return self.content.encode("utf-8") if self.content else None
+
+    def final_mode(self) -> int:
+        """The mode the entry is created with: its own, else the built-in default for its type."""
+        if self.mode is not None:
+            return self.mode
+        return DIRECTORY_MODE if self.type == "directory" else FILE_MODE
+
+    @property
+    def is_plain(self) -> bool:
+        """An empty file with every default: the fast path (one O_EXCL create)."""
+        return (
+            self.type == "file"
+            and self.content is None
+            and self.mode is None
+            and self.data is None
+            and self.owner is None
+            and self.group is None
+        )
+
+
+class Defaults(NamedTuple):
+    """A spec's `defaults:`; `directory_mode`, `owner` and `group` also apply to directories created on the way."""
+
+    owner: int | None = None
+    group: int | None = None
+    mode: int | None = None
+    directory_mode: int | None = None
+
+
+_NO_DEFAULTS = Defaults()
 
 
 @dataclass(frozen=True)
@@ -62,6 +113,11 @@ class Spec:
     snacks: tuple[Snack, ...]
     prune: bool = False  # delete files snackwatch created when they leave this spec (guarded)
     pantry_line: int = 0  # where `pantry:` is, for errors about the directory it names
+    defaults: Defaults = _NO_DEFAULTS
+
+    def sources(self) -> list[str]:
+        """The `source:` files this spec's snacks were copied from (watched like the spec)."""
+        return [snack.source for snack in self.snacks if snack.source is not None]
 
 
 def load_spec(path: Path) -> Spec:
@@ -69,18 +125,19 @@ def load_spec(path: Path) -> Spec:
     return parse_spec(read_spec_bytes(path), path)
 
 
-def read_spec_bytes(path: Path, *, follow: bool = True) -> bytes:
+def read_spec_bytes(path: Path, *, follow: bool = True, what: str = "spec") -> bytes:
     """Read at most MAX_SPEC_BYTES (+1 to detect excess) so a runaway file cannot exhaust memory.
 
     Opened non-blocking and refused unless a regular file, so a FIFO or device never hangs us. `follow=False`
-    (a file found in a conf.d directory) refuses a symlink: only the path the user named may be one.
+    (a file found in a conf.d directory) refuses a symlink: only the path the user named may be one. A `source:`
+    file is read the same way (`what`: "source").
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
     except OSError as error:
         if error.errno == errno.ELOOP and not follow:
             raise SpecError(path, None, "is a symlink, not followed inside a conf.d directory") from None
-        raise SpecError(path, None, f"cannot read spec: {error.strerror or error}") from None
+        raise SpecError(path, None, f"cannot read {what}: {error.strerror or error}") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -88,11 +145,11 @@ def read_spec_bytes(path: Path, *, follow: bool = True) -> bytes:
         with _no_writer(fd, path), open(fd, "rb", closefd=False) as stream:
             data = stream.read(MAX_SPEC_BYTES + 1)
     except OSError as error:
-        raise SpecError(path, None, f"cannot read spec: {error.strerror or error}") from None
+        raise SpecError(path, None, f"cannot read {what}: {error.strerror or error}") from None
     finally:
         os.close(fd)
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(path, 1, f"spec is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB")
+        raise SpecError(path, 1, f"{what} is larger than {MAX_SPEC_BYTES // (1024 * 1024)} MiB")
     return data
 
 
@@ -116,8 +173,14 @@ def _no_writer(fd: int, path: Path) -> Iterator[None]:
             fcntl.fcntl(fd, setlease, fcntl.F_UNLCK)
 
 
-def parse_spec(data: bytes, path: Path) -> Spec:
-    """Validate spec bytes as read from `path` (used for the error location and relative pantry)."""
+def read_source_bytes(path: Path) -> bytes:
+    """A `source:` file's bytes, read like a spec (regular file, O_NONBLOCK, 16 MiB cap)."""
+    return read_spec_bytes(path, what="source")
+
+
+def parse_spec(data: bytes, path: Path, read_source: Callable[[Path], bytes] = read_source_bytes) -> Spec:
+    """Validate spec bytes as read from `path` (used for the error location and relative pantry and sources);
+    `read_source` reads each `source:` file."""
     path = Path(os.path.abspath(path))
     try:
         text = data.decode("utf-8")
@@ -135,7 +198,7 @@ def parse_spec(data: bytes, path: Path) -> Spec:
         raise SpecError(path, 1, f"invalid YAML: {error}") from None
     if root is None:
         raise SpecError(path, 1, "spec is empty (it must name a pantry and snacks)")
-    return _Validator(path, last_line).spec(root)
+    return _Validator(path, last_line, read_source).spec(root)
 
 
 def name_problem(name: str, pantry_bytes: int = 0) -> str | None:
@@ -195,11 +258,15 @@ def parse_mode(text: str) -> int | None:
 class _Validator:
     """Walks the composed YAML nodes (they carry line marks) and builds a Spec or raises."""
 
-    def __init__(self, path: Path, last_line: int) -> None:
+    def __init__(self, path: Path, last_line: int, read_source: Callable[[Path], bytes]) -> None:
         self.path = path
         self.last_line = last_line
         self.seen: set[int] = set()
         self.pantry_bytes = 0  # the pantry path's length, for the PATH_MAX check of each name
+        self.defaults = Defaults()
+        self.uids: dict[str, int] = {}  # owner/group names looked up once per spec
+        self.gids: dict[str, int] = {}
+        self.read_source = read_source
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         return SpecError(self.path, min(node.start_mark.line + 1, self.last_line), message)
@@ -247,7 +314,51 @@ class _Validator:
                 raise self.fail(fields["prune"], "prune must be true or false")
             prune = text == "true"
         pantry = fields["pantry"]
-        return Spec(self.path, self.pantry(pantry), self.snacks(fields["snacks"]), prune, pantry.start_mark.line + 1)
+        where = self.pantry(pantry)
+        if "defaults" in fields:
+            self.defaults = self.parse_defaults(fields["defaults"])
+        snacks = self.snacks(fields["snacks"])
+        return Spec(self.path, where, snacks, prune, pantry.start_mark.line + 1, self.defaults)
+
+    def parse_defaults(self, node: yaml.Node) -> Defaults:
+        fields = self.mapping(node, DEFAULT_KEYS, "defaults")
+        owner = self.user(fields["owner"]) if "owner" in fields else None
+        group = self.group(fields["group"]) if "group" in fields else None
+        mode = self.mode(fields["mode"]) if "mode" in fields else None
+        directory_mode = self.mode(fields["directory_mode"]) if "directory_mode" in fields else None
+        return Defaults(owner, group, mode, directory_mode)
+
+    def mode(self, node: yaml.Node) -> int:
+        mode = parse_mode(self.scalar(node, "mode"))
+        if mode is None:
+            raise self.fail(node, 'mode must be an octal string such as "0640"')
+        return mode
+
+    def user(self, node: yaml.Node) -> int:
+        """A user name or numeric uid; an unknown name is an error here, not at creation."""
+        text = self.scalar(node, "owner")
+        if text not in self.uids:
+            if text.isdigit() and len(text) <= 10:
+                self.uids[text] = int(text)
+            else:
+                try:
+                    self.uids[text] = pwd.getpwnam(text).pw_uid
+                except (KeyError, UnicodeEncodeError):
+                    raise self.fail(node, f"unknown user {text!r} (owner: a user name or a numeric uid)") from None
+        return self.uids[text]
+
+    def group(self, node: yaml.Node) -> int:
+        """A group name or numeric gid; an unknown name is an error here, not at creation."""
+        text = self.scalar(node, "group")
+        if text not in self.gids:
+            if text.isdigit() and len(text) <= 10:
+                self.gids[text] = int(text)
+            else:
+                try:
+                    self.gids[text] = grp.getgrnam(text).gr_gid
+                except (KeyError, UnicodeEncodeError):
+                    raise self.fail(node, f"unknown group {text!r} (group: a group name or a numeric gid)") from None
+        return self.gids[text]
 
     def pantry(self, node: yaml.Node) -> Path:
         text = self.scalar(node, "pantry")
@@ -270,13 +381,14 @@ class _Validator:
         lines: dict[str, int] = {}
         seen = self.seen
         plain = _PLAIN_NAME.fullmatch if self.pantry_bytes <= _ROOMY_PANTRY else lambda name: None
+        owner, group, mode, _ = self.defaults
         for item in node.value:
             # Fast path for the common case, a bare plain name (100k of them parse in a fraction of a second);
             # anything unusual takes the full route below.
             name = item.value if item.__class__ is yaml.ScalarNode else None
             if name and id(item) not in seen and plain(name):
                 seen.add(id(item))
-                snack = Snack(name, item.start_mark.line + 1)
+                snack = Snack(name, item.start_mark.line + 1, None, mode, "file", None, None, None, owner, group)
             else:
                 snack = self.snack(item)
             if snack.name in lines:
@@ -287,35 +399,77 @@ class _Validator:
         return tuple(snacks)
 
     def check_directories(self, snacks: list[Snack], lines: dict[str, int]) -> None:
-        """A name such as "drinks" is a snack or a directory, not both; each directory is looked at once."""
+        """A name such as "drinks" is a file or symlink, or a directory holding others (then declared with
+        `type: directory`), not both; each directory is looked at once."""
         directories: set[str] = set()
+        types = {snack.name: snack.type for snack in snacks if snack.type != "file"}
         for snack in (snack for snack in snacks if "/" in snack.name):
             parent = snack.name.rpartition("/")[0]
             while parent and parent not in directories:
-                if parent in lines:
+                if parent in lines and types.get(parent) != "directory":
                     raise SpecError(
                         self.path,
                         snack.line,
                         f"snack {snack.name!r} needs {parent!r} to be a directory, "
-                        f"but line {lines[parent]} declares it as a snack",
+                        f"but line {lines[parent]} declares it as a {types.get(parent, 'file')}",
                     )
                 directories.add(parent)
                 parent = parent.rpartition("/")[0]
 
     def snack(self, node: yaml.Node) -> Snack:
         line = node.start_mark.line + 1
+        owner, group, file_mode, directory_mode = self.defaults
         if isinstance(node, yaml.ScalarNode):
-            return Snack(self.name(node), line)
+            return Snack(self.name(node), line, None, file_mode, "file", None, None, None, owner, group)
         fields = self.mapping(node, SNACK_KEYS, "a snack")
         if "name" not in fields:
             raise self.fail(node, "snack is missing 'name'")
+        name = self.name(fields["name"])
+        kind = self.scalar(fields["type"], "type") if "type" in fields else "file"
+        if kind not in TYPES:
+            raise self.fail(fields["type"], f"unknown type {kind!r} (file, directory or symlink)")
+        for key, allowed in (("content", "file"), ("source", "file"), ("target", "symlink")):
+            if key in fields and kind != allowed:
+                raise self.fail(fields[key], f"{key} is for a {allowed}, not a {kind}")
+        if "content" in fields and "source" in fields:
+            raise self.fail(fields["source"], "content and source together: give one of them")
+        if kind == "symlink" and "target" not in fields:
+            raise self.fail(node, f"symlink {name!r} needs a target (the link's text)")
+        if kind == "symlink" and "mode" in fields:
+            raise self.fail(fields["mode"], "a symlink has no mode of its own (Linux ignores it)")
         content = self.scalar(fields["content"], "content") if "content" in fields else None
-        mode = None
-        if "mode" in fields:
-            mode = parse_mode(self.scalar(fields["mode"], "mode"))
-            if mode is None:
-                raise self.fail(fields["mode"], 'mode must be an octal string such as "0640"')
-        return Snack(self.name(fields["name"]), line, content, mode)
+        source, data = self.source(fields["source"]) if "source" in fields else (None, None)
+        target = self.target(fields["target"]) if "target" in fields else None
+        mode = self.mode(fields["mode"]) if "mode" in fields else None
+        if mode is None and kind != "symlink":
+            mode = directory_mode if kind == "directory" else file_mode
+        owner = self.user(fields["owner"]) if "owner" in fields else owner
+        group = self.group(fields["group"]) if "group" in fields else group
+        return Snack(name, line, content, mode, kind, target, source, data, owner, group)
+
+    def source(self, node: yaml.Node) -> tuple[str, bytes]:
+        """A `source:` file, relative to the spec's directory, read now with the spec's care (regular file, no FIFO,
+        16 MiB): any problem is this line's error."""
+        text = self.scalar(node, "source")
+        problem = _text_problem(text, "source") if text else "source is empty (a file path)"
+        if problem is not None:
+            raise self.fail(node, problem)
+        path = Path(os.path.abspath(self.path.parent / os.path.expanduser(text)))
+        try:
+            return str(path), self.read_source(path)
+        except SpecError as error:
+            raise self.fail(node, f"source {error}") from None
+
+    def target(self, node: yaml.Node) -> str:
+        text = self.scalar(node, "target")
+        if not text:
+            raise self.fail(node, "target is empty (the text the symlink holds)")
+        problem = _text_problem(text, "target")
+        if problem is not None:
+            raise self.fail(node, problem)
+        if len(text.encode("utf-8")) >= PATH_MAX:
+            raise self.fail(node, f"target is longer than {PATH_MAX - 1} bytes")
+        return text
 
     def name(self, node: yaml.Node) -> str:
         name = self.scalar(node, "a snack name")

@@ -29,10 +29,14 @@ def spec_files(config: Path) -> list[Path]:
 
 
 class SpecFileNames:
-    """The names a conf.d directory's specs may have (is_spec_name), as a container the watcher can ask."""
+    """The names a conf.d directory's specs may have (is_spec_name), as a container the watcher can ask; `extra`:
+    other names that matter there (a `source:` file kept beside the specs)."""
+
+    def __init__(self, extra: Container[str] = ()) -> None:
+        self.extra = extra
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and is_spec_name(name)
+        return isinstance(name, str) and (is_spec_name(name) or name in self.extra)
 
 
 @dataclass
@@ -130,12 +134,21 @@ class SpecSet:
                 if not os.path.isabs(hop):
                     names[str(self.config.parent)].add(hop.split(os.sep, 1)[0])
             found = {}
-        for path in self.raw:
+        for path in [*map(str, self.raw), *self.source_files()]:
             real = os.path.realpath(path)
             names.setdefault(os.path.dirname(real), set()).add(os.path.basename(real))
+            if os.path.dirname(path) != os.path.dirname(real):  # reached through a link: its own directory too
+                names.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
         for directory, wanted in names.items():
+            if isinstance(found.get(directory), SpecFileNames):
+                found[directory] = SpecFileNames(wanted)
             found.setdefault(directory, wanted)
         return found
+
+    def source_files(self) -> list[str]:
+        """The `source:` files of the specs in force: a change in one is a spec change (spec_names() lists them
+        with the spec files, so the watcher hears them and a reload re-reads them)."""
+        return self.desired.sources()
 
     def reload(self, *, forced: bool, broken: set[Path]) -> Reload:
         """Re-read every spec file; `broken` are the files currently reported as broken or missing."""
@@ -155,7 +168,7 @@ class SpecSet:
         for path in files:
             try:
                 data = read_spec_bytes(path, follow=path == self.config)
-                if data == self.raw.get(path):
+                if data == self.raw.get(path) and not self._sources_changed(path, data):
                     if path in broken and path not in clashing:
                         result.revived.append(path)
                     continue
@@ -206,6 +219,14 @@ class SpecSet:
         if self.last_good is not None:
             for path in result.dropped:
                 self.last_good.forget(path)
+
+    def _sources_changed(self, path: Path, data: bytes) -> bool:
+        """Whether a spec whose bytes did not change copies from a source that did (or can no longer be read:
+        SpecError at the spec's line). Only specs with `source:` pay for this: their sources are read again."""
+        spec = self.specs.get(path)
+        if spec is None or not spec.sources():
+            return False
+        return parse_spec(data, path) != spec
 
     @staticmethod
     def _clashes_into(desired: Desired, result: Reload) -> None:

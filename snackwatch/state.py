@@ -186,6 +186,11 @@ class OwnershipRecord:
         recorded = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"]) if entry else None
         return recorded == (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
+    def same_inode(self, file: str, info: os.stat_result) -> bool:
+        """The recorded entry is this inode (for a directory, whose size and mtime follow its contents)."""
+        entry = self.files.get(file)
+        return entry is not None and (entry["dev"], entry["ino"]) == (info.st_dev, info.st_ino)
+
     def append_to_journal(self, files: Sequence[str]) -> None:
         """Append the entries of `files` (recorded) to the journal, on disk (fsynced) when this returns: before the
         files are published. OSError or UntrustedPath if it cannot be; a torn line is skipped when read back."""

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from snackwatch.state import read_json, status_path
 
 if TYPE_CHECKING:  # `status` renders the status file alone and never imports the spec parser (yaml)
-    from snackwatch.desired import Desired
+    from collections.abc import Callable
+
+    from snackwatch.desired import Desired, Entry
 
 ROWS_SHOWN_IN_FULL = 50  # bigger specs list only the snacks with something to say
 
@@ -84,11 +86,12 @@ def render_status(status: dict[str, Any]) -> str:
         rows = {path: info for path, info in rows.items() if info["state"] != "ok" or info.get("repairs")}
     for path in sorted(rows, key=lambda p: str(rows[p]["name"])):
         info = rows[path]
-        detail = info.get("reason") or info.get("trigger") or ""
+        detail = info.get("reason") or info.get("owner") or info.get("trigger") or ""
         if info.get("next_retry"):
             detail += f" (next retry {_when(info['next_retry'])})"
+        shown = str(info["name"]) + ("/" if info.get("type") == "directory" else "")
         lines.append(
-            f"{_padded(str(info['name']), 28)} {info['state']:<9} {info.get('repairs', 0):>7}  "
+            f"{_padded(shown, 28)} {info['state']:<9} {info.get('repairs', 0):>7}  "
             f"{_when(info.get('last_repair')):<19}  {detail}".rstrip()
         )
     rest = counts["snacks"] - len(rows)
@@ -120,9 +123,15 @@ def _same_file(name: str, path: str) -> bool:
     return os.path.realpath(os.path.dirname(given)) == os.path.realpath(os.path.dirname(path))
 
 
-def why(name: str, desired: Desired, status: dict[str, Any] | None) -> tuple[str, bool]:
+def why(
+    name: str,
+    desired: Desired,
+    status: dict[str, Any] | None,
+    on_disk: Callable[[Entry], list[str]] | None = None,
+) -> tuple[str, bool]:
     """Explain one snack (by name or path) from the spec on disk and, if a daemon runs, its status; False if no
-    spec declares it."""
+    spec declares it. `on_disk`: the lines for what the entry is declared as and what is on disk (survey.py:
+    by the daemon's own walk); without it, a plain look at the path."""
     names = _names(name)
     matches = [e for e in desired.entries() if e.snack.name in names or e.path in names]
     matches = matches or [e for e in desired.entries() if _same_file(name, e.path)]
@@ -137,6 +146,7 @@ def why(name: str, desired: Desired, status: dict[str, Any] | None) -> tuple[str
             f"{e.spec.path}:{e.snack.line}",
             _info(e.path, snacks),
             running=snacks is not None,
+            disk=on_disk(e) if on_disk is not None else None,
         )
         for e in matches
     ]
@@ -170,13 +180,24 @@ def why_from_status(name: str, status: dict[str, Any], problem: str) -> tuple[st
     return note + "\n" + "\n\n".join(explained), True
 
 
-def _explain(name: str, path: str, declared: str, info: dict[str, Any] | None, *, running: bool = True) -> str:
-    try:
-        kind = "present" if os.path.isfile(path) and not os.path.islink(path) else None
-        kind = kind or ("something else is in its place" if os.path.lexists(path) else "missing")
-    except OSError as error:
-        kind = f"cannot tell: {error.strerror}"
-    lines = [f"{name}: {path}", f"  declared at {declared}", f"  on disk: {kind}"]
+def _explain(
+    name: str,
+    path: str,
+    declared: str,
+    info: dict[str, Any] | None,
+    *,
+    running: bool = True,
+    disk: list[str] | None = None,
+) -> str:
+    if disk is None:
+        disk = [f"  type: {info['type']}"] if info and info.get("type") else []
+        try:
+            kind = "present" if os.path.isfile(path) and not os.path.islink(path) else None
+            kind = kind or ("something else is in its place" if os.path.lexists(path) else "missing")
+        except OSError as error:
+            kind = f"cannot tell: {error.strerror}"
+        disk.append(f"  on disk: {kind}")
+    lines = [f"{name}: {path}", f"  declared at {declared}", *disk]
     if not running:
         return "\n".join(lines)
     if info is None or (not info.get("repairs") and info.get("state", "ok") == "ok"):

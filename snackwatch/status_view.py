@@ -52,6 +52,7 @@ def snacks_status(ledger: Ledger, now: float, cap: int) -> tuple[dict[str, dict[
 def snacks_with_a_story(ledger: Ledger, now: float) -> dict[str, dict[str, object]]:
     """Per snack that was repaired, is failing, in conflict or missing: what status, why and metrics show."""
     paths = set(ledger.history) | set(ledger.conflicts) | set(ledger.health.failing()) | ledger.missing
+    paths |= set(ledger.squatted)
     snacks = {}
     for path in sorted(paths):
         entry = ledger.desired.entry(*os.path.split(path))  # O(1): no table of every snack
@@ -65,6 +66,7 @@ def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
     history = ledger.history.get(path) or History()
     info: dict[str, object] = {
         "name": entry.snack.name,
+        "type": entry.snack.type,
         "spec": str(entry.spec.path),
         "line": entry.snack.line,
         "state": "ok",
@@ -74,13 +76,15 @@ def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
     }
     view = ledger.health.describe(path, now)
     if path in ledger.conflicts:
-        info.update(state="conflict", reason=f"a {ledger.conflicts[path]} is in its place")
+        info.update(state="conflict", reason=ledger.conflicts[path])
     elif path in ledger.missing:
         info.update(state="missing", reason="not on disk (dry run: not created)")
     elif view is not None and view.error:
         info.update(state="failing", reason=view.error, next_retry=ledger.wall() + (view.retry_in or 0.0))
     if view is not None and view.fighting:
         info["fighting"] = True
+    if path in ledger.squatted:
+        info["owner"] = f"{ledger.squatted[path]} before snackwatch could"
     return info
 
 

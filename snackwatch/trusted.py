@@ -9,6 +9,7 @@ import stat
 from pathlib import Path
 
 from snackwatch.errors import UntrustedPath
+from snackwatch.perms import owner_text
 
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO planted in its place never hangs us
@@ -74,7 +75,7 @@ def open_trusted_file(directory_fd: int, path: Path, flags: int, purpose: str) -
 def _ownership_problem(info: os.stat_result) -> str:
     euid = os.geteuid()
     if info.st_uid != euid:
-        return f"it is owned by uid {info.st_uid}, not by uid {euid} that snackwatch runs as"
+        return f"it is owned by {owner_text(info.st_uid)}, not by {owner_text(euid)} that snackwatch runs as: not used"
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         return f"its mode {stat.S_IMODE(info.st_mode):04o} lets others write to it (chmod go-w, or remove it)"
     return ""

@@ -113,3 +113,20 @@ def test_zsh_script_defines_the_completion_function(tmp_path: Path) -> None:
     if shutil.which("zsh"):
         (tmp_path / "_snackwatch").write_text(script)
         subprocess.run(["zsh", "-n", str(tmp_path / "_snackwatch")], check=True, timeout=10)
+
+
+def test_bash_completes_directories_symlinks_and_copies_but_not_their_other_keys(tmp_path: Path) -> None:
+    spec = tmp_path / "snacks.yaml"
+    spec.write_text(
+        "pantry: ./p\ndefaults:\n  owner: root\n  mode: '0640'\nsnacks:\n  - Goldfish\n"
+        "  - name: logs\n    type: directory\n  - logs/today\n  - type: symlink\n    name: current\n"
+        "    target: releases/v2\n  - name: app.conf\n    source: templates/app.conf\n    group: adm\n"
+    )
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "app.conf").write_text("port=80\n")  # a source that is not there is a spec error
+    bin_dir = tmp_path / "bin"  # the `snackwatch` the user completes: it reads its own spec
+    bin_dir.mkdir()
+    (bin_dir / "snackwatch").write_text(f'#!/bin/sh\nexec {sys.executable} -m snackwatch "$@"\n')
+    (bin_dir / "snackwatch").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "SNACKWATCH_CONFIG": str(spec)}
+    assert complete(tmp_path, "snackwatch why ", env=env) == ["Goldfish logs logs/today current app.conf"]

@@ -106,11 +106,11 @@ def test_permission_denied_backs_off_then_recovers_when_permissions_change(
     spec_path: Path, start_daemon: Callable[..., Running]
 ) -> None:
     """The daemon runs as uid 0 with every capability dropped (setpriv): a real unprivileged process that
-    can still reach the interpreter under /root. The pantry belongs to another user, 0755: EACCES."""
+    can still reach the interpreter under /root. The pantry is root's but 0555, and without CAP_DAC_OVERRIDE root
+    obeys it: EACCES. (A pantry another user owns is refused as a conflict before any create: test_kinds.py.)"""
     pantry = spec_path.parent / "pantry"
     pantry.mkdir()
-    os.chown(pantry, 65534, 65534)
-    pantry.chmod(0o755)
+    pantry.chmod(0o555)
     write_spec(spec_path, ["Goldfish", "FruitGummies"])
     no_caps = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
     running = start_daemon(spec_path, prefix=no_caps)

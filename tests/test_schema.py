@@ -27,7 +27,9 @@ CANNOT_DECIDE = {
     r"duplicate snack": "uniqueness of a name across list items that may be strings or mappings",
     r"anchors/aliases are not allowed": "an editor resolves aliases before validating",
     r"bytes": "lengths in UTF-8 bytes (a schema counts characters)",
-    r"declares it as a snack": "a name that is also another name's directory",
+    r"declares it as a (snack|file)": "a name that is also another name's directory",
+    r"cannot read source|source .* is not a regular file": "whether a source file exists (the parser reads it)",
+    r"unknown (user|group)": "whether a user or group name exists on this host",
     r"snack name is empty|pantry must be a directory path": "an empty value loads as null, as `null` (a name) does",
     r"mode must be an octal string": "an unquoted mode loads as a number whose digits a schema cannot see (0758)",
     r"unsupported version": "`version: 01` or `1.0` load as the number 1",
@@ -107,6 +109,8 @@ OWN_CASES = [
     ("pantry: /p\ndefaults:\n  mode: '0640'\n  colour: red\nsnacks: []\n", False),
     ("pantry: /p\ndefaults:\n  directory_mode: 0750\nsnacks: []\n", True),
     ("pantry: /p\ndefaults: [owner]\nsnacks: []\n", False),
+    ("pantry: /p\nsnacks:\n  - name: a\n    source: no/such/template\n", False),  # cannot decide
+    ("pantry: /p\nsnacks:\n  - name: a\n    owner: no-such-user-here\n", False),  # cannot decide
 ]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Running, needs_root_linux, write_spec
+from conftest import Running, needs_root_linux, wait_until, write_spec
 from loguru import logger
 
 from snackwatch.apply import create_snack
@@ -23,7 +23,7 @@ from snackwatch.errors import SpecError
 from snackwatch.logsetup import printable, setup_logging
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, reconcile_all, reconcile_names
-from snackwatch.spec import Snack, Spec
+from snackwatch.spec import Defaults, Snack, Spec
 from snackwatch.specset import SpecSet
 
 NOBODY = 65534
@@ -79,7 +79,7 @@ def test_a_racing_reader_never_reads_a_0600_snack(public_dir: Path) -> None:
     assert reads == 0, f"the reader read the secret {reads} times ({seen} temp files seen)"
 
 
-def test_a_snack_without_mode_gets_the_umask_default_after_its_content(tmp_path: Path) -> None:
+def test_a_snack_without_mode_gets_0644_whatever_the_umask_after_its_content(tmp_path: Path) -> None:
     old = os.umask(0o027)
     try:
         fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
@@ -89,7 +89,7 @@ def test_a_snack_without_mode_gets_the_umask_default_after_its_content(tmp_path:
             os.close(fd)
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.lstat(tmp_path / "Cheese").st_mode) == 0o640
+    assert stat.S_IMODE(os.lstat(tmp_path / "Cheese").st_mode) == 0o644
     assert (tmp_path / "Cheese").read_text() == "mozzarella\n"
 
 
@@ -148,8 +148,9 @@ def test_check_and_status_do_not_hang_on_a_fifo(tmp_path: Path, capsys: pytest.C
 # --- item 4: the pantry path is walked like chase(CHASE_SAFE) ------------------------------------------------
 
 
-def desired_for(pantry: Path, *snacks: Snack) -> Desired:
-    return merge([Spec(pantry.parent / "snacks.yaml", pantry, snacks)])
+def desired_for(pantry: Path, *snacks: Snack, owner: int | None = None) -> Desired:
+    """A spec for `pantry`; `owner`: its `defaults.owner`, who may own the directories on the way besides root."""
+    return merge([Spec(pantry.parent / "snacks.yaml", pantry, snacks, defaults=Defaults(owner=owner))])
 
 
 @needs_root_linux("plays the owner of the pantry's parent against root")
@@ -160,7 +161,8 @@ def test_a_pantry_swapped_for_a_symlink_to_a_root_only_directory_is_refused(publ
     root_only = public_dir / "root-only"
     root_only.mkdir(mode=0o700)
     pantry = home / "pantry"
-    desired = desired_for(pantry, Snack("Goldfish"), Snack("drinks/Juice"), Snack("Secret", content="s", mode=0o600))
+    snacks = Snack("Goldfish"), Snack("drinks/Juice"), Snack("Secret", content="s", mode=0o600)
+    desired = desired_for(pantry, *snacks, owner=NOBODY)  # the home's owner is trusted: declared
     assert {o.status for o in reconcile_all(desired)} == {Status.CREATED}
     swap = f"mv {pantry} {home / 'old'} && ln -s {root_only} {pantry}"
     subprocess.run([*AS_NOBODY, "sh", "-c", swap], check=True)
@@ -209,7 +211,7 @@ def test_an_untrusted_symlink_to_the_pantry_is_a_conflict(
     os.lchown(holder / "pantry", link_owner, link_owner)
     os.chown(holder, holder_owner, holder_owner)
     holder.chmod(holder_mode)
-    desired = desired_for(holder / "pantry", Snack("Goldfish"))
+    desired = desired_for(holder / "pantry", Snack("Goldfish"), owner=NOBODY)  # the holder's owner is declared
     assert [(o.status, o.kind) for o in reconcile_all(desired)] == [(Status.CONFLICT, Kind.SYMLINK)]
     assert os.listdir(target) == []
 
@@ -331,12 +333,14 @@ def test_the_daemon_refuses_a_pantry_exchanged_for_a_symlink_at_runtime(
     os.chown(home, NOBODY, NOBODY)
     root_only = public_dir / "root-only"
     root_only.mkdir(mode=0o700)
-    spec = write_spec(tmp_path / "snacks.yaml", ["a", "drinks/Juice"], pantry=str(home / "pantry"))
+    defaults = "defaults:\n  owner: 65534\n"  # the home's owner is trusted: declared
+    spec = write_spec(tmp_path / "snacks.yaml", ["a", "drinks/Juice"], pantry=str(home / "pantry"), extra=defaults)
     running = start_daemon(spec)
+    wait_until((home / "pantry" / "drinks" / "Juice").exists, what="the snacks created")
     exchange = [*AS_NOBODY, "/usr/bin/python3", "-c", _EXCHANGE, str(home / "link"), str(home / "pantry")]
     subprocess.run([*exchange, str(root_only)], check=True)  # atomically: the pantry is now that symlink
-    conflicts = running.wait_event("conflict", count=2)  # the re-arm's full pass: one line per blocked directory
+    conflicts = running.wait_event("conflict")  # the re-arm's full pass: one line for what is in the way
     assert {snack for line in conflicts for snack in line["snacks"]} == {"a", "drinks/Juice"}
-    assert all("a symlink is in the way of" in line["message"] for line in conflicts)
+    assert f"{home / 'pantry'} is a symlink owned by nobody: not followed" in conflicts[0]["message"]
     assert os.listdir(root_only) == []
     assert running.stop() == 0

@@ -103,7 +103,9 @@ def test_root_ignores_xdg_and_refuses_another_users_directory_with_a_planted_sym
     monkeypatch.setenv("STATE_DIRECTORY", str(xdg / "snackwatch"))
     as_nobody("ln", "-s", str(secret), str(lock_path(spec)))
     as_nobody("ln", "-s", str(secret), str(owned_path(spec)))
-    with pytest.raises(UntrustedPath, match=r"runtime directory .*owned by uid 65534, not by uid 0"):
+    with pytest.raises(
+        UntrustedPath, match=r"runtime directory .*owned by nobody \(uid 65534\), not by root \(uid 0\)"
+    ):
         SpecLock(spec)
     with pytest.raises(UntrustedPath, match="state directory"):
         Pruner(spec)
@@ -154,7 +156,7 @@ def test_a_user_refuses_a_runtime_directory_someone_else_made(area: Path) -> Non
     assert done.returncode == 1
     assert done.stderr == (
         f"snackwatch: {squatted}: not safe as snackwatch's runtime directory (lock files): "
-        "it is owned by uid 0, not by uid 65534 that snackwatch runs as\n"
+        "it is owned by root (uid 0), not by nobody (uid 65534) that snackwatch runs as: not used\n"
     )
     assert os.listdir(squatted) == []
 

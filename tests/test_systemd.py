@@ -538,7 +538,7 @@ def test_rendered_units_pass_systemd_analyze_verify(tmp_path: Path, user: bool) 
 @needs_analyze
 @pytest.mark.usefixtures("run_systemd_traces")
 @pytest.mark.parametrize("rendered", [False, True], ids=["shipped", "rendered"])
-def test_system_unit_exposure_is_at_most_2(tmp_path: Path, rendered: bool) -> None:
+def test_system_unit_exposure_is_at_most_1(tmp_path: Path, rendered: bool) -> None:
     unit = SHIPPED / UNIT
     if rendered:
         unit = tmp_path / UNIT
@@ -547,7 +547,7 @@ def test_system_unit_exposure_is_at_most_2(tmp_path: Path, rendered: bool) -> No
     done = subprocess.run(command, capture_output=True, text=True, env=tmp_env(tmp_path))
     score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", done.stdout)
     assert done.returncode == 0 and score is not None, done.stdout + done.stderr
-    assert float(score.group(1)) <= 2.0
+    assert float(score.group(1)) <= 1.0  # with CAP_CHOWN for owner:/group: (issue 19)
 
 
 # --- journald ----------------------------------------------------------------------------------

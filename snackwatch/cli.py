@@ -231,8 +231,9 @@ def _check_pantries(desired: Desired) -> None:
             raise SpecError(
                 spec.path, spec.pantry_line, f"pantry {spec.pantry} is below a file, not a directory"
             ) from None
-        except OSError:
-            continue  # missing (it is created) or not ours to look at (the daemon says so when it runs)
+        except OSError:  # missing (it is created) or not ours to look at (the daemon says so when it runs) ...
+            _check_walk(desired, spec)  # ... unless the way to it is refused
+            continue
         if not spec.pantry.is_dir():
             raise SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
         _check_walk(desired, spec)

@@ -16,6 +16,7 @@ from snackwatch.spec import FILE_MODE, RESERVED_PREFIX, Snack
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
 
 
 class Staged(NamedTuple):
@@ -128,8 +129,8 @@ def make_directory(parent_fd: int, name: str, perms: Perms) -> int | None:
 
 def make_symlink(directory_fd: int, name: str, target: str, perms: Perms) -> bool:
     """symlinkat `target` (stored as given, never resolved) at `name`: False if the name was taken. With an owner
-    or group to set, the link is made under a temp name, chowned by its O_PATH fd, then linked to `name` (link()
-    never replaces, and links the symlink itself)."""
+    or group to set, the link is made under a temp name, chowned by its O_PATH fd, then published like a staged
+    file (never replacing; the symlink itself, never what it points to)."""
     uid, gid = perms.ids()
     needs_owner = uid != os.geteuid() or gid != os.getegid() or inherits_foreign_group(os.fstat(directory_fd))
     if not needs_owner:
@@ -149,13 +150,11 @@ def make_symlink(directory_fd: int, name: str, target: str, perms: Perms) -> boo
             chown_symlink(fd, perms)
         finally:
             os.close(fd)
-        os.link(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
-    except FileExistsError:
-        return False
-    finally:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=directory_fd)
-    return True
+        raise
+    return _publish_name(directory_fd, temp, name, theirs=uid != os.geteuid())
 
 
 def temp_name() -> str:
@@ -202,16 +201,40 @@ def _mode_then_owner(fd: int, info: os.stat_result, perms: Perms) -> None:
 
 
 def publish(directory_fd: int, staged: Staged, name: str) -> bool:
-    """Give the staged file its name with link(), which never replaces: False if the name was taken.
-    The temp name is removed either way."""
+    """Give the staged file its name without ever replacing one: False if the name was taken. The temp name is
+    gone either way. Our own file is link()ed; one already given to another owner is renamed with
+    RENAME_NOREPLACE, since linking another user's file needs CAP_FOWNER (fs.protected_hardlinks)."""
+    return _publish_name(directory_fd, staged.temp, name, theirs=staged.identity.st_uid != os.geteuid())
+
+
+def _publish_name(directory_fd: int, temp: str, name: str, *, theirs: bool) -> bool:
     try:
-        os.link(staged.temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
+        if theirs and rename_noreplace(directory_fd, temp, name):
+            return True
+        os.link(temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd, follow_symlinks=False)
     except FileExistsError:
         return False
     finally:
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(staged.temp, dir_fd=directory_fd)
+            os.unlink(temp, dir_fd=directory_fd)
     return True
+
+
+def rename_noreplace(directory_fd: int, old: str, new: str) -> bool:
+    """renameat2(RENAME_NOREPLACE) within a directory: True if renamed, False where the filesystem or kernel
+    has no such rename (then the caller links); FileExistsError if `new` exists; other errors raised."""
+    import ctypes  # noqa: PLC0415  (only for entries given to another owner)
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(directory_fd, os.fsencode(old), directory_fd, os.fsencode(new), _RENAME_NOREPLACE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS):
+        return False
+    raise OSError(code, os.strerror(code), new)
 
 
 def _umask() -> int:

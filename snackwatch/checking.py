@@ -64,15 +64,20 @@ def check_config(config: Path) -> ConfigCheck:
 def pantry_problem(spec: Spec, desired: Desired) -> SpecError | None:
     """A pantry that exists but is not a directory (a file, a FIFO, a path below a file), or one the daemon would
     not reach (a symlink it would not follow, a directory owned by someone it does not trust, on the way or as the
-    pantry: named with its path, kind and owner), or None."""
+    pantry: named with its path, kind and owner; also when the pantry does not exist yet), or None."""
     try:
         os.stat(spec.pantry)
     except NotADirectoryError:
         return SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} is below a file, not a directory")
-    except OSError:
-        return None  # missing (it is created) or not ours to look at (the daemon says so when it runs)
+    except OSError:  # missing (it is created) or not ours to look at (the daemon says so when it runs) ...
+        return _walk_problem(spec, desired)  # ... unless the way to it is refused
     if not spec.pantry.is_dir():
         return SpecError(spec.path, spec.pantry_line, f"pantry {spec.pantry} exists but is not a directory")
+    return _walk_problem(spec, desired)
+
+
+def _walk_problem(spec: Spec, desired: Desired) -> SpecError | None:
+    """The pantry reached as the daemon reaches it: what the safe walk refuses on the way, or None."""
     try:
         os.close(desired.open_directory(str(spec.pantry), create=False))
     except BlockedPath as blocked:

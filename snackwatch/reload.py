@@ -216,6 +216,11 @@ def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) 
     added = [new.display(entry) for path, entry in new_paths.items() if path not in old_paths]
     removed = [old.display(entry) for path, entry in old_paths.items() if path not in new_paths]
     changes = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
+    changes += [  # declared otherwise (a source's bytes, a mode, an owner): applies when it is next created
+        f"~{new.display(entry)}"
+        for path, entry in new_paths.items()
+        if path in old_paths and old_paths[path].snack[2:] != entry.snack[2:]  # all but name and line
+    ]
     changes += [f"pantry {spec.pantry}" for spec in new.specs if spec.pantry not in {s.pantry for s in old.specs}]
     changes += [f"dropped {path.name}" for path in dropped]
     if changes or forced:

@@ -1,4 +1,4 @@
-"""The desired state: frozen Spec/Snack values and load_spec(), pure parsing plus validation."""
+"""The desired state: frozen Spec/Snack values and load_spec(), parsing and validation (sources read by a reader)."""
 
 from __future__ import annotations
 

@@ -315,3 +315,24 @@ def test_the_daemon_restores_each_kind_and_tells_a_wrong_kind_once(
     )
     assert os.readlink(pantry / "current") == "releases/v1"
     assert running.stop() == 0
+
+
+def test_the_daemon_picks_up_a_changed_source_live(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
+    source = spec_path.parent / "templates" / "app.conf"
+    write(source, "port=80\n")
+    spec_path.write_text("pantry: ./pantry\nsnacks:\n  - name: app.conf\n    source: templates/app.conf\n")
+    running = start_daemon(spec_path)
+    conf = running.pantry / "app.conf"
+    wait_until(conf.exists, what="app.conf created")
+    temp = source.with_name("app.conf.new")
+    temp.write_text("port=8080\n")
+    temp.rename(source)  # an editor's save: no SIGHUP, no edit of the spec
+    assert "~app.conf" in running.wait_event("reload")[0]["message"]
+    assert conf.read_text() == "port=80\n"  # create-only: the existing file is left as it is
+    conf.unlink()
+    wait_until(lambda: conf.exists() and conf.read_text() == "port=8080\n", what="restored with the new bytes")
+    source.unlink()  # a missing source is a spec error: the last good spec stays in force
+    error = running.wait_event("spec_invalid")[0]["message"]
+    assert error.startswith(f"{spec_path}:4: source {source}: cannot read source: No such file or directory")
+    assert "keeping the last good spec" in error
+    assert running.stop() == 0

@@ -163,3 +163,28 @@ def test_prune_removes_only_what_snackwatch_made_directories_when_empty(tmp_path
     assert sorted(done["pruned"]) == sorted(str(pantry / name) for name in ("d", "d/file", "link"))
     assert sorted(done["kept"]) == [str(pantry / "full"), str(pantry / "mine")]
     assert sorted(os.listdir(pantry)) == ["full", "mine"]
+
+
+@needs_root_linux("plays another user's symlink above the pantry")
+def test_a_symlink_above_the_pantry_the_walk_refuses_fails_check_and_is_named_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = tmp_path / "shared"
+    (tmp_path / "elsewhere").mkdir()
+    shared.mkdir()
+    shared.chmod(0o1777)
+    link = shared / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    os.lchown(link, NOBODY, NOBODY)
+    spec = tmp_path / "snacks.yaml"
+    spec.write_text(f"pantry: {link}/pantry\nsnacks:\n  - A\n  - drinks/B\n")
+    said = f"{link} is a symlink owned by nobody: not followed"
+    code, _, err = cli(capsys, "check", "-c", str(spec))
+    assert (code, err) == (2, f"snackwatch: {spec}:1: pantry {link}/pantry: {said}\n")
+    code, out, _ = cli(capsys, "diff", "-c", str(spec))
+    assert (code, out) == (1, f"! {said}: 2 snacks not enforced (A, drinks/B)\n")
+    code, _, err = cli(capsys, "once", "-c", str(spec))
+    assert (code, err) == (1, f"conflict: {said}: 2 snacks not created (A, drinks/B)\n")
+    _, out, _ = cli(capsys, "why", "-c", str(spec), "A")
+    assert f"  on disk: not reachable: {said}\n" in out
+    assert os.listdir(tmp_path / "elsewhere") == []

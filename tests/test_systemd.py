@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IS_LINUX, IS_ROOT, Running, wait_until, write_spec
+from conftest import IS_LINUX, IS_ROOT, Running, SnackEntry, wait_until, write_spec
 
 from snackwatch import units
 
@@ -425,13 +425,20 @@ def hardened_python(request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]
 
 
 @needs_manager
-def test_hardened_system_unit_creates_snacks_without_capabilities(
+def test_hardened_system_unit_creates_snacks_with_cap_chown_alone(
     manager: UserManager, box: Path, hardened_python: tuple[str, Path]
 ) -> None:
-    """`snackwatch unit` with every sandboxing setting kept; only its spec and pantry move into the box."""
+    """`snackwatch unit` with every sandboxing setting kept; only its spec and pantry move into the box. Its one
+    capability, CAP_CHOWN, and the chown calls its seccomp filter lets through give a snack its declared owner."""
     python, scratch = hardened_python
     system = Path(tempfile.mkdtemp(prefix="system-", dir=box))
-    spec = write_spec(system / "snacks.yaml", ["Goldfish", {"name": "Cheese", "content": "brie\n", "mode": "0640"}])
+    snacks: list[SnackEntry] = [
+        "Goldfish",
+        {"name": "Cheese", "content": "brie\n", "mode": "0640"},
+        {"name": "Theirs", "owner": "65534", "group": "65534"},
+        {"name": "link", "type": "symlink", "target": "Cheese", "owner": "65534"},
+    ]
+    spec = write_spec(system / "snacks.yaml", snacks)
     pantry = system / "pantry"  # missing: ExecStartPre= creates it
     text = snackwatch_unit(python=python).replace("/etc/snackwatch/snacks.yaml", str(spec))
     assert text.count("/pantry\n") == 2  # ExecStartPre= and ReadWritePaths=
@@ -441,11 +448,13 @@ def test_hardened_system_unit_creates_snacks_without_capabilities(
     try:
         state = start(manager, HARDENED_UNIT)
         assert state["ActiveState"] == "active"
-        assert sorted(os.listdir(pantry)) == ["Cheese", "Goldfish"]
+        assert sorted(os.listdir(pantry)) == ["Cheese", "Goldfish", "Theirs", "link"]
         assert (pantry / "Cheese").read_text() == "brie\n" and (pantry / "Cheese").stat().st_mode & 0o777 == 0o640
+        theirs, link = os.lstat(pantry / "Theirs"), os.lstat(pantry / "link")
+        assert (theirs.st_uid, theirs.st_gid, link.st_uid) == (65534, 65534, 65534)
         sandbox = proc_status(int(state["MainPID"]))
         assert (sandbox["NoNewPrivs"], sandbox["Seccomp"]) == ("1", "2")
-        assert int(sandbox["CapEff"], 16) == int(sandbox["CapBnd"], 16) == 0
+        assert int(sandbox["CapEff"], 16) == int(sandbox["CapBnd"], 16) == 1 << 0  # CAP_CHOWN, nothing else
         inside = Path(f"/proc/{state['MainPID']}/root")  # its / (its mount namespace), seen from outside
         assert (inside / Path(python).relative_to("/")).exists()  # bound back in, even from /tmp
         assert not (inside / scratch.relative_to("/") / "not-bound").exists()  # the rest of /tmp stays out

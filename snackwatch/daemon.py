@@ -221,9 +221,18 @@ class Daemon:
             self._fold(self._reconcile_directory(directory, held), now, Trigger.DELETED)
         return swept | set(scan)
 
-    def _reconcile_directory(self, directory: str, held: Collection[str] = ()) -> list[Outcome]:
+    def _reconcile_directory(self, directory: str, held: Collection[str] | None = None) -> list[Outcome]:
+        """A directory looked at whole: a sweep lists it; a burst or storm scan (`held` given) looks its snacks up
+        by name when others crowd it, so its cost is the spec's, not theirs."""
         p = self.parts
-        return reconcile_directory(self.desired, directory, dry_run=self.options.dry_run, recorder=p.pruner, held=held)
+        return reconcile_directory(
+            self.desired,
+            directory,
+            dry_run=self.options.dry_run,
+            recorder=p.pruner,
+            held=held or (),
+            lookup=held is not None,
+        )
 
     def _mounts_changed(self) -> None:
         """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""

@@ -19,6 +19,7 @@ from snackwatch.plan import EXPECTED, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
 
 CREATE_TRIES = 3  # a place flipping under us: create, look, create again at most this often
+ENTRY_BYTES = 20  # a directory's st_size per entry, at least (tmpfs: 20; ext4, xfs, btrfs: more)
 
 
 class Status(Enum):
@@ -54,20 +55,42 @@ class Recorder(Protocol):
         """A recorded file was not published after all (its name was taken, or the link failed)."""
 
 
-def observe(directory_fd: int) -> dict[str, Kind]:
-    """Every entry of a directory with its kind: one scan, no stat on most filesystems."""
+def observe(directory_fd: int, wanted: Container[str] | None = None) -> dict[str, Kind]:
+    """Entries of a directory with their kind: one scan, no stat on most filesystems. With `wanted`, only those
+    names and our own temp names are kept: memory is bounded by the spec, not by what others put there."""
     observed: dict[str, Kind] = {}
     with os.scandir(directory_fd) as entries:
         for entry in entries:
+            name = entry.name
+            if wanted is not None and name not in wanted and not name.startswith(RESERVED_PREFIX):
+                continue
             if entry.is_symlink():
-                observed[entry.name] = Kind.SYMLINK
+                observed[name] = Kind.SYMLINK
             elif entry.is_file(follow_symlinks=False):
-                observed[entry.name] = Kind.FILE
+                observed[name] = Kind.FILE
             elif entry.is_dir(follow_symlinks=False):
-                observed[entry.name] = Kind.DIRECTORY
+                observed[name] = Kind.DIRECTORY
             else:
-                observed[entry.name] = Kind.OTHER
+                observed[name] = Kind.OTHER
     return observed
+
+
+def observe_names(directory_fd: int, names: Iterable[str]) -> dict[str, Kind]:
+    """The kind of each named entry, looked up one by one (fstatat, never followed): O(snacks), whatever else the
+    directory holds."""
+    observed: dict[str, Kind] = {}
+    for name in names:
+        try:
+            observed[name] = kind_of(os.lstat(name, dir_fd=directory_fd).st_mode)
+        except FileNotFoundError:
+            continue
+    return observed
+
+
+def crowded(directory_fd: int, snacks: int) -> bool:
+    """Whether a directory seems to hold far more entries than its snacks (another user's junk in a shared pantry):
+    its size, about 20 bytes an entry on tmpfs and more on disk filesystems, says so without listing it."""
+    return os.fstat(directory_fd).st_size // ENTRY_BYTES > 2 * snacks + 64
 
 
 def observe_targets(directory_fd: int, wanted: dict[str, Snack], observed: dict[str, Kind]) -> dict[str, str]:
@@ -92,7 +115,7 @@ def observe_desired(desired: Desired) -> dict[str, dict[str, Kind]]:
             observed[directory] = {}
             continue
         try:
-            observed[directory] = observe(fd)
+            observed[directory] = observe(fd, desired.files.get(directory, {}))
         finally:
             os.close(fd)
     return observed
@@ -119,12 +142,14 @@ def reconcile_directory(
     dry_run: bool = False,
     recorder: Recorder | None = None,
     held: Container[str] = (),
+    lookup: bool = False,
 ) -> list[Outcome]:
     """One directory's full pass: one scan, then creates; cheaper than per-name repairs for a burst.
 
-    `held`: paths waiting out a backoff or a fight, left alone here (their schedule retries them)."""
+    `held`: paths waiting out a backoff or a fight, left alone here (their schedule retries them). `lookup`: a
+    burst or storm scan, which looks its snacks up by name when the directory holds far more than them."""
     removed: dict[str, int] = {}
-    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed, held=held)
+    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed, held=held, lookup=lookup)
     log_removed(removed)
     return outcomes
 
@@ -137,6 +162,7 @@ def _reconcile_directory(
     removed: dict[str, int],
     *,
     held: Container[str] = (),
+    lookup: bool = False,
 ) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
     if held:
@@ -147,7 +173,10 @@ def _reconcile_directory(
     if isinstance(fd, list):
         return fd
     try:
-        observed = observe(fd)
+        if lookup and crowded(fd, len(wanted)):
+            observed = observe_names(fd, wanted)
+        else:
+            observed = observe(fd, desired.files.get(directory, {}))
         outcomes: list[Outcome | None] = []
         plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
         owned: list[tuple[int, Entry]] = []  # files of pruning specs: recorded together before they are published

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import os
 import shutil
@@ -19,10 +21,12 @@ from typing import Any, TypeVar
 import pytest
 from loguru import logger
 
+from snackwatch.cli import main
 from snackwatch.lock import instance_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from daemonlog import LogFile
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+sys.path.insert(0, str(ROOT / "bench"))
+from daemonlog import LogFile  # noqa: E402  # one log reader for the bench and these tests
 
 T = TypeVar("T")
 SnackEntry = str | dict[str, str]
@@ -210,3 +214,22 @@ def public_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The CLI in process (main() with stdout/stderr captured and `env` as the whole environment): the same
+    code path as the console script, without an interpreter start per call. Subprocess smoke tests follow."""
+    out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())

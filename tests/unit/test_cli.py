@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_spec
+from conftest import snackwatch, write_spec
 
 from snackwatch import __version__
-from snackwatch.cli import main
 from snackwatch.lock import runtime_dir
 from snackwatch.state import state_dir
 from snackwatch.status import render_status
-
-
-def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The CLI in process (main() with stdout/stderr captured and `env` as the whole environment): the same
-    code path as the console script, without an interpreter start per call. Subprocess smoke tests follow."""
-    out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
-    if env is not None:
-        os.environ.clear()
-        os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exit_:  # argparse's usage errors
-                code = exit_.code if isinstance(exit_.code, int) else 1
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def smoke(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,12 +12,12 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from test_cli import snackwatch
+from conftest import snackwatch
 
 from snackwatch.errors import SpecError
 from snackwatch.spec import parse_spec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "snackwatch" / "spec.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 SPEC = Path("/etc/snackwatch/snacks.yaml")
@@ -160,7 +160,7 @@ def _value(node: yaml.Node | None) -> Any:
 def harvested_specs() -> list[str]:
     """Every string or bytes literal in tests/*.py that looks like a whole spec (names both keys)."""
     found: dict[str, None] = {}
-    for source in sorted((ROOT / "tests").glob("test_*.py")):
+    for source in sorted((ROOT / "tests").rglob("test_*.py")):
         for node in ast.walk(ast.parse(source.read_text())):
             if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
                 value = node.value if isinstance(node.value, str) else node.value.decode("utf-8", "replace")

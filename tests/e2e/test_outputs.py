@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Running, needs_root_linux, wait_until, write_spec
-from test_cli import snackwatch
+from conftest import Running, needs_root_linux, snackwatch, wait_until, write_spec
 
 from snackwatch.outputs import LOG_KEPT, LogFile, UnsafeOutput, check_output_file, write_output_atomically
 

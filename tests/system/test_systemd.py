@@ -25,7 +25,7 @@ SYSTEMD = shutil.which("systemd") or next(
 )
 HAVE_SYSTEMD = IS_LINUX and SYSTEMD is not None and shutil.which("systemctl") is not None
 HAVE_ANALYZE = IS_LINUX and shutil.which("systemd-analyze") is not None
-SHIPPED = Path(__file__).resolve().parent.parent / "systemd"
+SHIPPED = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = "snackwatch.service"
 HARDENED_UNIT = "snackwatch-hardened.service"
 WATCHDOG_SEC = 1  # the ping schedule itself is tested in-process (test_notify.py)

@@ -19,7 +19,7 @@ from build_manpages.build_manpages import get_pyproject_settings, parse_manpages
 from snackwatch import __version__
 from snackwatch.cli import build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGE = "man/snackwatch.1"
 HAND_WRITTEN = ("SPEC FORMAT", "EXIT STATUS", "SIGNALS", "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO")
 INSTALLED = Path(sys.prefix) / "share" / "man" / "man1" / "snackwatch.1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_cli import snackwatch
+from conftest import snackwatch
 
 from snackwatch.checking import MAX_REPORTED
 

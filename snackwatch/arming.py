@@ -13,7 +13,7 @@ from snackwatch.chase import BlockedPath
 from snackwatch.desired import Desired
 from snackwatch.errors import error_text
 from snackwatch.text import name_list
-from snackwatch.watch import Armed
+from snackwatch.watch import Armed, Blocked
 
 
 class Watches(Protocol):
@@ -40,6 +40,7 @@ class DirectoryArmer:
         self.dry_run = dry_run
         self.after_arm = after_arm  # the watcher's fd may have changed (a fallback to polling)
         self.would_create: set[str] = set()  # dry run: missing directories already told
+        self.told: set[str] = set()  # directories whose failure was logged: their recovery is told too
 
     def next_due(self) -> float | None:
         return self.retry.next_due()
@@ -49,14 +50,19 @@ class DirectoryArmer:
         return self.retry.has_failing
 
     def arm(self, desired: Desired, now: float) -> set[str]:
-        """Make sure every snack directory exists and is watched; returns the directories re-watched (replaced)."""
+        """Make sure every snack directory exists and is watched; returns the directories re-watched (replaced).
+
+        A directory the safe walk refuses (a symlink it would not follow, a file, another user's directory) is
+        retried with backoff but not logged here: the conflict line names what is in the way, once."""
         failures: dict[str, str] = {}
+        blocked: set[str] = set()
         for directory in desired.directories:
             try:
                 if not self.dry_run:
                     os.close(desired.open_directory(directory, create=True))
-            except BlockedPath as blocked:
-                failures[directory] = str(blocked)
+            except BlockedPath as error:
+                failures[directory] = str(error)
+                blocked.add(directory)
             except OSError as error:
                 failures[directory] = error_text(error)
         armed = self.watcher.arm(desired.roots, self.spec_dirs())
@@ -70,17 +76,22 @@ class DirectoryArmer:
                         "dry run: would create directory {}", directory
                     )
                 continue
+            if isinstance(problem, Blocked):
+                blocked.add(directory)
             failures.setdefault(directory, error_text(problem))
         for directory, reason in failures.items():
             _, change = self.retry.failed(directory, now, reason)
-            if change is Change.STARTED_FAILING:
+            if change is Change.STARTED_FAILING and directory not in blocked:
+                self.told.add(directory)
                 logger.bind(event="pantry_unwatchable", directory=directory).error(
                     "cannot create or watch {}: {}; retrying with backoff", directory, reason
                 )
         wanted = set(desired.directories)
         for directory in [d for d in self.retry.snacks if d not in failures]:
-            if directory in wanted and self.retry.present(directory, now) is Change.RECOVERED:
+            recovered = self.retry.present(directory, now) is Change.RECOVERED
+            if recovered and directory in wanted and directory in self.told:
                 logger.bind(event="pantry_recovered", directory=directory).info("{} is watched again", directory)
+            self.told.discard(directory)
             self.retry.clear(directory)
         return armed.readded
 

@@ -12,7 +12,7 @@ from loguru import logger
 from snackwatch.desired import Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.lastgood import applied_text
-from snackwatch.lint import spec_warnings
+from snackwatch.lint import shown_name, spec_warnings
 from snackwatch.spec import Spec
 from snackwatch.specset import SpecSet, is_spec_name
 from snackwatch.text import name_list
@@ -211,20 +211,30 @@ def _warn(specs: Iterable[Spec]) -> None:
 
 
 def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) -> bool:
-    """Log what a reload changed (a forced one says so even when nothing did); True if anything changed."""
-    old_paths, new_paths = old.by_path(), new.by_path()
-    added = [new.display(entry) for path, entry in new_paths.items() if path not in old_paths]
-    removed = [old.display(entry) for path, entry in old_paths.items() if path not in new_paths]
-    changes = [f"+{name}" for name in added] + [f"-{name}" for name in removed]
+    """Log what a reload changed (a forced one says so even when nothing did); True if anything changed.
+
+    Snacks are told apart by their spec and name, so a spec whose pantry moved says `pantry /a -> /b` once,
+    not every one of its names as removed and added again."""
+    old_keys = {(entry.spec.path, entry.snack.name): entry for entry in old.entries()}
+    new_keys = {(entry.spec.path, entry.snack.name): entry for entry in new.entries()}
+    added = [new.display(entry) for key, entry in new_keys.items() if key not in old_keys]
+    removed = [old.display(entry) for key, entry in old_keys.items() if key not in new_keys]
+    changes = [f"+{shown_name(name)}" for name in added] + [f"-{shown_name(name)}" for name in removed]
     changes += [  # declared otherwise (a source's bytes, a mode, an owner): applies when it is next created
-        f"~{new.display(entry)}"
-        for path, entry in new_paths.items()
-        if path in old_paths and old_paths[path].snack[2:] != entry.snack[2:]  # all but name and line
+        f"~{shown_name(new.display(entry))}"
+        for key, entry in new_keys.items()
+        if key in old_keys and old_keys[key].snack[2:] != entry.snack[2:]  # all but name and line
     ]
-    changes += [f"pantry {spec.pantry}" for spec in new.specs if spec.pantry not in {s.pantry for s in old.specs}]
+    old_pantries = {spec.path: spec.pantry for spec in old.specs}
+    for spec in new.specs:
+        before = old_pantries.get(spec.path)
+        if before is None and spec.pantry not in old_pantries.values():
+            changes.append(f"pantry {spec.pantry}")
+        elif before is not None and before != spec.pantry:
+            changes.append(f"pantry {before} -> {spec.pantry}")
     changes += [f"dropped {path.name}" for path in dropped]
     if changes or forced:
         logger.bind(event="reload", added=added, removed=removed).info(
-            "spec reloaded: {} ({} snacks)", name_list(changes) if changes else "no change", new.count
+            "spec reloaded: {} ({} snacks)", name_list(changes, quote=False) if changes else "no change", new.count
         )
     return bool(changes)

@@ -120,7 +120,8 @@ def test_a_blocked_nested_directory_costs_no_full_pass_while_idle(
     assert len(blocked) == 1
     loop.until_idle(limit=60.0)  # the armer retries with backoff for a minute of injected time
     assert full_passes(log_lines) == ["start"]
-    assert len(events(log_lines, "conflict")) == 1  # said once
+    assert len(events(log_lines, "conflict")) == 1  # said once, and only as the conflict (no ERROR beside it)
+    assert [line for line in log_lines if line["level"] == "ERROR"] == []
     (loop.pantry / "drinks").unlink()  # the way is clear again: the next retry stocks it
     loop.until_idle(limit=600.0)
     assert (loop.pantry / "drinks" / "Juice").exists() and full_passes(log_lines) == ["start"]

@@ -111,3 +111,22 @@ def test_debug_lines_tell_each_batch_and_decision_and_the_rest_stays_info(
     said = {line["event"]: line["level"] for line in log_lines}
     assert said["restored"] == said["start"] == said["created"] == "INFO"
     assert {said[event] for event in ("batch", "repair", "full_pass", "reread")} == {"DEBUG"}
+
+
+def test_a_reload_that_moves_the_pantry_says_so_once_not_every_name_twice(
+    loop: Loop, spec_path: Path, log_lines: list[dict[str, Any]]
+) -> None:
+    write_spec(spec_path, SEED, pantry="./shelf")
+    saved(loop, spec_path)
+    [reload] = events(log_lines, "reload")
+    assert reload["message"] == f"spec reloaded: pantry {loop.pantry} -> {spec_path.parent / 'shelf'} (3 snacks)"
+    assert (spec_path.parent / "shelf" / "Goldfish").exists()
+
+
+def test_thirty_directories_lost_at_once_are_one_line(loop: Loop, log_lines: list[dict[str, Any]]) -> None:
+    gone = [loop.pantry / f"d{index}" for index in range(30)]
+    for directory in gone:  # an rm -rf of a pantry's subdirectories: every watch tells its loss in one batch
+        loop.watcher.mark(Mark.GONE, directory)
+    loop.watcher.mark(Mark.GONE, loop.pantry)
+    loop.turn()
+    assert len(events(log_lines, "pantry_gone")) <= 1

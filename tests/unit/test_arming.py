@@ -82,8 +82,10 @@ def test_a_symlink_in_a_nested_directorys_place_is_reported_not_followed(
     os.symlink(tmp_path / "elsewhere", pantry / "drinks")
     armer = DirectoryArmer(StubWatcher(), list)
     armer.arm(desired_in(pantry, "drinks/Juice"), 0.0)
-    assert "drinks is a symlink owned by root: not followed" in events(log_lines, "pantry_unwatchable")[0]["message"]
     assert list((tmp_path / "elsewhere").iterdir()) == []
+    # Not logged here (the conflict line names what is in the way, once), but retried: it may be cleared.
+    assert events(log_lines, "pantry_unwatchable") == [] and armer.next_due() is not None
+    assert "drinks is a symlink owned by root: not followed" in armer.retry.describe(str(pantry / "drinks"), 0.0).error
 
 
 def test_a_removed_pantry_is_recreated_and_told(tmp_path: Path, log_lines: list[dict[str, Any]]) -> None:

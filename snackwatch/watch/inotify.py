@@ -50,6 +50,7 @@ if HAVE_INOTIFY:
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
     _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
+    _PARENT_SELF = C.IN_DELETE_SELF | C.IN_MOVE_SELF  # what a muted parent still hears
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
 
 
@@ -86,6 +87,8 @@ class InotifySource(Source):
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
         self.attributes = False
         self.storm = StormGuard()
+        self.link_ids: dict[int, dict[str, tuple[int, int] | None]] = {}  # muted parents: what their names were
+        self.parent_noise = False  # a parent heard unrelated names in the read under way
 
     def fileno(self) -> int | None:
         return self.fd
@@ -93,27 +96,64 @@ class InotifySource(Source):
     # --- storms ---------------------------------------------------------------------------------
 
     def _mute_storms(self, now: float) -> None:
-        """Past the storm limit of unrelated removals a second in a directory, stop hearing its removals one by
-        one (the kernel queues nothing more for them) and scan it on the guard's schedule instead."""
+        """Past the storm limit of unrelated events a second in a directory, stop hearing them one by one (the
+        kernel queues nothing more for them) and look on the guard's schedule instead: a snack directory is
+        scanned, a parent (or ancestor) has the names it watches for looked up (has the pantry been re-pointed?)."""
         for wd in self.storm.storms(now):
             directory = self.snacks_only.get(wd)
-            if directory is None:
+            parent = directory is None and self._parent_only(wd)
+            if directory is None and not parent:
                 continue
+            if parent:
+                self.link_ids[wd] = self._link_identities(wd)
+                directory = next(iter(self.by_wd[wd]))
             self._readd(wd)
-            if self.storm.tell(directory, now):
+            if directory is not None and self.storm.tell(directory, now):
                 logger.bind(event="storm", directory=directory).info(
-                    "event storm in {} ({} unrelated removals in under a second): scanning it every {:g} ms "
-                    "instead of event by event",
+                    "event storm in {} ({} unrelated events in under a second): {} every {:g} ms instead of "
+                    "event by event",
                     directory,
                     self.storm.count(wd),
+                    "looking at the names it leads to" if parent else "scanning it",
                     self.storm.policy.scan * 1000,
                 )
 
     def storm_scans(self, now: float) -> set[str]:
-        due, over = self.storm.scans(now, self.snacks_only)
-        for wd in over:  # hear removals again
+        due, over = self.storm.scans(now, self.by_wd)
+        for wd in over:  # hear its events again
+            self.link_ids.pop(wd, None)
             self._readd(wd)
+        for wd in [wd for wd in due if wd in self.link_ids]:
+            self._look_at_links(wd)
         return {self.snacks_only[wd] for wd in due if wd in self.snacks_only}
+
+    def _parent_only(self, wd: int) -> bool:
+        """A watch held only for names that lead to a watched directory (a pantry's parent, an ancestor)."""
+        roles = self._union(wd) if wd in self.by_wd else Roles(False, False)
+        return bool(roles.links) and not roles.primary
+
+    def _link_identities(self, wd: int) -> dict[str, tuple[int, int] | None]:
+        """What each watched name in a parent is now (device, inode of the entry itself), None if absent."""
+        found: dict[str, tuple[int, int] | None] = {}
+        for directory, roles in self.by_wd.get(wd, {}).items():
+            for name in roles.links:
+                path = os.path.join(directory, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    found[path] = None
+                else:
+                    found[path] = (info.st_dev, info.st_ino)
+        return found
+
+    def _look_at_links(self, wd: int) -> None:
+        """A muted parent's scan: a watched name that changed (re-pointed, re-created, removed) is told."""
+        now_ids = self._link_identities(wd)
+        for path, identity in now_ids.items():
+            if self.link_ids[wd].get(path, identity) != identity:
+                self.sink(Mark.GONE, path, "")
+                self.sink(Mark.SPEC, path, "")
+        self.link_ids[wd] = now_ids
 
     def next_due(self) -> float | None:
         return self.storm.next_due()
@@ -122,9 +162,12 @@ class InotifySource(Source):
 
     def _mask(self, roles: Roles, *, muted: bool = False) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
+        links = _LINK_MASK if roles.links else 0
         if muted:
             snacks &= ~_SNACK_GONE
-        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | (_LINK_MASK if roles.links else 0))
+            if not roles.primary:  # a parent in a storm: looked at on schedule (a mask is never empty)
+                links = _PARENT_SELF
+        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | links)
 
     def _union(self, wd: int) -> Roles:
         roles = Roles(False, False)
@@ -238,7 +281,8 @@ class InotifySource(Source):
                     storm.heard(wd)
                     continue
                 removed.add((directory, name))
-        if noise:
+        if noise or self.parent_noise:
+            self.parent_noise = False
             self._mute_storms(time.monotonic())
         if removed:
             self.marks.mark_snacks(removed, set())  # the burst rule is the dirty set's (dirty.split_bursts)
@@ -270,6 +314,10 @@ class InotifySource(Source):
             return False
         text = os.fsdecode(name)
         meant = False
+        if self._parent_only(wd) and not any(text in roles.links for roles in aliases.values()):
+            self.storm.heard(wd)  # churn in a pantry's parent: counted like a pantry's own noise
+            self.parent_noise = True
+            return False
         for directory, roles in list(aliases.items()):
             if roles.snacks and mask & _SNACK_GONE:
                 self.sink(Mark.SNACK, directory, text)

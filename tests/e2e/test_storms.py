@@ -185,3 +185,30 @@ def test_a_scan_leaves_snacks_in_backoff_to_their_schedule(tmp_path: Path) -> No
     outcomes = reconcile_directory(desired, str(pantry), held={str(pantry / "Goldfish")})
     assert [(o.entry.name, o.status) for o in outcomes] == [("Popcorn", Status.CREATED)]
     assert not (pantry / "Goldfish").exists()
+
+
+def test_churn_in_the_pantrys_parent_is_muted_and_a_re_pointed_pantry_still_seen(
+    watched: tuple[Watcher, DirtySet, Path], tmp_path: Path
+) -> None:
+    watcher, dirty, pantry = watched
+    source = watcher._source
+    assert isinstance(source, InotifySource)
+    source.storm.policy = StormPolicy(noise=100)
+    fd = watcher.fileno()
+    assert fd is not None
+    in_create = 0x100
+    assert inotify_mask(fd, tmp_path) & in_create  # the parent hears names come and go, for "pantry"
+    for i in range(300):  # another user's churn beside the pantry
+        (tmp_path / f"junk{i}").touch()
+        (tmp_path / f"junk{i}").unlink()
+    assert watcher.read_events() is False and dirty.take().gone == set()  # noise: nothing to do
+    assert not inotify_mask(fd, tmp_path) & in_create  # muted in the kernel: the churn costs nothing more
+    pantry.rename(tmp_path / "old")  # meanwhile the pantry is re-created: heard by the parent's scan
+    (tmp_path / "pantry").mkdir()
+    watcher.read_events()
+    dirty.take()
+    now = time.monotonic()
+    watcher.storm_scans(now + STORM_SCAN)
+    assert str(pantry) in dirty.take().gone
+    watcher.storm_scans(now + STORM_MUTE)  # the storm is over: heard event by event again
+    assert inotify_mask(fd, tmp_path) & in_create

@@ -110,14 +110,8 @@ def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) ->
             except OSError as error:
                 if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
-                link = os.lstat(part, dir_fd=fd)
-                here = _path([*walked, part])
-                if not stat.S_ISLNK(link.st_mode):
-                    raise BlockedPath(kind_of(link.st_mode), here, link.st_uid) from None
                 followed += 1
-                if followed > MAX_SYMLINKS or not _trusted_link(link, os.fstat(fd)):
-                    raise BlockedPath(Kind.SYMLINK, here, link.st_uid) from None
-                target = os.readlink(part, dir_fd=fd)
+                target = _followed_link(fd, part, _path([*walked, part]), followed)
                 todo.extend(_components(target))
                 flags = _WALK  # the directory holding the link, unless the target restarts at "/"
                 if not target.startswith("/"):
@@ -140,6 +134,17 @@ def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) ->
         os.close(fd)
         raise
     return fd
+
+
+def _followed_link(fd: int, part: str, here: str, followed: int) -> str:
+    """The target of the symlink `part` in the directory `fd`, if the walk may follow it (the `followed`-th);
+    BlockedPath naming it (`here`), its kind and owner otherwise, or when `part` is no symlink at all."""
+    link = os.lstat(part, dir_fd=fd)
+    if not stat.S_ISLNK(link.st_mode):
+        raise BlockedPath(kind_of(link.st_mode), here, link.st_uid) from None
+    if followed > MAX_SYMLINKS or not _trusted_link(link, os.fstat(fd)):
+        raise BlockedPath(Kind.SYMLINK, here, link.st_uid) from None
+    return os.readlink(part, dir_fd=fd)
 
 
 def _check_owner(fd: int, where: str | list[str], rules: WalkRules | None) -> None:

@@ -92,27 +92,8 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="snackwatch", description="Keep declared files present, instantly.", formatter_class=_help_formatter
-    )
-    parser.add_argument("--version", action=_Version)
-    commands = parser.add_subparsers(
-        title="commands", dest="command", required=True, metavar="COMMAND", prog="snackwatch"
-    )
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=_help_formatter)
-        sub.add_argument(
-            "-c",
-            "--config",
-            type=Path,
-            metavar="PATH",
-            help="spec file or directory (default: $SNACKWATCH_CONFIG, ~/.config/snackwatch/snacks.yaml)",
-        )
-        return sub
-
-    run = command("run", "watch and keep the pantry in the desired state until stopped")
+def _run_options(run: argparse.ArgumentParser) -> None:
+    """The options of `snackwatch run`."""
     run.add_argument("--dry-run", action="store_true", help="log what would be restored, change nothing")
     run.add_argument("--polling", action="store_true", help="use the polling observer (same as --watcher polling)")
     run.add_argument("--watcher", choices=BACKENDS, default="auto", help="event source (default: inotify on Linux)")
@@ -134,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="an invalid spec at start exits 2, even when its last good version was saved",
     )
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="snackwatch", description="Keep declared files present, instantly.", formatter_class=_help_formatter
+    )
+    parser.add_argument("--version", action=_Version)
+    commands = parser.add_subparsers(
+        title="commands", dest="command", required=True, metavar="COMMAND", prog="snackwatch"
+    )
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=_help_formatter)
+        sub.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            metavar="PATH",
+            help="spec file or directory (default: $SNACKWATCH_CONFIG, ~/.config/snackwatch/snacks.yaml)",
+        )
+        return sub
+
+    _run_options(command("run", "watch and keep the pantry in the desired state until stopped"))
     once = command("once", "one full reconcile; exit 0 converged, 1 something left unrepaired")
     once.add_argument("--dry-run", action="store_true", help="print what would be created, change nothing")
     check = command("check", "validate specs (files or conf.d directories); exit 0 valid, 2 any invalid")
@@ -207,20 +210,8 @@ def _main(argv: list[str] | None) -> int:
 
 def _command(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "unit":
-        from snackwatch.units import for_this_interpreter
-
-        _say(for_this_interpreter(user=args.user), end="")
-        return EXIT_OK
-    if args.command == "schema":
-        from importlib import resources
-
-        _say(resources.files("snackwatch").joinpath("spec.schema.json").read_text(encoding="utf-8"), end="")
-        return EXIT_OK
-    if args.command == "completion":
-        from snackwatch.completion import completion_script
-
-        _say(completion_script(build_parser(), args.shell), end="")
+    if args.command in ("unit", "schema", "completion"):
+        _say(_printed(args), end="")
         return EXIT_OK
     from snackwatch.errors import SnackwatchError, SpecError
 
@@ -261,6 +252,21 @@ def _command(argv: list[str] | None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def _printed(args: argparse.Namespace) -> str:
+    """What `unit`, `schema` and `completion` print: texts that need no spec."""
+    if args.command == "unit":
+        from snackwatch.units import for_this_interpreter
+
+        return for_this_interpreter(user=args.user)
+    if args.command == "schema":
+        from importlib import resources
+
+        return resources.files("snackwatch").joinpath("spec.schema.json").read_text(encoding="utf-8")
+    from snackwatch.completion import completion_script
+
+    return completion_script(build_parser(), args.shell)
 
 
 def _snack_names(words: list[str]) -> int:

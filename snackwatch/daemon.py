@@ -93,7 +93,6 @@ class Daemon:
         self.reloading = False  # RELOADING=1 sent, READY=1 not yet
         self.overflow_logged_at: float | None = None
         self.sorted_directories: tuple[Desired | None, list[str]] = (None, [])
-        self.only_held = False  # the last batch's removals were all of snacks held back (fight or backoff)
         self.started = parts.ledger.wall()
 
     @property
@@ -146,29 +145,37 @@ class Daemon:
         return {fd for fd, _ in self.parts.poller.poll(timeout)}
 
     def turn(self, ready: set[int]) -> None:
-        """One turn of the loop, guarded: no exception ever kills the daemon (a full resync follows, backed off)."""
+        """One turn of the loop, guarded: no exception ever kills the daemon (a full resync follows, backed off).
+        A read that brought only noise, with nothing else ready or due, costs that read and no more."""
         p = self.parts
         try:
-            events = p.reads.ready(ready)
-            meaningful = p.watcher.read_events() if events else True
+            meaningful = True
+            if p.reads.ready(ready):
+                meaningful = p.watcher.read_events()
+                p.reads.after_read(p.clock(), p.watcher.noise_heard())
+                if not meaningful and len(ready) == 1 and not p.dirty.pending and not self._due(p.clock()):
+                    return
             if p.mounts.fd is not None and p.mounts.fd in ready:
                 self._mounts_changed()
-            if self.step(p.clock()):
+            if self.step(p.clock(), drain=p.dirty.read_fd in ready or not ready):
                 p.resync.succeeded()
-            if events and (not meaningful or self.only_held):
-                p.reads.idle_read(p.clock())
         except Exception:
             delay = p.resync.failed(p.clock())
             logger.opt(exception=True).bind(event="internal_error").error(
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
 
+    def _due(self, now: float) -> bool:
+        due = self.parts.next_due()
+        return due is not None and due <= now
+
     # --- one turn: decide, then act -------------------------------------------------------------
 
-    def step(self, now: float) -> bool:
-        """Decide a turn from what was marked, then act on it; True if it ran a full pass."""
+    def step(self, now: float, *, drain: bool = True) -> bool:
+        """Decide a turn from what was marked, then act on it; True if it ran a full pass. Deletions come first
+        when nothing in the turn could change what they mean (no overflow, re-arm, scan or reload)."""
         p = self.parts
-        batch = p.dirty.take()
+        batch = p.dirty.take(drain=drain)
         if self.signals.stopping:
             return False
         turn = plan_turn(
@@ -178,6 +185,10 @@ class Daemon:
             children=self.desired.children,
         )
         _log_turn(turn)
+        removed: Collection[tuple[str, str]] = turn.removed
+        if removed and self._repairs_first(turn, now):
+            self._deleted(removed, now)
+            removed = ()
         p.reads.resume_if_due(now)
         p.notifier.tick(now)
         if turn.reload_asked:
@@ -196,16 +207,27 @@ class Daemon:
             p.ledger.skip_due(now)
         else:
             swept = self._sweep(now, affected, turn.scan)
-            removed = [(d, n) for d, n in turn.removed if d not in swept]  # a sweep looked at those already
-            todo, changes = p.ledger.deleted(removed, now)
-            p.narrator.tell(changes, self.desired, now)
-            self.only_held = bool(removed) and not todo and not turn.scan  # a fight in its backoff
-            self._repair(now, todo, Trigger.DELETED)
+            self._deleted([(d, n) for d, n in removed if d not in swept], now)
             self._repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
-        p.state.write_if_due(now, self.status)
+        if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
+            p.state.write_if_due(now, self.status)
         p.notifier.status(self.status_line())
         return trigger is not None
+
+    def _repairs_first(self, turn: Turn, now: float) -> bool:
+        """Nothing in this turn can change what a deletion means: repair it before anything else is looked at."""
+        if turn.overflow or turn.rearm or turn.scan or turn.reload_asked or self.parts.reloader.requested:
+            return False
+        settle = self.parts.reloader.next_due()
+        return settle is None or settle > now
+
+    def _deleted(self, removed: Collection[tuple[str, str]], now: float) -> None:
+        """Removed snacks through the fight gate, then repaired (a snack in a fight or backoff waits its turn)."""
+        p = self.parts
+        todo, changes = p.ledger.deleted(removed, now)
+        p.narrator.tell(changes, self.desired, now)
+        self._repair(now, todo, Trigger.DELETED)
 
     def _sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
         """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are

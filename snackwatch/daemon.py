@@ -25,7 +25,7 @@ from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
 from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.reload import SPEC_SETTLE
-from snackwatch.status_view import daemon_status, summary
+from snackwatch.status_view import StatusRows, daemon_status, summary
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 from snackwatch.turn import Turn, plan_turn
@@ -94,6 +94,7 @@ class Daemon:
         self.overflow_logged_at: float | None = None
         self.sorted_directories: tuple[Desired | None, list[str]] = (None, [])
         self.started = parts.ledger.wall()
+        self.rows = StatusRows()  # the status file's per-snack rows, encoded once per change
 
     @property
     def desired(self) -> Desired:
@@ -126,7 +127,7 @@ class Daemon:
         p.resync.due(now, None)  # schedules the first periodic pass, if any
         self._sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
         _settle_memory()
-        p.state.write(self.status())
+        p.state.write(*self.status_file())
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())
 
@@ -134,7 +135,7 @@ class Daemon:
         p = self.parts
         p.notifier.stopping()
         p.close()
-        p.state.write(self.status())
+        p.state.write(*self.status_file())
         logger.bind(event="stop").info(
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
         )
@@ -211,7 +212,7 @@ class Daemon:
             self._repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
         if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
-            p.state.write_if_due(now, self.status)
+            p.state.write_if_due(now, self.status_file)
         p.notifier.status(self.status_line())
         return trigger is not None
 
@@ -342,7 +343,12 @@ class Daemon:
 
     def status(self) -> dict[str, object]:
         """Everything `snackwatch status` and `why` show."""
-        return daemon_status(self.parts, self.started)
+        return daemon_status(self.parts, self.started, self.rows)
+
+    def status_file(self) -> tuple[dict[str, object], str]:
+        """The status and its JSON text: only rows whose story changed are encoded again."""
+        status = self.status()
+        return status, self.rows.json(status)
 
     def status_line(self) -> str:
         """The one-line summary (systemd's Status=)."""

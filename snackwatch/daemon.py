@@ -213,7 +213,8 @@ class Daemon:
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
         if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
             p.state.write_if_due(now, self.status_file)
-        p.notifier.status(self.status_line())
+        if p.notifier.wanted:
+            p.notifier.status(self.status_line())
         return trigger is not None
 
     def _repairs_first(self, turn: Turn, now: float) -> bool:
@@ -225,6 +226,8 @@ class Daemon:
 
     def _deleted(self, removed: Collection[tuple[str, str]], now: float) -> None:
         """Removed snacks through the fight gate, then repaired (a snack in a fight or backoff waits its turn)."""
+        if not removed:
+            return
         p = self.parts
         todo, changes = p.ledger.deleted(removed, now)
         p.narrator.tell(changes, self.desired, now)

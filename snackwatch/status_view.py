@@ -148,9 +148,9 @@ def snack_status(ledger: Ledger, entry: Entry, now: float, view: HealthView | No
 
 
 def counts(ledger: Ledger) -> dict[str, int]:
-    failing = len(ledger.health.failing())
+    failing = ledger.health.failing_count
     conflicts = len(ledger.conflicts)
-    missing = len(ledger.missing - set(ledger.conflicts))
+    missing = len(ledger.missing) - sum(path in ledger.missing for path in ledger.conflicts) if ledger.missing else 0
     count = ledger.desired.count
     return {
         "snacks": count,

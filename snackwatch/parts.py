@@ -151,6 +151,11 @@ class Parts:
         ]
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
+    def due(self, now: float) -> bool:
+        """Whether any part needs the loop now."""
+        due = self.next_due()
+        return due is not None and due <= now
+
     def close(self) -> None:
         self.watcher.close()
         self.dirty.close()

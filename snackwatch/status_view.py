@@ -50,6 +50,11 @@ class StatusRows:
         if len(self.rows) > len(listed):
             self.rows = {path: self.rows[path] for path in listed}
 
+    def file(self, parts: Parts, started: float) -> tuple[dict[str, object], str]:
+        """The status and its JSON text for the status file: only rows whose story changed are encoded again."""
+        status = daemon_status(parts, started, self)
+        return status, self.json(status)
+
     def json(self, status: dict[str, object]) -> str:
         """`status` as compact JSON, its rows spliced in from their cached text."""
         head = json.dumps({key: value for key, value in status.items() if key != "snacks"}, separators=(",", ":"))

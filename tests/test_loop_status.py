@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from conftest import write_spec
 from fake_loop import Loop, start_loop
 
+from snackwatch.dirty import Mark
 from snackwatch.ledger import HISTORY_KEPT
 from snackwatch.state_writer import STATE_SETTLE
 
@@ -90,3 +92,21 @@ def test_after_a_mass_restore_the_status_lists_a_bounded_story_and_counts_the_re
     finally:
         loop.close()
     assert HISTORY_KEPT >= 1000  # a spec of up to 1,000 snacks keeps every snack's story
+
+
+def test_a_reload_runs_without_the_collector_then_collects_and_freezes_once(
+    loop: Loop, spec_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert gc.isenabled()  # start() collected once and froze what the spec built
+    frozen = gc.get_freeze_count()
+    during: list[bool] = []
+    due = loop.parts.reloader.due
+    monkeypatch.setattr(loop.parts.reloader, "due", lambda now: during.append(gc.isenabled()) or due(now))
+    loop.turn()
+    assert during == []  # nothing to reload: the collector is never touched
+    write_spec(spec_path, ["Goldfish", "Popcorn", "Cheese"])
+    loop.watcher.mark(Mark.SPEC, spec_path.parent, spec_path.name)
+    loop.turn()
+    loop.until_idle(limit=5.0)
+    assert during == [False] and gc.isenabled() and (loop.pantry / "Cheese").exists()
+    assert gc.get_freeze_count() > frozen  # what the new spec built was frozen

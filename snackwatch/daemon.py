@@ -163,8 +163,8 @@ class Daemon:
             if p.reads.ready(ready):
                 meaningful = p.watcher.read_events()
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
-                if not meaningful and len(ready) == 1 and not p.dirty.pending and not p.due(p.clock()):
-                    return
+                if not meaningful and len(ready) == 1 and not p.dirty.pending:
+                    return  # a deadline that passed meanwhile makes the next poll return at once
             if p.mounts.fd is not None and p.mounts.fd in ready:
                 _mounts_changed(p, self._sorted_directories())
             if self.step(p.clock(), drain=p.dirty.read_fd in ready or not ready):

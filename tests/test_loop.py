@@ -177,19 +177,16 @@ def test_a_relevant_event_is_never_held_by_pacing_below_a_storm(
     step = loop.daemon.step
     monkeypatch.setattr(loop.daemon, "step", lambda now, **kw: steps.append(now) or step(now, **kw))
     loop.watcher.noise_per_read = 3  # an app saving beside a watched directory: a few events per save
-    expected = 0
     for i in range(300):  # 300 reads in 0.3 s (3,000 events a second would be a storm; 900 in 0.3 s is not)
         os.write(write_fd, b"x")
         loop.watcher.meaningful = i % 50 == 49
         if loop.watcher.meaningful:  # a snack deleted among the noise: read at once, repaired in that turn
             (loop.pantry / "Goldfish").unlink()
             loop.watcher.removed(loop.pantry, "Goldfish")
-        due = loop.parts.next_due()
-        expected += loop.watcher.meaningful or (due is not None and due <= loop.clock.now + 0.001)
         loop.turn(advance=0.001, ready={read_fd})
         assert (loop.pantry / "Goldfish").exists()
         assert loop.parts.reads.next_due() is None  # never paced, not even after two idle reads in a row
-    assert 6 <= len(steps) == expected < 20  # a read of noise alone costs that read: no step, no status, no log
+    assert len(steps) == 6  # a read of noise alone costs that read: no step (a due part gets its own turn)
     assert loop.watcher.noise == 900
 
 

@@ -199,6 +199,11 @@ class Health:
     def has_failing(self) -> bool:
         return bool(self._failing)
 
+    @property
+    def failing_count(self) -> int:
+        """How many names fail (status counts, every turn: no sort)."""
+        return len(self._failing)
+
     def failing(self) -> list[str]:
         """Names whose last repair failed."""
         return sorted(self._failing)

@@ -7,7 +7,6 @@ earliest of their `next_due()`, or until an fd is ready.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 from collections.abc import Callable, Collection
@@ -20,12 +19,13 @@ from snackwatch import __version__
 from snackwatch.desired import Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.lock import SpecLock
+from snackwatch.memory import Collector
 from snackwatch.mounts import under
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
 from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.reload import SPEC_SETTLE
-from snackwatch.status_view import daemon_status, summary
+from snackwatch.status_view import StatusRows, daemon_status, summary
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 from snackwatch.turn import Turn, plan_turn
@@ -77,8 +77,16 @@ def run_daemon(config: Path, options: Options, *, after_signals: Callable[[], No
     signals.install()
     after_signals()
     lock = SpecLock(Path(os.path.abspath(config)))
+    collector = Collector()
+    collector.pause()  # parse, merge and first pass without the collector: start() collects and freezes once
     try:
-        return Daemon(Parts.real(config, options, dirty=dirty), signals).run()
+        parts = Parts.real(config, options, dirty=dirty)
+    except BaseException:
+        collector.resume()
+        lock.release()
+        raise
+    try:
+        return Daemon(parts, signals, collector).run()
     finally:
         lock.release()
 
@@ -86,15 +94,16 @@ def run_daemon(config: Path, options: Options, *, after_signals: Callable[[], No
 class Daemon:
     """Keeps every spec's files in their desired state until stopped."""
 
-    def __init__(self, parts: Parts, signals: Signals | None = None) -> None:
+    def __init__(self, parts: Parts, signals: Signals | None = None, collector: Collector | None = None) -> None:
         self.parts = parts
         self.options = parts.options
         self.signals = signals or Signals(parts.dirty.wake)
         self.reloading = False  # RELOADING=1 sent, READY=1 not yet
         self.overflow_logged_at: float | None = None
         self.sorted_directories: tuple[Desired | None, list[str]] = (None, [])
-        self.only_held = False  # the last batch's removals were all of snacks held back (fight or backoff)
         self.started = parts.ledger.wall()
+        self.rows = StatusRows()  # the status file's per-snack rows, encoded once per change
+        self.collector = collector or Collector()  # paused while a spec loads and is first applied
 
     @property
     def desired(self) -> Desired:
@@ -126,16 +135,18 @@ class Daemon:
         self._prune(confirmed=p.pruner.take_confirmation())
         p.resync.due(now, None)  # schedules the first periodic pass, if any
         self._sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
-        _settle_memory()
-        p.state.write(self.status())
+        self.collector.settle()
+        p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())
 
     def stop(self) -> None:
         p = self.parts
         p.notifier.stopping()
+        self.collector.resume()  # a start that failed half-way may have left it paused
         p.close()
-        p.state.write(self.status(), stopped=True)
+        status, text = self.rows.file(p, self.started)
+        p.state.write(status, text, stopped=True)
         logger.bind(event="stop").info(
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
         )
@@ -146,18 +157,22 @@ class Daemon:
         return {fd for fd, _ in self.parts.poller.poll(timeout)}
 
     def turn(self, ready: set[int]) -> None:
-        """One turn of the loop, guarded: no exception ever kills the daemon (a full resync follows, backed off)."""
+        """One turn, guarded: no exception kills the daemon (a backed-off full resync follows). Noise costs a read."""
         p = self.parts
         try:
-            events = p.reads.ready(ready)
-            meaningful = p.watcher.read_events() if events else True
+            meaningful = True
+            if p.reads.ready(ready):
+                meaningful = p.watcher.read_events()
+                p.reads.after_read(p.clock(), p.watcher.noise_heard())
+                if not meaningful and len(ready) == 1 and not p.dirty.pending:
+                    return  # a deadline that passed meanwhile makes the next poll return at once
             if p.mounts.fd is not None and p.mounts.fd in ready:
-                self._mounts_changed()
-            if self.step(p.clock()):
+                _mounts_changed(p, self._sorted_directories())
+            if self.step(p.clock(), drain=p.dirty.read_fd in ready or not ready):
                 p.resync.succeeded()
-            if events and (not meaningful or self.only_held):
-                p.reads.idle_read(p.clock())
         except Exception:
+            if self.collector.paused:
+                self.collector.settle()
             delay = p.resync.failed(p.clock())
             logger.opt(exception=True).bind(event="internal_error").error(
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
@@ -165,10 +180,10 @@ class Daemon:
 
     # --- one turn: decide, then act -------------------------------------------------------------
 
-    def step(self, now: float) -> bool:
-        """Decide a turn from what was marked, then act on it; True if it ran a full pass."""
+    def step(self, now: float, *, drain: bool = True) -> bool:
+        """Decide a turn from what was marked, then act on it (deletions first when they can); True: a full pass."""
         p = self.parts
-        batch = p.dirty.take()
+        batch = p.dirty.take(drain=drain)
         if self.signals.stopping:
             return False
         turn = plan_turn(
@@ -178,6 +193,10 @@ class Daemon:
             children=self.desired.children,
         )
         _log_turn(turn)
+        removed: Collection[tuple[str, str]] = turn.removed
+        if removed and turn.repairs_first(reload_due=p.reloader.is_due(now)):
+            self._deleted(removed, now)
+            removed = ()
         p.reads.resume_if_due(now)
         p.notifier.tick(now)
         if turn.reload_asked:
@@ -196,16 +215,25 @@ class Daemon:
             p.ledger.skip_due(now)
         else:
             swept = self._sweep(now, affected, turn.scan)
-            removed = [(d, n) for d, n in turn.removed if d not in swept]  # a sweep looked at those already
-            todo, changes = p.ledger.deleted(removed, now)
-            p.narrator.tell(changes, self.desired, now)
-            self.only_held = bool(removed) and not todo and not turn.scan  # a fight in its backoff
-            self._repair(now, todo, Trigger.DELETED)
+            self._deleted([(d, n) for d, n in removed if d not in swept], now)
             self._repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
-        p.state.write_if_due(now, self.status)
-        p.notifier.status(self.status_line())
+        if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
+            p.state.write_if_due(now, lambda: self.rows.file(p, self.started))
+        if p.notifier.wanted:
+            p.notifier.status(self.status_line())
+        if self.collector.paused:  # a reload and its full pass are done: collect once
+            self.collector.settle()
         return trigger is not None
+
+    def _deleted(self, removed: Collection[tuple[str, str]], now: float) -> None:
+        """Removed snacks through the fight gate, then repaired (a snack in a fight or backoff waits its turn)."""
+        if not removed:
+            return
+        p = self.parts
+        todo, changes = p.ledger.deleted(removed, now)
+        p.narrator.tell(changes, self.desired, now)
+        self._repair(now, todo, Trigger.DELETED)
 
     def _sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
         """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are
@@ -232,19 +260,6 @@ class Daemon:
             recorder=p.pruner,
             held=held or (),
             lookup=held is not None,
-        )
-
-    def _mounts_changed(self) -> None:
-        """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
-        p = self.parts
-        covered, specs, said = p.mounts.recheck(self._sorted_directories(), p.specs.watched_dirs())
-        p.dirty.mark(Mark.NUDGE, "", "")
-        for directory in covered | specs:
-            p.dirty.mark(Mark.GONE, directory, "")
-        for directory in specs:
-            p.dirty.mark(Mark.SPEC, directory, "")
-        logger.bind(event="mounts").debug(
-            "mount table changed ({}): re-checking {} directories", said, len(covered | specs)
         )
 
     def _sorted_directories(self) -> list[str]:
@@ -302,8 +317,12 @@ class Daemon:
         if p.reloader.requested and not self.reloading:
             self.reloading = True
             p.notifier.reloading()
+        if not p.reloader.is_due(now):
+            return False
+        self.collector.pause()  # a big spec's parse, merge and full pass without it; collected once after
         reloaded = p.reloader.due(now)
         if reloaded is None:
+            self.collector.resume()
             return False
         p.watcher.track_specs(p.specs.spec_names())  # a spec symlink may lead elsewhere now
         if reloaded.desired is not None:
@@ -313,7 +332,6 @@ class Daemon:
             p.watcher.track(reloaded.desired.relevant_names())
             p.armer.arm(self.desired, now)
             self._prune(confirmed=p.pruner.take_confirmation())
-            _settle_memory()
         elif reloaded.forced and p.pruner.take_confirmation():
             self._prune(confirmed=True)
         if reloaded.forced:
@@ -325,11 +343,9 @@ class Daemon:
         if not self.options.dry_run:
             self.parts.pruner.prune(self.desired, confirmed=confirmed)
 
-    # --- status ---------------------------------------------------------------------------------
-
     def status(self) -> dict[str, object]:
         """Everything `snackwatch status` and `why` show."""
-        return daemon_status(self.parts, self.started)
+        return daemon_status(self.parts, self.started, self.rows)
 
     def status_line(self) -> str:
         """The one-line summary (systemd's Status=)."""
@@ -364,8 +380,14 @@ def _log_turn(turn: Turn) -> None:
         )
 
 
-def _settle_memory() -> None:
-    """Move what the spec and the pass built to the collector's permanent generation: with 100k snacks, a full
-    collection over those objects stalls the loop for tens of ms, and they live as long as the spec anyway."""
-    gc.collect()
-    gc.freeze()
+def _mounts_changed(p: Parts, sorted_directories: list[str]) -> None:
+    """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
+    covered, specs, said = p.mounts.recheck(sorted_directories, p.specs.watched_dirs())
+    p.dirty.mark(Mark.NUDGE, "", "")
+    for directory in covered | specs:
+        p.dirty.mark(Mark.GONE, directory, "")
+    for directory in specs:
+        p.dirty.mark(Mark.SPEC, directory, "")
+    logger.bind(event="mounts").debug(
+        "mount table changed ({}): re-checking {} directories", said, len(covered | specs)
+    )

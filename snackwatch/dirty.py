@@ -47,10 +47,12 @@ def split_bursts(names: set[tuple[str, str]], scan: set[str]) -> tuple[set[tuple
 class DirtySet:
     """What watchdog's thread marked since the loop last looked, plus a pipe that wakes the loop.
 
-    The observer thread only adds to sets here; all work happens on the loop's thread.
+    The observer thread only adds to sets here; all work happens on the loop's thread. A mark made on the loop's
+    own thread (the inotify source reads there) writes no pipe: the loop looks at `pending` before it sleeps.
     """
 
     def __init__(self) -> None:
+        self.loop_thread = threading.get_ident()  # the thread that builds the parts runs the loop
         self._lock = threading.Lock()
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._names: set[tuple[str, str]] = set()
@@ -77,7 +79,8 @@ class DirtySet:
                 if self._woken:
                     return
                 self._woken = True
-            self.wake()
+            if threading.get_ident() != self.loop_thread:
+                self.wake()
         except Exception:  # never let anything escape into watchdog's thread
             logger.exception("could not record a filesystem event")
 
@@ -90,17 +93,24 @@ class DirtySet:
             if self._woken:
                 return
             self._woken = True
-        self.wake()
+        if threading.get_ident() != self.loop_thread:
+            self.wake()
+
+    @property
+    def pending(self) -> bool:
+        """Something was marked since the loop last took a batch."""
+        return self._woken
 
     def wake(self) -> None:
         """Wake the loop (safe from a signal handler: no lock)."""
         with contextlib.suppress(BlockingIOError):  # a full pipe means the loop is awake anyway
             os.write(self._write_fd, b"!")
 
-    def take(self) -> Batch:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self.read_fd, 4096):
-                pass
+    def take(self, *, drain: bool = True) -> Batch:
+        """Everything marked so far; `drain`: the pipe was readable (else there is nothing in it to read)."""
+        if drain:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.read_fd, 4096)  # one read: a wake-up writes 1 byte, a full pipe is ~64 KiB of them
         with self._lock:
             names, gone, scan, marks, writes = self._names, self._gone, self._scan, self._marks, self._spec_writes
             self._names, self._gone, self._scan, self._marks, self._spec_writes = set(), set(), set(), set(), {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
@@ -19,6 +19,7 @@ from snackwatch.plan import Kind
 from snackwatch.reconcile import Outcome, Status
 from snackwatch.trigger import Trigger
 
+HISTORY_KEPT = 1000  # snacks whose repair story is kept (the most recently repaired); the rest are counted only
 TOLD = ("created", "restored", "would_create", "would_restore", "recovered")  # events a fold lists, in this order
 
 
@@ -67,7 +68,7 @@ class Ledger:
         self.missing: set[str] = set()  # dry run: snacks not on disk
         self.fresh: set[str] = set()  # never seen on disk since they entered the spec: their creation is a first
         self.conflicts: dict[str, str] = {}  # path -> what stands there or in the way (status's reason)
-        self.history: dict[str, History] = {}
+        self.history: OrderedDict[str, History] = OrderedDict()  # the last HISTORY_KEPT repaired, oldest first
         self.squatted: dict[str, str] = {}  # path -> who created it before our create could (`created by nobody`)
         self.last_reconcile = 0.0
 
@@ -214,6 +215,10 @@ class Ledger:
         history = self.history.get(path)
         if history is None:
             history = self.history[path] = History()
+            if len(self.history) > HISTORY_KEPT:  # a mass restore keeps a bounded story; counters keep the rest
+                self.history.popitem(last=False)
+        else:
+            self.history.move_to_end(path)
         history.repairs += 1
         history.last_repair = wall
         history.trigger = trigger.value

@@ -61,6 +61,11 @@ class Notifier:
         self._status = status
         self.send(f"READY=1\nSTATUS={status}")
 
+    @property
+    def wanted(self) -> bool:
+        """Whether a service manager listens (else building a status line for it is wasted)."""
+        return bool(self.address)
+
     def status(self, status: str) -> None:
         """Send STATUS= only when it changed since the last one."""
         if status != self._status:

@@ -65,6 +65,8 @@ class WatchSource(Protocol):
 
     def read_events(self) -> bool: ...
 
+    def noise_heard(self) -> int: ...
+
     def close(self) -> None: ...
 
 
@@ -151,6 +153,11 @@ class Parts:
             self.watcher.next_due(),
         ]
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
+
+    def due(self, now: float) -> bool:
+        """Whether any part needs the loop now."""
+        due = self.next_due()
+        return due is not None and due <= now
 
     def close(self) -> None:
         self.watcher.close()

@@ -118,6 +118,11 @@ class SpecReloader:
             return self.hup_deadline  # the close will wake the loop
         return self.settle_at
 
+    def is_due(self, now: float) -> bool:
+        """Whether due() may reload now (asked to, or a change settled): else it would do nothing."""
+        settle = self.next_due()
+        return self.requested or (settle is not None and settle <= now)
+
     def due(self, now: float) -> Reloaded | None:
         """Reload if asked to or settled; None when it is not time yet (or a spec is half-written)."""
         if self.writing:

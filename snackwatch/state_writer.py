@@ -45,16 +45,18 @@ class StateWriter:
     def next_due(self) -> float | None:
         return self.write_at
 
-    def write_if_due(self, now: float, status: Callable[[], dict[str, Any]]) -> None:
+    def write_if_due(self, now: float, status: Callable[[], tuple[dict[str, Any], str]]) -> None:
+        """Write if a change settled; `status` gives the status and its JSON text (see status_view.StatusRows)."""
         if self.write_at is not None and now >= self.write_at:
-            self.write(status())
+            self.write(*status())
 
-    def write(self, status: dict[str, Any], *, stopped: bool = False) -> None:
-        """Write everything now; `stopped`: the daemon is stopping, the metrics say `snackwatch_up 0`."""
+    def write(self, status: dict[str, Any], text: str | None = None, *, stopped: bool = False) -> None:
+        """Write everything now; `text`: the status as JSON already (else encoded here); `stopped`: the daemon is
+        stopping, the metrics say `snackwatch_up 0`."""
         self.write_at = None
         writing: Path | None = self.status_file  # the file being written: the one a warning names
         try:
-            write_atomically(self.status_file, json.dumps(status, separators=(",", ":")))  # compact: the C encoder
+            write_atomically(self.status_file, text or json.dumps(status, separators=(",", ":")))  # the C encoder
             writing = self.metrics_file
             if self.metrics_file is not None:
                 text = metrics_text(status, up=not stopped)

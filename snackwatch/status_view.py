@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 
+from snackwatch.backoff import HealthView
 from snackwatch.desired import Entry
 from snackwatch.ledger import History, Ledger
 from snackwatch.parts import Parts
@@ -12,10 +14,59 @@ from snackwatch.state import STATUS_VERSION
 STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the ones with something to say
 
 
-def daemon_status(parts: Parts, started: float) -> dict[str, object]:
-    """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story."""
+class StatusRows:
+    """Per-snack status rows and their JSON text, rebuilt only for snacks whose story changed since the last
+    status (a row with a retry pending is rebuilt each time: its next retry moves): a status write costs
+    O(changed) encoding, not O(listed)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[object, dict[str, object], str]] = {}  # path -> (story key, row, its JSON)
+        self.listed: list[str] = []  # the paths of the last status, in its order
+
+    def row(self, ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
+        path = entry.path
+        view = ledger.health.describe(path, now)
+        history = ledger.history.get(path)
+        key = (
+            None
+            if view is not None
+            else (
+                entry,
+                history and (history.repairs, history.last_repair, history.trigger),
+                ledger.conflicts.get(path),
+                path in ledger.missing,
+            )
+        )
+        cached = self.rows.get(path)
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        info = snack_status(ledger, entry, now, view)
+        self.rows[path] = (key, info, f"{json.dumps(path)}:{json.dumps(info, separators=(',', ':'))}")
+        return info
+
+    def keep(self, listed: dict[str, dict[str, object]]) -> None:
+        """The rows of this status: the others leave the cache."""
+        self.listed = list(listed)
+        if len(self.rows) > len(listed):
+            self.rows = {path: self.rows[path] for path in listed}
+
+    def file(self, parts: Parts, started: float) -> tuple[dict[str, object], str]:
+        """The status and its JSON text for the status file: only rows whose story changed are encoded again."""
+        status = daemon_status(parts, started, self)
+        return status, self.json(status)
+
+    def json(self, status: dict[str, object]) -> str:
+        """`status` as compact JSON, its rows spliced in from their cached text."""
+        head = json.dumps({key: value for key, value in status.items() if key != "snacks"}, separators=(",", ":"))
+        body = ",".join(self.rows[path][2] for path in self.listed)
+        return f'{head[:-1]},"snacks":{{{body}}}}}'
+
+
+def daemon_status(parts: Parts, started: float, rows: StatusRows | None = None) -> dict[str, object]:
+    """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story.
+    `rows`: the row cache the status file is written from (StatusRows.json)."""
     desired = parts.specs.desired
-    snacks, everyone = snacks_status(parts.ledger, parts.clock(), STATUS_LISTED)
+    snacks, everyone = snacks_status(parts.ledger, parts.clock(), STATUS_LISTED, rows or StatusRows())
     return {
         "version": STATUS_VERSION,
         "pid": os.getpid(),
@@ -42,26 +93,42 @@ def summary(parts: Parts) -> str:
     return line + parts.reloader.status_note()
 
 
-def snacks_status(ledger: Ledger, now: float, cap: int) -> tuple[dict[str, dict[str, object]], bool]:
+def snacks_status(
+    ledger: Ledger, now: float, cap: int, rows: StatusRows | None = None
+) -> tuple[dict[str, dict[str, object]], bool]:
     """Every snack's status when there are at most `cap`, else only those with a story; True if all."""
+    rows = rows or StatusRows()
     if ledger.desired.count > cap:
-        return snacks_with_a_story(ledger, now), False
-    return {entry.path: snack_status(ledger, entry, now) for entry in ledger.desired.entries()}, True
+        listed = snacks_with_a_story(ledger, now, cap, rows)
+    else:
+        listed = {entry.path: rows.row(ledger, entry, now) for entry in ledger.desired.entries()}
+    rows.keep(listed)
+    return listed, ledger.desired.count <= cap
 
 
-def snacks_with_a_story(ledger: Ledger, now: float) -> dict[str, dict[str, object]]:
-    """Per snack that was repaired, is failing, in conflict or missing: what status, why and metrics show."""
-    paths = set(ledger.history) | set(ledger.conflicts) | set(ledger.health.failing()) | ledger.missing
-    paths |= set(ledger.squatted)
+def snacks_with_a_story(
+    ledger: Ledger, now: float, cap: int = STATUS_LISTED, rows: StatusRows | None = None
+) -> dict[str, dict[str, object]]:
+    """Per snack that is failing, in conflict, missing or was repaired: what status, why and metrics show. At most
+    `cap` of them (failing first, the most recently repaired last): the counts say how many there are."""
+    chosen: dict[str, None] = {}
+    groups = (ledger.health.failing(), ledger.conflicts, ledger.squatted, ledger.missing, reversed(ledger.history))
+    for group in groups:
+        for path in group:
+            if len(chosen) >= cap:
+                break
+            chosen[path] = None
+    rows = rows or StatusRows()
     snacks = {}
-    for path in sorted(paths):
+    for path in sorted(chosen):
         entry = ledger.desired.entry(*os.path.split(path))  # O(1): no table of every snack
         if entry is not None:
-            snacks[path] = snack_status(ledger, entry, now)
+            snacks[path] = rows.row(ledger, entry, now)
     return snacks
 
 
-def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
+def snack_status(ledger: Ledger, entry: Entry, now: float, view: HealthView | None = None) -> dict[str, object]:
+    """One snack's row; `view`: its health view, when the caller has it already."""
     path = entry.path
     history = ledger.history.get(path) or History()
     info: dict[str, object] = {
@@ -74,7 +141,7 @@ def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
         "last_repair": history.last_repair,
         "trigger": history.trigger,
     }
-    view = ledger.health.describe(path, now)
+    view = view or ledger.health.describe(path, now)
     if path in ledger.conflicts:
         info.update(state="conflict", reason=ledger.conflicts[path])
     elif path in ledger.missing:
@@ -89,9 +156,9 @@ def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
 
 
 def counts(ledger: Ledger) -> dict[str, int]:
-    failing = len(ledger.health.failing())
+    failing = ledger.health.failing_count
     conflicts = len(ledger.conflicts)
-    missing = len(ledger.missing - set(ledger.conflicts))
+    missing = len(ledger.missing) - sum(path in ledger.missing for path in ledger.conflicts) if ledger.missing else 0
     count = ledger.desired.count
     return {
         "snacks": count,

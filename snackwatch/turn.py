@@ -29,6 +29,10 @@ class Turn:
             return Trigger.OVERFLOW
         return Trigger.SPEC_RELOAD if reloaded else None
 
+    def repairs_first(self, *, reload_due: bool) -> bool:
+        """Nothing in this turn can change what a deletion means: repair it before anything else is looked at."""
+        return not (self.overflow or self.rearm or self.scan or self.reload_asked or reload_due)
+
 
 def plan_turn(
     batch: Batch, *, reload_asked: bool, storm_scans: set[str], children: Mapping[str, Container[str]]

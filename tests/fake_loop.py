@@ -28,6 +28,8 @@ class FakeWatcher:
         self.scans: set[str] = set()
         self.fd: int | None = None  # a pipe's read end, for read pacing
         self.meaningful = True
+        self.noise_per_read = 0  # events each read brings that mean nothing (read pacing counts them)
+        self.noise = 0
         self.resync_interval: float | None = None
 
     def track(self, relevant: Mapping[str, Container[str]]) -> None:
@@ -57,7 +59,11 @@ class FakeWatcher:
     def read_events(self) -> bool:
         if self.fd is not None:
             os.read(self.fd, 4096)
+        self.noise += self.noise_per_read
         return self.meaningful
+
+    def noise_heard(self) -> int:
+        return self.noise
 
     def close(self) -> None:
         pass

@@ -17,6 +17,8 @@ SCENARIOS = {
     "storm": "scenarios.storm",
     "mount": "scenarios.mount",
     "startup": "scenarios.startup",
+    "nearby": "scenarios.nearby",
+    "stall": "scenarios.stall",
 }
 
 

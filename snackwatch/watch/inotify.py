@@ -52,6 +52,8 @@ if HAVE_INOTIFY:
     _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
     _PARENT_SELF = C.IN_DELETE_SELF | C.IN_MOVE_SELF  # what a muted parent still hears
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
+    _READ_SIZE = 65536
+    _EVENT_MAX = 16 + 256  # one event with the longest name (NAME_MAX + its NUL)
 
 
 def _libc_error(what: str) -> OSError:
@@ -89,9 +91,13 @@ class InotifySource(Source):
         self.storm = StormGuard()
         self.link_ids: dict[int, dict[str, tuple[int, int] | None]] = {}  # muted parents: what their names were
         self.parent_noise = False  # a parent heard unrelated names in the read under way
+        self.noise = 0  # events read that meant nothing, since start (read pacing's input)
 
     def fileno(self) -> int | None:
         return self.fd
+
+    def noise_heard(self) -> int:
+        return self.noise
 
     # --- storms ---------------------------------------------------------------------------------
 
@@ -256,12 +262,14 @@ class InotifySource(Source):
         # The hot path: removals in snack directories, marked in one batch. A name that no snack or nested
         # directory has is noise (another user's churn in a shared pantry): counted for the storm guard and
         # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
+        # One read per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN.
         removed: set[tuple[str, str]] = set()
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
-        noise = other = False
+        noise = quiet = 0
+        other = False
         while True:
             try:
-                buffer = os.read(self.fd, 65536)
+                buffer = os.read(self.fd, _READ_SIZE)
             except BlockingIOError:
                 break
             offset, end = 0, len(buffer)
@@ -270,25 +278,32 @@ class InotifySource(Source):
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
-                    other = self._event(wd, mask, buffer[start:offset].rstrip(b"\0")) or other
+                    if self._event(wd, mask, buffer[start:offset].rstrip(b"\0")):
+                        other = True
+                    else:
+                        quiet += 1
                     continue
                 name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
                 if ignore is not None and name.startswith(ignore):
                     continue
                 wanted = relevant.get(directory)
                 if wanted is not None and name not in wanted:
-                    noise = True
+                    noise += 1
                     storm.heard(wd)
                     continue
                 removed.add((directory, name))
+            if end < _READ_SIZE - _EVENT_MAX:  # room for one more event was left: the queue is empty
+                break
+        self.noise += noise + quiet
         if noise or self.parent_noise:
             self.parent_noise = False
             self._mute_storms(time.monotonic())
         if removed:
             self.marks.mark_snacks(removed, set())  # the burst rule is the dirty set's (dirty.split_bursts)
             return True
-        if noise:
-            self.sink(Mark.NUDGE, "", "")  # a removal may have freed space for a failing repair
+        if noise and self.attributes:  # something fails: a removal may have freed space for it
+            self.sink(Mark.NUDGE, "", "")
+            return True
         return other
 
     def _event(self, wd: int, mask: int, name: bytes) -> bool:

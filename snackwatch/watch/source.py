@@ -153,6 +153,10 @@ class Source:
         """Read what is pending on fileno() and mark it; never blocks. False if it was only noise."""
         return False
 
+    def noise_heard(self) -> int:
+        """How many events read so far meant nothing (a running count: read pacing's input)."""
+        return 0
+
     def _watch(self, directory: str, roles: Roles, fd: int) -> None:
         raise NotImplementedError
 

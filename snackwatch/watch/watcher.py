@@ -109,6 +109,10 @@ class Watcher:
         """Read what the kernel queued (inotify backend); False if it was only noise (nothing to repair)."""
         return self._source.read_events() if self._source is not None else False
 
+    def noise_heard(self) -> int:
+        """Events read so far that meant nothing (a running count; a new source starts again from 0)."""
+        return self._source.noise_heard() if self._source is not None else 0
+
     def close(self) -> None:
         """Stop watching and join watchdog's threads."""
         if self._source is not None:

@@ -65,7 +65,13 @@ def test_removals_of_unrelated_names_are_dropped_in_the_read_loop(watched: tuple
         (pantry / f"junk{i}").unlink()
     assert watcher.read_events() is False  # only noise: nothing to repair
     batch = dirty.take()
-    assert batch.names == set() and batch.scan == set() and batch.marks == {Mark.NUDGE}
+    assert batch.names == set() and batch.scan == set() and batch.marks == set()  # nothing fails: no nudge
+    assert watcher.noise_heard() == 500  # counted for read pacing
+    watcher.watch_attributes(True)  # a repair fails: a removal may have freed space for it
+    (pantry / "junk").touch()
+    (pantry / "junk").unlink()
+    assert watcher.read_events() is True and dirty.take().marks == {Mark.NUDGE}
+    watcher.watch_attributes(False)
     (pantry / "Goldfish").touch()
     (pantry / "junk").touch()
     (pantry / "Goldfish").unlink()

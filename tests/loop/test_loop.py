@@ -17,7 +17,7 @@ import snackwatch.daemon as daemon_module
 import snackwatch.reconcile as reconcile_module
 from snackwatch.dirty import Mark
 from snackwatch.parts import Options
-from snackwatch.reads import READ_GAP
+from snackwatch.reads import PACE_NOISE, READ_GAP
 
 
 @pytest.fixture(autouse=True)
@@ -149,26 +149,73 @@ def test_a_storm_scan_leaves_a_snack_held_by_a_fight_to_its_schedule(
     assert goldfish.exists()
 
 
-def test_reads_that_mean_nothing_are_paced(spec_path: Path, loops: list[Loop]) -> None:
+@pytest.fixture
+def watched_pipe(loops: list[Loop]) -> Iterator[tuple[int, int]]:
+    """A pipe standing in for the inotify fd of the first loop started: (read end polled, write end)."""
+    read_fd, write_fd = os.pipe()
+    yield read_fd, write_fd
+    for loop in loops:
+        if loop.watcher.fd == read_fd:
+            loop.parts.poller.unregister(read_fd)
+            loop.watcher.fd = None
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def polled(loop: Loop, fd: int) -> bool:
+    return fd in {ready for ready, _ in loop.parts.poller.poll(0)}
+
+
+def test_a_relevant_event_is_never_held_by_pacing_below_a_storm(
+    spec_path: Path, loops: list[Loop], watched_pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_spec(spec_path, ["Goldfish"])
     loop = started(loops, spec_path)
-    read_fd, write_fd = os.pipe()
-    try:
-        loop.watcher.fd, loop.watcher.meaningful = read_fd, False  # another user's churn: noise only
-        loop.parts.reads.sync()
-        for _ in range(2):
-            os.write(write_fd, b"x")
-            loop.turn(advance=0.001, ready={read_fd})
-        assert loop.parts.reads.next_due() == pytest.approx(loop.clock.now + READ_GAP)
+    read_fd, write_fd = watched_pipe
+    loop.watcher.fd = read_fd
+    loop.parts.reads.sync()
+    steps: list[float] = []
+    step = loop.daemon.step
+    monkeypatch.setattr(loop.daemon, "step", lambda now, **kw: steps.append(now) or step(now, **kw))
+    loop.watcher.noise_per_read = 3  # an app saving beside a watched directory: a few events per save
+    for i in range(300):  # 300 reads in 0.3 s (3,000 events a second would be a storm; 900 in 0.3 s is not)
         os.write(write_fd, b"x")
-        assert read_fd not in {fd for fd, _ in loop.parts.poller.poll(0)}  # the kernel queues meanwhile
-        loop.turn(advance=READ_GAP)
-        assert read_fd in {fd for fd, _ in loop.parts.poller.poll(0)}
-    finally:
-        os.close(write_fd)
-        loop.parts.poller.unregister(read_fd)
-        loop.watcher.fd = None
-        os.close(read_fd)
+        loop.watcher.meaningful = i % 50 == 49
+        if loop.watcher.meaningful:  # a snack deleted among the noise: read at once, repaired in that turn
+            (loop.pantry / "Goldfish").unlink()
+            loop.watcher.removed(loop.pantry, "Goldfish")
+        loop.turn(advance=0.001, ready={read_fd})
+        assert (loop.pantry / "Goldfish").exists()
+        assert loop.parts.reads.next_due() is None  # never paced, not even after two idle reads in a row
+    assert len(steps) == 6  # a read of noise alone costs that read: no step (a due part gets its own turn)
+    assert loop.watcher.noise == 900
+
+
+def test_reads_are_paced_only_in_a_storm_of_noise_and_resume(
+    spec_path: Path, loops: list[Loop], watched_pipe: tuple[int, int]
+) -> None:
+    write_spec(spec_path, ["Goldfish"])
+    loop = started(loops, spec_path)
+    read_fd, write_fd = watched_pipe
+    loop.watcher.fd, loop.watcher.meaningful = read_fd, False
+    loop.parts.reads.sync()
+    loop.watcher.noise_per_read = PACE_NOISE // 2 + 1  # another user's churn: a storm of unrelated removals
+    os.write(write_fd, b"x")
+    loop.turn(advance=0.001, ready={read_fd})
+    assert loop.parts.reads.next_due() is None
+    os.write(write_fd, b"x")
+    loop.turn(advance=0.001, ready={read_fd})
+    assert loop.parts.reads.next_due() == pytest.approx(loop.clock.now + READ_GAP)
+    os.write(write_fd, b"x")
+    assert not polled(loop, read_fd)  # the kernel queues meanwhile
+    loop.turn(advance=READ_GAP)
+    assert polled(loop, read_fd)
+    loop.watcher.noise_per_read = 0
+    (loop.pantry / "Goldfish").unlink()
+    loop.watcher.removed(loop.pantry, "Goldfish")
+    loop.watcher.meaningful = True
+    loop.turn(advance=0.001, ready={read_fd})
+    assert (loop.pantry / "Goldfish").exists()
 
 
 def test_attribute_changes_are_heard_only_while_a_repair_fails(

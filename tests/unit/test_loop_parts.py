@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import select
 
+import pytest
+
 from snackwatch.backoff import BackoffPolicy
-from snackwatch.reads import READ_GAP, WatchReads
+from snackwatch.reads import READ_GAP, PacePolicy, WatchReads
 from snackwatch.resync import Resync
 from snackwatch.trigger import Trigger
 
@@ -30,21 +32,27 @@ def test_a_periodic_resync_runs_only_when_nothing_else_does_and_an_error_resync_
     assert resync.failed(100.0) == 0.1
 
 
-def test_reads_that_bring_nothing_are_paced_and_resume() -> None:
+def test_reads_are_paced_only_past_the_storm_rate_and_while_it_lasts() -> None:
     poller = select.poll()
     read_fd, write_fd = os.pipe()
     try:
-        reads = WatchReads(poller, lambda: read_fd)
+        reads = WatchReads(poller, lambda: read_fd, PacePolicy(noise=100, gap=READ_GAP))
         reads.sync()
         os.write(write_fd, b"x")
         assert reads.ready({fd for fd, _ in poller.poll(0)})
-        reads.idle_read(10.0)
-        assert reads.next_due() is None  # one idle read is no storm
-        reads.idle_read(10.0 + READ_GAP / 2)
-        assert reads.next_due() == 10.0 + READ_GAP * 1.5
+        for tick in range(100):  # 100 noise events within a second, one a read: never paced
+            reads.after_read(10.0 + tick * 0.001, tick + 1)
+            assert reads.next_due() is None
+        reads.after_read(10.2, 101)  # the 101st: a storm
+        assert reads.next_due() == 10.2 + READ_GAP
         assert poller.poll(0) == []  # left out of the poll meanwhile: the kernel queues
-        reads.resume_if_due(10.0 + READ_GAP * 1.5)
+        reads.resume_if_due(10.2 + READ_GAP)
         assert reads.ready({fd for fd, _ in poller.poll(0)}) and reads.next_due() is None
+        reads.after_read(11.1, 102)  # the next second, right after a stormy one: still paced
+        assert reads.next_due() == pytest.approx(11.1 + READ_GAP)
+        reads.resume_if_due(11.2)
+        reads.after_read(13.5, 103)  # seconds later: the storm is over
+        assert reads.next_due() is None
     finally:
         os.close(read_fd)
         os.close(write_fd)

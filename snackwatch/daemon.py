@@ -16,17 +16,15 @@ from types import FrameType
 from loguru import logger
 
 from snackwatch import __version__
-from snackwatch.desired import Desired, Entry
+from snackwatch.desired import Desired
 from snackwatch.dirty import DirtySet, Mark
+from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
 from snackwatch.memory import Collector
-from snackwatch.mounts import under
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
-from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.reload import SPEC_SETTLE
 from snackwatch.status_view import StatusRows, daemon_status, summary
-from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 from snackwatch.turn import Turn, plan_turn
 
@@ -100,7 +98,7 @@ class Daemon:
         self.signals = signals or Signals(parts.dirty.wake)
         self.reloading = False  # RELOADING=1 sent, READY=1 not yet
         self.overflow_logged_at: float | None = None
-        self.sorted_directories: tuple[Desired | None, list[str]] = (None, [])
+        self.hands = Hands(parts)  # what a turn decided, done: reconcile, then fold
         self.started = parts.ledger.wall()
         self.rows = StatusRows()  # the status file's per-snack rows, encoded once per change
         self.collector = collector or Collector()  # paused while a spec loads and is first applied
@@ -127,14 +125,14 @@ class Daemon:
         now = p.clock()
         p.armer.arm(self.desired, now)
         p.narrator.hold_lines()  # what the first pass did is told after the start line
-        self._full_pass(now, Trigger.START)
+        self.hands.full_pass(now, Trigger.START)
         _log_start(p, self.options.dry_run)
         warn_about_neighbours(p.specs.config, self.desired)
         p.narrator.release_lines()
         p.reloader.start(now)
         self._prune(confirmed=p.pruner.take_confirmation())
         p.resync.due(now, None)  # schedules the first periodic pass, if any
-        self._sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
+        self.hands.sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
         self.collector.settle()
         p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
@@ -167,7 +165,7 @@ class Daemon:
                 if not meaningful and len(ready) == 1 and not p.dirty.pending:
                     return  # a deadline that passed meanwhile makes the next poll return at once
             if p.mounts.fd is not None and p.mounts.fd in ready:
-                _mounts_changed(p, self._sorted_directories())
+                _mounts_changed(p, self.hands.sorted_directories())
             if self.step(p.clock(), drain=p.dirty.read_fd in ready or not ready):
                 p.resync.succeeded()
         except Exception:
@@ -195,7 +193,7 @@ class Daemon:
         _log_turn(turn)
         removed: Collection[tuple[str, str]] = turn.removed
         if removed and turn.repairs_first(reload_due=p.reloader.is_due(now)):
-            self._deleted(removed, now)
+            self.hands.deleted(removed, now)
             removed = ()
         p.reads.resume_if_due(now)
         p.notifier.tick(now)
@@ -211,12 +209,12 @@ class Daemon:
         if turn.nudge:
             p.ledger.nudge(now)
         if trigger is not None:
-            self._full_pass(now, trigger)
+            self.hands.full_pass(now, trigger)
             p.ledger.skip_due(now)
         else:
-            swept = self._sweep(now, affected, turn.scan)
-            self._deleted([(d, n) for d, n in removed if d not in swept], now)
-            self._repair(now, p.ledger.due(now), Trigger.RETRY)
+            swept = self.hands.sweep(now, affected, turn.scan)
+            self.hands.deleted([(d, n) for d, n in removed if d not in swept], now)
+            self.hands.repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
         if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
             p.state.write_if_due(now, lambda: self.rows.file(p, self.started))
@@ -226,48 +224,6 @@ class Daemon:
             self.collector.settle()
         return trigger is not None
 
-    def _deleted(self, removed: Collection[tuple[str, str]], now: float) -> None:
-        """Removed snacks through the fight gate, then repaired (a snack in a fight or backoff waits its turn)."""
-        if not removed:
-            return
-        p = self.parts
-        todo, changes = p.ledger.deleted(removed, now)
-        p.narrator.tell(changes, self.desired, now)
-        self._repair(now, todo, Trigger.DELETED)
-
-    def _sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
-        """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are
-        directories in a burst or a storm, leaving snacks held back by a backoff or a fight to their schedule.
-        Returns the directories looked at."""
-        swept = under(affected, self._sorted_directories()) if affected else set()
-        if swept:  # one fold, so one line per kind of outcome for everything the loss took
-            outcomes = [o for directory in sorted(swept) for o in self._reconcile_directory(directory)]
-            self._fold(outcomes, now, Trigger.DIRECTORY, swept=swept)
-        held = self.parts.ledger.held(now) if scan else set()
-        for directory in sorted(set(scan) - swept):
-            logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
-            self._fold(self._reconcile_directory(directory, held), now, Trigger.DELETED)
-        return swept | set(scan)
-
-    def _reconcile_directory(self, directory: str, held: Collection[str] | None = None) -> list[Outcome]:
-        """A directory looked at whole: a sweep lists it; a burst or storm scan (`held` given) looks its snacks up
-        by name when others crowd it, so its cost is the spec's, not theirs."""
-        p = self.parts
-        return reconcile_directory(
-            self.desired,
-            directory,
-            dry_run=self.options.dry_run,
-            recorder=p.pruner,
-            held=held or (),
-            lookup=held is not None,
-        )
-
-    def _sorted_directories(self) -> list[str]:
-        """The snack directories, sorted (for mount points), computed once per desired state."""
-        if self.sorted_directories[0] is not self.desired:
-            self.sorted_directories = (self.desired, sorted(self.desired.directories))
-        return self.sorted_directories[1]
-
     def _overflowed(self, now: float) -> None:
         self.parts.reloader.lost_track()
         self.parts.reloader.changed(now)
@@ -275,39 +231,6 @@ class Daemon:
         if self.overflow_logged_at is None or now - self.overflow_logged_at > OVERFLOW_LOG_INTERVAL:
             logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
         self.overflow_logged_at = now
-
-    def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
-        for directory, entries in todo.items():
-            names = [entry.name for entry in entries]
-            logger.bind(event="repair", directory=directory).debug(
-                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names)
-            )
-            outcomes = reconcile_names(
-                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner
-            )
-            self._fold(outcomes, now, trigger)
-
-    def _full_pass(self, now: float, trigger: Trigger) -> None:
-        logger.bind(event="full_pass").debug(
-            "full pass over {} directories: {}", len(self.desired.directories), trigger.value
-        )
-        outcomes = reconcile_all(self.desired, dry_run=self.options.dry_run, recorder=self.parts.pruner)
-        self._fold(outcomes, now, trigger, everything=True)
-
-    def _fold(
-        self,
-        outcomes: list[Outcome],
-        now: float,
-        trigger: Trigger,
-        *,
-        everything: bool = False,
-        swept: Collection[str] = (),
-    ) -> None:
-        p = self.parts
-        changes = p.ledger.fold(outcomes, now, trigger, everything=everything, swept=swept)
-        p.narrator.tell(changes, self.desired, now)
-        if outcomes or everything:
-            p.state.changed(now)
 
     # --- specs ------------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from loguru import logger
 
 from snackwatch.dirty import Mark
 from snackwatch.watch.roles import Roles
-from snackwatch.watch.source import Marks, Source, WatchLimitError, open_watched
+from snackwatch.watch.source import Marks, Sink, Source, WatchLimitError, open_watched
 from snackwatch.watch.storm import StormGuard
 
 try:  # Linux only; absent elsewhere.
@@ -69,15 +69,13 @@ def _on_fd(fd: int) -> bytes:
     return f"/proc/self/fd/{fd}".encode()
 
 
-class InotifySource(Source):
-    """inotify read on the loop's own thread: the daemon polls fileno() and calls read_events()."""
+class InotifyWatches(Source):
+    """The kernel's watches: one per inode, every path (alias) that reaches it with its roles, each mask the union of
+    what they need; a watch is added on what the safe walk opened (/proc/self/fd/N)."""
 
-    def __init__(self, marks: Marks, ignore_prefix: str) -> None:
+    def __init__(self, sink: Sink) -> None:
         super().__init__()
-        self.marks = marks
-        self.sink = marks.mark
-        self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
-        self.ignore_text = ignore_prefix or None
+        self.sink = sink
         fd = inotify_init()
         if fd < 0:
             raise _libc_error("inotify_init")
@@ -88,83 +86,10 @@ class InotifySource(Source):
         self.by_dir: dict[str, int] = {}
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
         self.attributes = False
-        self.storm = StormGuard()
-        self.link_ids: dict[int, dict[str, tuple[int, int] | None]] = {}  # muted parents: what their names were
-        self.parent_noise = False  # a parent heard unrelated names in the read under way
-        self.noise = 0  # events read that meant nothing, since start (read pacing's input)
+        self.storm = StormGuard()  # its storms in force set the muted masks
 
     def fileno(self) -> int | None:
         return self.fd
-
-    def noise_heard(self) -> int:
-        return self.noise
-
-    # --- storms ---------------------------------------------------------------------------------
-
-    def _mute_storms(self, now: float) -> None:
-        """Past the storm limit of unrelated events a second in a directory, stop hearing them one by one (the
-        kernel queues nothing more for them) and look on the guard's schedule instead: a snack directory is
-        scanned, a parent (or ancestor) has the names it watches for looked up (has the pantry been re-pointed?)."""
-        for wd in self.storm.storms(now):
-            directory = self.snacks_only.get(wd)
-            parent = directory is None and self._parent_only(wd)
-            if directory is None and not parent:
-                continue
-            if parent:
-                self.link_ids[wd] = self._link_identities(wd)
-                directory = next(iter(self.by_wd[wd]))
-            self._readd(wd)
-            if directory is not None and self.storm.tell(directory, now):
-                logger.bind(event="storm", directory=directory).info(
-                    "event storm in {} ({} unrelated events in under a second): {} every {:g} ms instead of "
-                    "event by event",
-                    directory,
-                    self.storm.count(wd),
-                    "looking at the names it leads to" if parent else "scanning it",
-                    self.storm.policy.scan * 1000,
-                )
-
-    def storm_scans(self, now: float) -> set[str]:
-        due, over = self.storm.scans(now, self.by_wd)
-        for wd in over:  # hear its events again
-            self.link_ids.pop(wd, None)
-            self._readd(wd)
-        for wd in [wd for wd in due if wd in self.link_ids]:
-            self._look_at_links(wd)
-        return {self.snacks_only[wd] for wd in due if wd in self.snacks_only}
-
-    def _parent_only(self, wd: int) -> bool:
-        """A watch held only for names that lead to a watched directory (a pantry's parent, an ancestor)."""
-        roles = self._union(wd) if wd in self.by_wd else Roles(False, False)
-        return bool(roles.links) and not roles.primary
-
-    def _link_identities(self, wd: int) -> dict[str, tuple[int, int] | None]:
-        """What each watched name in a parent is now (device, inode of the entry itself), None if absent."""
-        found: dict[str, tuple[int, int] | None] = {}
-        for directory, roles in self.by_wd.get(wd, {}).items():
-            for name in roles.links:
-                path = os.path.join(directory, name)
-                try:
-                    info = os.lstat(path)
-                except OSError:
-                    found[path] = None
-                else:
-                    found[path] = (info.st_dev, info.st_ino)
-        return found
-
-    def _look_at_links(self, wd: int) -> None:
-        """A muted parent's scan: a watched name that changed (re-pointed, re-created, removed) is told."""
-        now_ids = self._link_identities(wd)
-        for path, identity in now_ids.items():
-            if self.link_ids[wd].get(path, identity) != identity:
-                self.sink(Mark.GONE, path, "")
-                self.sink(Mark.SPEC, path, "")
-        self.link_ids[wd] = now_ids
-
-    def next_due(self) -> float | None:
-        return self.storm.next_due()
-
-    # --- watches --------------------------------------------------------------------------------
 
     def _mask(self, roles: Roles, *, muted: bool = False) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
@@ -256,7 +181,88 @@ class InotifySource(Source):
         if roles.specs:
             self.sink(Mark.SPEC, directory, "")
 
-    # --- events ---------------------------------------------------------------------------------
+    def _parent_only(self, wd: int) -> bool:
+        """A watch held only for names that lead to a watched directory (a pantry's parent, an ancestor)."""
+        roles = self._union(wd) if wd in self.by_wd else Roles(False, False)
+        return bool(roles.links) and not roles.primary
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class InotifySource(InotifyWatches):
+    """inotify read on the loop's own thread: the daemon polls fileno() and calls read_events(); storms are muted
+    in the kernel mask and looked at on the storm guard's schedule."""
+
+    def __init__(self, marks: Marks, ignore_prefix: str) -> None:
+        super().__init__(marks.mark)
+        self.marks = marks
+        self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
+        self.ignore_text = ignore_prefix or None
+        self.link_ids: dict[int, dict[str, tuple[int, int] | None]] = {}  # muted parents: what their names were
+        self.parent_noise = False  # a parent heard unrelated names in the read under way
+        self.noise = 0  # events read that meant nothing, since start (read pacing's input)
+
+    def noise_heard(self) -> int:
+        return self.noise
+
+    def next_due(self) -> float | None:
+        return self.storm.next_due()
+
+    def _mute_storms(self, now: float) -> None:
+        """Past the storm limit of unrelated events a second in a directory, stop hearing them one by one (the
+        kernel queues nothing more for them) and look on the guard's schedule instead: a snack directory is
+        scanned, a parent (or ancestor) has the names it watches for looked up (has the pantry been re-pointed?)."""
+        for wd in self.storm.storms(now):
+            directory = self.snacks_only.get(wd)
+            parent = directory is None and self._parent_only(wd)
+            if directory is None and not parent:
+                continue
+            if parent:
+                self.link_ids[wd] = self._link_identities(wd)
+                directory = next(iter(self.by_wd[wd]))
+            self._readd(wd)
+            if directory is not None and self.storm.tell(directory, now):
+                logger.bind(event="storm", directory=directory).info(
+                    "event storm in {} ({} unrelated events in under a second): {} every {:g} ms instead of "
+                    "event by event",
+                    directory,
+                    self.storm.count(wd),
+                    "looking at the names it leads to" if parent else "scanning it",
+                    self.storm.policy.scan * 1000,
+                )
+
+    def storm_scans(self, now: float) -> set[str]:
+        due, over = self.storm.scans(now, self.by_wd)
+        for wd in over:  # hear its events again
+            self.link_ids.pop(wd, None)
+            self._readd(wd)
+        for wd in [wd for wd in due if wd in self.link_ids]:
+            self._look_at_links(wd)
+        return {self.snacks_only[wd] for wd in due if wd in self.snacks_only}
+
+    def _link_identities(self, wd: int) -> dict[str, tuple[int, int] | None]:
+        """What each watched name in a parent is now (device, inode of the entry itself), None if absent."""
+        found: dict[str, tuple[int, int] | None] = {}
+        for directory, roles in self.by_wd.get(wd, {}).items():
+            for name in roles.links:
+                path = os.path.join(directory, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    found[path] = None
+                else:
+                    found[path] = (info.st_dev, info.st_ino)
+        return found
+
+    def _look_at_links(self, wd: int) -> None:
+        """A muted parent's scan: a watched name that changed (re-pointed, re-created, removed) is told."""
+        now_ids = self._link_identities(wd)
+        for path, identity in now_ids.items():
+            if self.link_ids[wd].get(path, identity) != identity:
+                self.sink(Mark.GONE, path, "")
+                self.sink(Mark.SPEC, path, "")
+        self.link_ids[wd] = now_ids
 
     def read_events(self) -> bool:
         # The hot path: removals in snack directories, marked in one batch. A name that no snack or nested
@@ -346,6 +352,3 @@ class InotifySource(Source):
                 self.sink(Mark.SPEC, child, "")
                 meant = True
         return meant
-
-    def close(self) -> None:
-        os.close(self.fd)

@@ -13,7 +13,7 @@ import pytest
 from conftest import events, write_spec
 from fake_loop import Loop, start_loop
 
-import snackwatch.daemon as daemon_module
+import snackwatch.hands as hands_module
 import snackwatch.reconcile as reconcile_module
 from snackwatch.dirty import Mark
 from snackwatch.parts import Options
@@ -276,7 +276,7 @@ def test_an_internal_error_is_logged_and_a_backed_off_resync_follows(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("injected fault")
 
-    monkeypatch.setattr(daemon_module, "reconcile_names", broken)
+    monkeypatch.setattr(hands_module, "reconcile_names", broken)
     (loop.pantry / "Goldfish").unlink()
     loop.watcher.removed(loop.pantry, "Goldfish")
     loop.turn()

@@ -1,0 +1,103 @@
+"""The loop's hands: reconcile what a turn decided (a full pass, swept directories, targeted repairs) and fold each
+outcome into the ledger, its narrator and the state writer."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from loguru import logger
+
+from snackwatch.desired import Desired, Entry
+from snackwatch.mounts import under
+from snackwatch.parts import Parts
+from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
+from snackwatch.text import name_list
+from snackwatch.trigger import Trigger
+
+
+class Hands:
+    """Acts on the desired state through the parts; owns nothing but the sorted directories of a desired state."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self.options = parts.options
+        self._sorted: tuple[Desired | None, list[str]] = (None, [])
+
+    @property
+    def desired(self) -> Desired:
+        return self.parts.specs.desired
+
+    def deleted(self, removed: Collection[tuple[str, str]], now: float) -> None:
+        """Removed snacks through the fight gate, then repaired (a snack in a fight or backoff waits its turn)."""
+        if not removed:
+            return
+        p = self.parts
+        todo, changes = p.ledger.deleted(removed, now)
+        p.narrator.tell(changes, self.desired, now)
+        self.repair(now, todo, Trigger.DELETED)
+
+    def sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
+        """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are
+        directories in a burst or a storm, leaving snacks held back by a backoff or a fight to their schedule.
+        Returns the directories looked at."""
+        swept = under(affected, self.sorted_directories()) if affected else set()
+        if swept:  # one fold, so one line per kind of outcome for everything the loss took
+            outcomes = [o for directory in sorted(swept) for o in self._directory(directory)]
+            self.fold(outcomes, now, Trigger.DIRECTORY, swept=swept)
+        held = self.parts.ledger.held(now) if scan else set()
+        for directory in sorted(set(scan) - swept):
+            logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
+            self.fold(self._directory(directory, held), now, Trigger.DELETED)
+        return swept | set(scan)
+
+    def _directory(self, directory: str, held: Collection[str] | None = None) -> list[Outcome]:
+        """A directory looked at whole: a sweep lists it; a burst or storm scan (`held` given) looks its snacks up
+        by name when others crowd it, so its cost is the spec's, not theirs."""
+        p = self.parts
+        return reconcile_directory(
+            self.desired,
+            directory,
+            dry_run=self.options.dry_run,
+            recorder=p.pruner,
+            held=held or (),
+            lookup=held is not None,
+        )
+
+    def sorted_directories(self) -> list[str]:
+        """The snack directories, sorted (for mount points), computed once per desired state."""
+        if self._sorted[0] is not self.desired:
+            self._sorted = (self.desired, sorted(self.desired.directories))
+        return self._sorted[1]
+
+    def repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
+        for directory, entries in todo.items():
+            names = [entry.name for entry in entries]
+            logger.bind(event="repair", directory=directory).debug(
+                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names)
+            )
+            outcomes = reconcile_names(
+                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner
+            )
+            self.fold(outcomes, now, trigger)
+
+    def full_pass(self, now: float, trigger: Trigger) -> None:
+        logger.bind(event="full_pass").debug(
+            "full pass over {} directories: {}", len(self.desired.directories), trigger.value
+        )
+        outcomes = reconcile_all(self.desired, dry_run=self.options.dry_run, recorder=self.parts.pruner)
+        self.fold(outcomes, now, trigger, everything=True)
+
+    def fold(
+        self,
+        outcomes: list[Outcome],
+        now: float,
+        trigger: Trigger,
+        *,
+        everything: bool = False,
+        swept: Collection[str] = (),
+    ) -> None:
+        p = self.parts
+        changes = p.ledger.fold(outcomes, now, trigger, everything=everything, swept=swept)
+        p.narrator.tell(changes, self.desired, now)
+        if outcomes or everything:
+            p.state.changed(now)

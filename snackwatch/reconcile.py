@@ -195,24 +195,22 @@ def _reconcile_directory(
             else:
                 outcome = _create(fd, entry, recorder)
             outcomes.append(outcome)
-        results = create_plain_snacks(fd, [entry.name for _, entry in plain])
-        for (index, entry), result in zip(plain, results, strict=True):
-            if result is True:
-                outcomes[index] = Outcome(entry, Status.CREATED)
-            elif result is False:
-                outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
-            else:
-                outcomes[index] = Outcome(entry, Status.FAILED, error=result)
+        _create_plain(fd, outcomes, plain)
         if recorder is not None and owned:
             _create_recorded(fd, outcomes, owned, recorder)
-        reserved = [name for name in observed if name.startswith(RESERVED_PREFIX)]  # the scan's crash leftovers
-        if reserved and not dry_run:
-            count = remove_stale(fd, reserved)
-            if count:
-                removed[directory] = count
+        if not dry_run:
+            _remove_leftovers(fd, directory, observed, removed)
         return [outcome for outcome in outcomes if outcome is not None]
     finally:
         os.close(fd)
+
+
+def _remove_leftovers(fd: int, directory: str, observed: Iterable[str], removed: dict[str, int]) -> None:
+    """Our stale temp files the scan came across (crash leftovers), counted per directory for one log line."""
+    reserved = [name for name in observed if name.startswith(RESERVED_PREFIX)]
+    count = remove_stale(fd, reserved) if reserved else 0
+    if count:
+        removed[directory] = count
 
 
 def reconcile_names(
@@ -325,6 +323,18 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None) -> Outcome:
         with contextlib.suppress(OSError):
             recorder.record_before_publish([(entry.path, os.lstat(entry.name, dir_fd=fd), entry.spec.path)])
     return Outcome(entry, Status.CREATED)
+
+
+def _create_plain(fd: int, outcomes: list[Outcome | None], plain: list[tuple[int, Entry]]) -> None:
+    """Create the plain snacks (`plain`: their places in `outcomes`) in one tight loop: the burst path."""
+    results = create_plain_snacks(fd, [entry.name for _, entry in plain])
+    for (index, entry), result in zip(plain, results, strict=True):
+        if result is True:
+            outcomes[index] = Outcome(entry, Status.CREATED)
+        elif result is False:
+            outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
+        else:
+            outcomes[index] = Outcome(entry, Status.FAILED, error=result)
 
 
 def _create_recorded(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from conftest import ROOT
 
@@ -42,3 +43,12 @@ def test_only_the_watch_package_imports_watchdog_and_there_two_modules() -> None
 def test_every_module_says_its_role_in_its_first_line() -> None:
     silent = [name for name, tree in modules().items() if not (ast.get_docstring(tree) or "").strip()]
     assert silent == []
+
+
+def test_every_package_with_code_is_shipped() -> None:
+    """A subpackage missing from pyproject's list installs without its modules: the daemon dies at start."""
+    listed = re.search(r"^packages = \[(.*)\]", (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    assert listed is not None
+    shipped = set(re.findall(r'"([^"]+)"', listed.group(1)))
+    code = {".".join(path.parent.relative_to(ROOT).parts) for path in PACKAGE.rglob("*.py")}
+    assert code <= shipped

@@ -245,3 +245,20 @@ def test_a_real_journald_files_the_daemons_entries_by_field(spec_path: Path, dae
     assert restored["SYSLOG_IDENTIFIER"] == "snackwatch" and restored["_TRANSPORT"] == "journal"
     warnings = [(entry["EVENT"], entry["PRIORITY"], entry.get("SNACK")) for entry in found["warnings"]]
     assert warnings == [("conflict", "4", "Pretzels")], warnings
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_entry_the_journal_refuses_goes_to_the_stream_with_its_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: Journal
+) -> None:
+    """journald restarting (its socket gone for a moment): the line is not lost, it is written in the <N> form."""
+    with open(tmp_path / "stderr", "w") as stream:
+        info = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        setup_logging(stream=stream, journal_socket=str(journal.path))
+        logger.bind(event="restored", snacks=["Goldfish"]).info("restored Goldfish")
+        journal.path.unlink()  # the socket's name is gone: sendto fails with ENOENT
+        logger.bind(event="conflict", snack="Pretzels").warning("conflict at Pretzels")
+        logger.remove()
+    assert [entry["MESSAGE"] for entry in journal.entries()] == ["restored Goldfish"]
+    assert (tmp_path / "stderr").read_text() == "<4>conflict at Pretzels\n"

@@ -260,5 +260,5 @@ def test_an_entry_the_journal_refuses_goes_to_the_stream_with_its_priority(
         journal.path.unlink()  # the socket's name is gone: sendto fails with ENOENT
         logger.bind(event="conflict", snack="Pretzels").warning("conflict at Pretzels")
         logger.remove()
-    assert [entry["MESSAGE"] for entry in journal.entries()] == ["restored Goldfish"]
+    assert [entry["MESSAGE"] for entry in journal.entries()] == [["restored Goldfish"]]
     assert (tmp_path / "stderr").read_text() == "<4>conflict at Pretzels\n"

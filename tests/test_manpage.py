@@ -120,7 +120,16 @@ def test_spec_page_describes_every_key_and_renders_without_warnings() -> None:
     described = {word for tag in tagged for word in tag.split(", ")}
     assert sorted(schema_keys() - described) == []  # each key has its own paragraph
     assert {"file", "directory", "symlink"} <= described  # and so does each kind
-    for section in ("TOP-LEVEL KEYS", "ENTRIES", "DEFAULTS", "KINDS", "DRIFT AND ENFORCE", "CONF.D", "ERRORS", "EXAMPLE"):
+    for section in (
+        "TOP-LEVEL KEYS",
+        "ENTRIES",
+        "DEFAULTS",
+        "KINDS",
+        "DRIFT AND ENFORCE",
+        "CONF.D",
+        "ERRORS",
+        "EXAMPLE",
+    ):
         assert f"\n{section}\n" in text
     assert "snackwatch(1)" in text
 

@@ -103,7 +103,9 @@ def _run_options(run: argparse.ArgumentParser) -> None:
     levels = ["DEBUG", "INFO", "WARNING", "ERROR"]
     run.add_argument("--log-level", default="INFO", type=str.upper, choices=levels, help="least important to log")
     run.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
-    run.add_argument("--log-file", metavar="PATH", help="also log to this file (rotated at 10 MB, 5 kept)")
+    run.add_argument(
+        "--log-file", metavar="PATH", help="also log to this file, in the --log-format (rotated at 10 MB, 5 kept)"
+    )
     run.add_argument("--metrics-file", type=Path, metavar="PATH", help="keep a Prometheus textfile up to date")
     run.add_argument(
         "--metrics-mode", type=_octal_mode, default=0o644, metavar="MODE", help="the metrics file's mode (default 0644)"

@@ -21,7 +21,6 @@ from snackwatch.outputs import LogFile
 if TYPE_CHECKING:
     from loguru import Message, Record, RecordException
 
-TEXT_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} {level: <7} {message}"
 # syslog priorities (sd-daemon.h) for loguru's levels
 PRIORITY = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 ERROR_PRIORITY = 3

@@ -45,8 +45,8 @@ def prune_confirm_path(config: Path) -> Path:
 def write_atomically(path: Path, text: str, *, durable: bool = False) -> None:
     """Write a new temp file (O_EXCL, 0600) beside `path`, then rename it over: readers see the old or the new
     file, whole. A file in the state directory is written only if that directory is safely ours (else
-    UntrustedPath); elsewhere (a --metrics-file) the directory is the user's choice. `durable`: the file and
-    the rename are on disk (fsync of the file, then of the directory) when this returns."""
+    UntrustedPath); elsewhere the caller vouches for the directory (--metrics-file goes through outputs.py).
+    `durable`: the file and the rename are on disk (fsync of the file, then of the directory) when this returns."""
     if path.parent == state_dir():
         directory = open_trusted_directory(path.parent, STATE_PURPOSE, create=True)
     else:

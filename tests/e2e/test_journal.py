@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Running, wait_until, write_spec
+from conftest import Running, needs_root_linux, wait_until, write_spec
 from loguru import logger
 
 from snackwatch.journal import SOCKET_VARIABLE, encode, field_name
@@ -23,6 +25,54 @@ WITH_JOURNAL_STREAM = (  # as systemd hands it over: JOURNAL_STREAM names the da
     "import os, sys; st = os.fstat(2); os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'; "
     "os.execv(sys.argv[1], sys.argv[1:])"
 )
+
+
+JOURNALD = "/usr/lib/systemd/systemd-journald"
+# Run as `unshare --mount --propagation private python -c REAL_JOURNAL SPEC PANTRY`: a real systemd-journald of its
+# own (tmpfs over /run and /var/log in this mount namespace only), the daemon logging to it the way a unit does,
+# one snack deleted and restored, then what `journalctl` finds by field, printed as JSON.
+REAL_JOURNAL = r"""
+import json, os, subprocess, sys, time
+spec, pantry = sys.argv[1], sys.argv[2]
+for target in ("/run", "/var/log"):
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", target], check=True)
+os.makedirs("/run/systemd/journal")
+os.makedirs("/run/log/journal")
+quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+own = {key: value for key, value in os.environ.items() if not key.endswith("_DIRECTORY")}  # not the daemon's
+journald = subprocess.Popen([JOURNALD], env=own, **quiet)
+daemon = None
+def until(test, what):
+    deadline = time.monotonic() + 10
+    while not test():
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+def journal(*args):
+    command = ["journalctl", "--directory=/run/log/journal", "--no-pager", "-o", "json", *args]
+    out = subprocess.run(command, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines()]
+try:
+    until(lambda: os.path.exists("/run/systemd/journal/socket"), "journald's socket")
+    stream = os.fstat(2)  # stderr: a file here; systemd hands a unit its journal stream this way
+    env = {**os.environ, "JOURNAL_STREAM": f"{stream.st_dev}:{stream.st_ino}"}
+    env.pop("SNACKWATCH_JOURNAL_SOCKET", None)
+    command = [sys.executable, "-m", "snackwatch", "run", "-c", spec, "--log-format", "json"]
+    daemon = subprocess.Popen(command, env=env)
+    until(lambda: journal("SYSLOG_IDENTIFIER=snackwatch", "EVENT=start"), "the start entry")
+    os.unlink(os.path.join(pantry, "Goldfish"))
+    until(lambda: journal("EVENT=restored"), "the restored entry")
+    daemon.terminate()
+    code = daemon.wait(10)
+    until(lambda: journal("EVENT=stop"), "the stop entry")
+    warnings = journal("-p", "warning", "SYSLOG_IDENTIFIER=snackwatch")
+    print(json.dumps({"code": code, "goldfish": journal("SNACK=Goldfish"), "warnings": warnings}))
+finally:
+    for process in (daemon, journald):
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+""".replace("JOURNALD", repr(JOURNALD))
 
 
 def decode(datagram: bytes) -> list[tuple[str, str]]:
@@ -166,3 +216,49 @@ def test_the_daemon_under_journald_sends_its_events(
     assert running.stop() == 0
     wait_until(lambda: "stop" in events(), 5, "the stop entry")
     assert running.log_path.read_text() == ""  # stderr stayed empty: the journal got everything
+
+
+@needs_root_linux("mounts a tmpfs over /run in a mount namespace of its own for a private journald")
+@pytest.mark.skipif(
+    not (os.access(JOURNALD, os.X_OK) and shutil.which("unshare") and shutil.which("journalctl")),
+    reason="no systemd-journald, unshare or journalctl here",
+)
+def test_a_real_journald_files_the_daemons_entries_by_field(spec_path: Path, daemon_env: dict[str, str]) -> None:
+    """`journalctl SNACK=Goldfish` and `journalctl -p warning` answer as the README says, from a real journald."""
+    write_spec(spec_path, ["Goldfish", "Pretzels"])
+    (spec_path.parent / "pantry" / "Pretzels").mkdir(parents=True)  # a conflict: a warning
+    command = ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", REAL_JOURNAL]
+    result = subprocess.run(
+        [*command, str(spec_path), str(spec_path.parent / "pantry")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=daemon_env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["code"] == 0 and result.stderr == ""  # the daemon's stderr stayed empty: all went to the journal
+    about_goldfish = {entry["EVENT"] for entry in found["goldfish"]}
+    assert {"created", "restored"} <= about_goldfish, found["goldfish"]
+    restored = next(entry for entry in found["goldfish"] if entry["EVENT"] == "restored")
+    assert restored["PRIORITY"] == "6" and restored["MESSAGE"] == "restored Goldfish"
+    assert restored["SYSLOG_IDENTIFIER"] == "snackwatch" and restored["_TRANSPORT"] == "journal"
+    warnings = [(entry["EVENT"], entry["PRIORITY"], entry.get("SNACK")) for entry in found["warnings"]]
+    assert warnings == [("conflict", "4", "Pretzels")], warnings
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_entry_the_journal_refuses_goes_to_the_stream_with_its_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, journal: Journal
+) -> None:
+    """journald restarting (its socket gone for a moment): the line is not lost, it is written in the <N> form."""
+    with open(tmp_path / "stderr", "w") as stream:
+        info = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{info.st_dev}:{info.st_ino}")
+        setup_logging(stream=stream, journal_socket=str(journal.path))
+        logger.bind(event="restored", snacks=["Goldfish"]).info("restored Goldfish")
+        journal.path.unlink()  # the socket's name is gone: sendto fails with ENOENT
+        logger.bind(event="conflict", snack="Pretzels").warning("conflict at Pretzels")
+        logger.remove()
+    assert [entry["MESSAGE"] for entry in journal.entries()] == [["restored Goldfish"]]
+    assert (tmp_path / "stderr").read_text() == "<4>conflict at Pretzels\n"

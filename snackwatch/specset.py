@@ -40,8 +40,9 @@ class SpecFileNames:
 
 
 @dataclass
-class Reload:
-    """What a reload found: the new desired state (None if nothing changed) and the problems, one per file."""
+class Reread:
+    """What one re-read of the spec files found: the new desired state (None if nothing changed) and the problems,
+    one per file; the reloader (reload.py) decides what it means."""
 
     desired: Desired | None = None
     problems: dict[Path, SpecError] = field(default_factory=dict)
@@ -150,9 +151,9 @@ class SpecSet:
         with the spec files, so the watcher hears them and a reload re-reads them)."""
         return self.desired.sources()
 
-    def reload(self, *, forced: bool, broken: set[Path]) -> Reload:
+    def reload(self, *, forced: bool, broken: set[Path]) -> Reread:
         """Re-read every spec file; `broken` are the files currently reported as broken or missing."""
-        result = Reload()
+        result = Reread()
         try:
             files = self._files()
         except SpecError as error:
@@ -206,7 +207,7 @@ class SpecSet:
         except OSError as error:
             raise SpecError(self.config, None, f"cannot list specs: {error.strerror}") from None
 
-    def _keep(self, raw: dict[Path, bytes], result: Reload) -> None:
+    def _keep(self, raw: dict[Path, bytes], result: Reread) -> None:
         """A new desired state is taken: save each file read anew as its last good spec; a file run from a
         saved copy is read from disk again, or gone (dropped)."""
         for path in result.dropped:
@@ -229,7 +230,7 @@ class SpecSet:
         return parse_spec(data, path) != spec
 
     @staticmethod
-    def _clashes_into(desired: Desired, result: Reload) -> None:
+    def _clashes_into(desired: Desired, result: Reread) -> None:
         for clash in desired.clashes:
             result.problems.setdefault(clash.path, clash)
 

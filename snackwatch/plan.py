@@ -82,20 +82,6 @@ def ownership(snack: Snack) -> str:
     return user + group
 
 
-def prune_candidates(owners: Mapping[str, str], desired: set[str], prunable_specs: set[str]) -> dict[str, list[str]]:
-    """Files we created (path -> declaring spec) that left the spec, for specs with prune: true, by spec."""
-    candidates: dict[str, list[str]] = {}
-    for path, spec in sorted(owners.items()):
-        if path not in desired and spec in prunable_specs:
-            candidates.setdefault(spec, []).append(path)
-    return candidates
-
-
-def breaker_allows(count: int, managed: int) -> bool:
-    """The deletion circuit breaker: prune at most max(3, 25%) of the files a spec manages in one go."""
-    return count <= max(3, managed // 4)
-
-
 def render(actions: Iterable[Action]) -> list[str]:
     """One line per action, as `snackwatch diff` prints them."""
     lines = []

@@ -8,7 +8,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -17,7 +17,6 @@ from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError
 from snackwatch.lazylog import logger  # loguru itself only once the daemon logs
 from snackwatch.lock import SpecLock, process_start, running_pid
-from snackwatch.plan import breaker_allows, prune_candidates
 from snackwatch.spec import Spec
 from snackwatch.state import (
     OwnershipRecord,
@@ -367,3 +366,17 @@ def _sound_record(config: Path) -> OwnershipRecord:
             "a running daemon rewrites it (or remove it to start a new one)"
         )
     return owned
+
+
+def prune_candidates(owners: Mapping[str, str], desired: set[str], prunable_specs: set[str]) -> dict[str, list[str]]:
+    """Files we created (path -> declaring spec) that left the spec, for specs with prune: true, by spec."""
+    candidates: dict[str, list[str]] = {}
+    for path, spec in sorted(owners.items()):
+        if path not in desired and spec in prunable_specs:
+            candidates.setdefault(spec, []).append(path)
+    return candidates
+
+
+def breaker_allows(count: int, managed: int) -> bool:
+    """The deletion circuit breaker: prune at most max(3, 25%) of the files a spec manages in one go."""
+    return count <= max(3, managed // 4)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from snackwatch.plan import Conflict, Create, Kind, breaker_allows, plan, prune_candidates, render
+from snackwatch.plan import Conflict, Create, Kind, plan, render
+from snackwatch.prune import breaker_allows, prune_candidates
 from snackwatch.spec import Snack
 
 A, B, C, D = Snack("a"), Snack("b", mode=0o640), Snack("c"), Snack("d")

@@ -17,9 +17,9 @@ from snackwatch.desired import Desired
 from snackwatch.errors import SnackwatchError
 from snackwatch.lazylog import logger  # loguru itself only once the daemon logs
 from snackwatch.lock import SpecLock, process_start, running_pid
+from snackwatch.owned import OwnershipRecord
 from snackwatch.spec import Spec
 from snackwatch.state import (
-    OwnershipRecord,
     open_state_dir,
     owned_path,
     prune_confirm_path,

@@ -1,4 +1,4 @@
-"""What the daemon remembers on disk: the status file, the ownership record, metrics; all written atomically."""
+"""Where the daemon keeps its state and how it is written: the trusted state directory, its paths, atomic writes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,9 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from snackwatch import __version__
 from snackwatch.errors import SnackwatchError, error_text
 from snackwatch.lock import instance_name
 from snackwatch.trusted import choose_directory, open_trusted_directory, open_trusted_file
@@ -96,151 +94,6 @@ def read_json(path: Path) -> Any:
         return None
 
 
-class OwnershipRecord:
-    """Files snackwatch created, by path: identity (dev, ino), size and mtime as created, and the declaring spec.
-
-    Pruning deletes only a file still matching its record: never one snackwatch did not create, nor one
-    written to since. A record that cannot be read or fully validated is never pruned from: the entries of
-    the specs it puts in doubt (all of them, if it cannot say which) are dropped, `problem` says why, and
-    the next save() rewrites it from what is left and what the daemon creates from now on.
-
-    A file about to be published is first appended to a journal beside the record (`X.owned.journal`, one JSON
-    line per file, fsynced): cheap whatever the record's size, and read back after the record, so a kill -9
-    between the publish and the next save() loses nothing. save() folds it into the record and removes it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.journal = path.with_suffix(".journal")
-        self.files: dict[str, dict[str, Any]] = {}
-        self.problem = ""  # why the record on disk was not sound; "" if it was (or was missing)
-        self.doubted: set[str] | None = set()  # specs whose entries were dropped; None: every spec's
-        self.dirty = False
-        self.journaled = False  # the journal may hold entries the record does not
-        try:
-            self._load(json.loads(read_trusted(path)))
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, SnackwatchError) as error:
-            self._doubt(None, reason(error))
-        self._replay()
-
-    def _load(self, data: Any) -> None:
-        files = data.get("files") if isinstance(data, dict) and data.get("version", 1) == 1 else None
-        if not isinstance(files, dict):
-            self._doubt(None, 'it is not {"version": 1, "files": {path: entry}}')
-            return
-        for file, entry in files.items():
-            if not _valid_entry(file, entry):
-                spec = entry.get("spec") if isinstance(entry, dict) else None
-                self._doubt(spec if isinstance(spec, str) else None, f"malformed entry {str(file)[:100]!r}")
-        if self.doubted is not None:
-            self.files = {file: entry for file, entry in files.items() if entry["spec"] not in self.doubted}
-
-    def _replay(self) -> None:
-        """Take the journal's entries (files recorded before a kill -9 let save() fold them in). A torn or invalid
-        line is skipped, and so is an unreadable journal: a file missing from the record is only never pruned."""
-        try:
-            lines = read_trusted(self.journal).splitlines()
-        except FileNotFoundError:
-            return
-        except (OSError, SnackwatchError):
-            lines = []
-        self.journaled = self.dirty = True  # rewrite the record with them, then drop the journal
-        for line in lines:
-            try:
-                entry = json.loads(line)
-                file = entry.pop("path")
-            except (ValueError, AttributeError, KeyError, TypeError):
-                continue
-            doubted = self.doubted is None or entry.get("spec") in self.doubted
-            if _valid_entry(file, entry) and not doubted:
-                self.files[file] = entry
-
-    def _doubt(self, spec: str | None, problem: str) -> None:
-        self.problem = self.problem or problem
-        self.dirty = True
-        if spec is None:
-            self.doubted = None
-        elif self.doubted is not None:
-            self.doubted.add(spec)
-
-    def record(self, file: str, info: os.stat_result, spec: Path) -> None:
-        entry: dict[str, Any] = {
-            "dev": info.st_dev,
-            "ino": info.st_ino,
-            "size": info.st_size,
-            "mtime_ns": info.st_mtime_ns,
-            "spec": str(spec),
-        }
-        if self.files.get(file) != entry:  # recorded before it was published: told again after, nothing new
-            self.files[file] = entry
-            self.dirty = True
-
-    def forget(self, file: str) -> None:
-        if self.files.pop(file, None) is not None:
-            self.dirty = True
-
-    def matches(self, file: str, info: os.stat_result) -> bool:
-        entry = self.files.get(file)
-        recorded = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"]) if entry else None
-        return recorded == (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-
-    def same_inode(self, file: str, info: os.stat_result) -> bool:
-        """The recorded entry is this inode (for a directory, whose size and mtime follow its contents)."""
-        entry = self.files.get(file)
-        return entry is not None and (entry["dev"], entry["ino"]) == (info.st_dev, info.st_ino)
-
-    def append_to_journal(self, files: Sequence[str]) -> None:
-        """Append the entries of `files` (recorded) to the journal, on disk (fsynced) when this returns: before the
-        files are published. OSError or UntrustedPath if it cannot be; a torn line is skipped when read back."""
-        data = "".join(json.dumps({"path": file, **self.files[file]}) + "\n" for file in files).encode()
-        directory = open_trusted_directory(self.path.parent, STATE_PURPOSE, create=True)
-        try:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-            fd = open_trusted_file(directory, self.journal, flags, "ownership journal")
-            self.journaled = True
-            try:
-                new = os.fstat(fd).st_size == 0
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            if new:
-                os.fsync(directory)  # its name too
-        finally:
-            os.close(directory)
-
-    def save(self) -> None:
-        """Write the record if it changed, then drop the journal it now holds: OSError or UntrustedPath if it
-        cannot be. After a journal the record is fsynced first, so no crash loses both."""
-        if self.dirty:
-            text = json.dumps({"version": 1, "files": self.files}, sort_keys=True)
-            write_atomically(self.path, text, durable=self.journaled)
-            self.dirty = False
-        if self.journaled:
-            directory = open_trusted_directory(self.path.parent, STATE_PURPOSE, create=False)
-            try:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.journal.name, dir_fd=directory)
-            finally:
-                os.close(directory)
-            self.journaled = False
-
-
-def _valid_entry(file: Any, entry: Any) -> bool:
-    """An entry as record() writes it, for a normalized absolute path."""
-    if not (isinstance(file, str) and file.startswith("/") and os.path.normpath(file) == file and "\0" not in file):
-        return False
-    if not isinstance(entry, dict) or set(entry) != {"dev", "ino", "size", "mtime_ns", "spec"}:
-        return False
-    numbers = (entry["dev"], entry["ino"], entry["size"], entry["mtime_ns"])
-    whole = all(type(number) is int and number >= 0 for number in numbers)
-    return whole and isinstance(entry["spec"], str) and bool(entry["spec"])
-
-
 def reason(error: Exception) -> str:
     """Why a state file could not be read, in a few words."""
     if isinstance(error, OSError):
@@ -248,50 +101,3 @@ def reason(error: Exception) -> str:
     if isinstance(error, ValueError):
         return "it is not valid JSON"
     return str(error)
-
-
-def metrics_text(status: dict[str, Any], *, up: bool = True) -> str:
-    """The status in Prometheus textfile-collector format: one series per snack with a story (repaired, failing or
-    in conflict), labelled with its spec, so two specs' `Apple` (or two daemons' files in one collector directory)
-    are two series; the daemon-wide series carry the config. `up`: 0 once the daemon stopped (the file stays, so a
-    collector tells a stopped daemon from a missing file)."""
-    config = f"config={_label(str(status['config']))}"
-    stories = sorted(
-        (
-            (f"spec={_label(str(info.get('spec', '')))},snack={_label(str(info['name']))}", info)
-            for info in status["snacks"].values()
-            if info.get("repairs") or info.get("state", "ok") != "ok"
-        ),
-        key=lambda story: story[0],
-    )
-    lines = [
-        "# HELP snackwatch_up Whether the daemon runs (1) or stopped cleanly (0).",
-        "# TYPE snackwatch_up gauge",
-        f"snackwatch_up{{{config}}} {int(up)}",
-        "# HELP snackwatch_build_info The snackwatch version that writes this file.",
-        "# TYPE snackwatch_build_info gauge",
-        f"snackwatch_build_info{{{config},version={_label(__version__)}}} 1",
-        "# HELP snackwatch_repairs_total Snacks restored since the daemon started.",
-        "# TYPE snackwatch_repairs_total counter",
-        *(f"snackwatch_repairs_total{{{labels}}} {info.get('repairs', 0)}" for labels, info in stories),
-        "# HELP snackwatch_snack_failing Whether a snack's repair is failing (1) or not (0).",
-        "# TYPE snackwatch_snack_failing gauge",
-        *(f"snackwatch_snack_failing{{{labels}}} {int(info['state'] == 'failing')}" for labels, info in stories),
-        "# HELP snackwatch_snacks Snacks the daemon keeps, by state.",
-        "# TYPE snackwatch_snacks gauge",
-        *(
-            f"snackwatch_snacks{{{config},state={_label(state)}}} {status['counts'][key]}"
-            for state, key in (("ok", "ok"), ("failing", "failing"), ("conflict", "conflicts"))
-        ),
-        "# HELP snackwatch_spec_valid Whether the spec on disk is valid (0: the last good one is in force).",
-        "# TYPE snackwatch_spec_valid gauge",
-        f"snackwatch_spec_valid{{{config}}} {int(status['spec']['ok'])}",
-        "# HELP snackwatch_last_reconcile_timestamp_seconds When the last full reconcile ran.",
-        "# TYPE snackwatch_last_reconcile_timestamp_seconds gauge",
-        f"snackwatch_last_reconcile_timestamp_seconds{{{config}}} {status['last_reconcile']:.3f}",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'

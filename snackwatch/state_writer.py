@@ -10,8 +10,9 @@ from typing import Any
 from loguru import logger
 
 from snackwatch.errors import SnackwatchError, error_text
+from snackwatch.metrics import metrics_text
 from snackwatch.outputs import write_output_atomically
-from snackwatch.state import metrics_text, write_atomically
+from snackwatch.state import write_atomically
 
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
 

@@ -16,10 +16,11 @@ import pytest
 from conftest import IS_ROOT, Running, events, wait_until, write_spec
 
 from snackwatch.desired import Desired
+from snackwatch.owned import OwnershipRecord
 from snackwatch.prune import Pruner
 from snackwatch.reconcile import Status, reconcile_all, reconcile_names
 from snackwatch.specset import SpecSet
-from snackwatch.state import OwnershipRecord, owned_path
+from snackwatch.state import owned_path
 
 SECRET = "root only\n"
 

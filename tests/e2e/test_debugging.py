@@ -15,9 +15,9 @@ from conftest import Running, wait_until, write_spec
 from snackwatch.cli import main
 from snackwatch.errors import SnackwatchError, SpecError
 from snackwatch.lock import SpecLock, instance_name
+from snackwatch.metrics import metrics_text
 from snackwatch.neighbours import kept_paths
 from snackwatch.spec import parse_spec
-from snackwatch.state import metrics_text
 from snackwatch.status import render_status
 
 Cli = Callable[..., tuple[int, str, str]]

@@ -10,11 +10,11 @@ from conftest import needs_root_linux
 
 from snackwatch.cli import main
 from snackwatch.ledger import Ledger
+from snackwatch.owned import OwnershipRecord
 from snackwatch.perms import owner_mismatch
 from snackwatch.prune import remove_owned
 from snackwatch.reconcile import Status, reconcile_all
 from snackwatch.specset import SpecSet
-from snackwatch.state import OwnershipRecord
 from snackwatch.status import render_status
 from snackwatch.status_view import snack_status
 

@@ -154,6 +154,14 @@ def daemon_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
+def own_state_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime and state directories of a daemon run in-process (0700, ours), as systemd hands them over."""
+    for name, folder in (("RUNTIME_DIRECTORY", "run"), ("STATE_DIRECTORY", "state")):
+        (tmp_path / folder).mkdir(mode=0o700, exist_ok=True)
+        monkeypatch.setenv(name, str(tmp_path / folder))
+
+
+@pytest.fixture
 def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callable[..., Running]]:
     """Start `python -m snackwatch run` on a spec; wait until it is running; kill leftovers at teardown."""
     started: list[Running] = []

@@ -19,13 +19,7 @@ from snackwatch.dirty import Mark
 from snackwatch.parts import Options
 from snackwatch.reads import PACE_NOISE, READ_GAP
 
-
-@pytest.fixture(autouse=True)
-def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The daemon's runtime and state directories, 0700 and ours, as systemd hands them over."""
-    for name, folder in (("RUNTIME_DIRECTORY", "run"), ("STATE_DIRECTORY", "state")):
-        (tmp_path / folder).mkdir(mode=0o700)
-        monkeypatch.setenv(name, str(tmp_path / folder))
+pytestmark = pytest.mark.usefixtures("own_state_dirs")  # the daemon's runtime and state directories, ours
 
 
 @pytest.fixture

@@ -17,11 +17,7 @@ from snackwatch.reload import MAX_SETTLE
 SEED = ["Goldfish", "FruitGummies", "StringCheese"]
 
 
-@pytest.fixture(autouse=True)
-def own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, folder in (("RUNTIME_DIRECTORY", "run"), ("STATE_DIRECTORY", "state")):
-        (tmp_path / folder).mkdir(mode=0o700)
-        monkeypatch.setenv(name, str(tmp_path / folder))
+pytestmark = pytest.mark.usefixtures("own_state_dirs")  # the daemon's runtime and state directories, ours
 
 
 @pytest.fixture

@@ -218,3 +218,32 @@ def test_churn_in_the_pantrys_parent_is_muted_and_a_re_pointed_pantry_still_seen
     assert str(pantry) in dirty.take().gone
     watcher.storm_scans(now + STORM_MUTE)  # the storm is over: heard event by event again
     assert inotify_mask(fd, tmp_path) & in_create
+
+
+@needs_root_linux("plays another user's directory")
+def test_a_watch_never_sits_where_the_safe_walk_refused_to_go(public_dir: Path) -> None:
+    """Another user swaps `drinks/` for a symlink to a root-only directory: the walk refuses it, so no watch is
+    added there, and what happens in the target is never heard (issue 21 item 6)."""
+    pantry = public_dir / "pantry"
+    pantry.mkdir(mode=0o1777)
+    root_only = public_dir / "root-only"
+    root_only.mkdir(mode=0o700)
+    (root_only / "Juice").touch()
+    os.symlink(root_only, pantry / "drinks")
+    os.lchown(pantry / "drinks", 65534, 65534)  # planted by uid 65534 in the 1777 pantry
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    try:
+        drinks = str(pantry / "drinks")
+        watcher.track({drinks: frozenset({"Juice"}), str(pantry): frozenset({"drinks"})})
+        armed = watcher.arm({str(pantry): str(pantry), drinks: str(pantry)}, [])
+        assert "symlink" in str(armed.failures[drinks])  # refused, with what is in the way
+        fd = watcher.fileno()
+        assert fd is not None
+        watched = {line for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines() if "inotify" in line}
+        assert not any(f"ino:{root_only.stat().st_ino:x} " in line for line in watched)
+        (root_only / "Juice").unlink()
+        assert watcher.read_events() is False and dirty.take().names == set()
+    finally:
+        watcher.close()
+        dirty.close()

@@ -30,7 +30,7 @@ class ConfigCheck:
 
 def check_config(config: Path) -> ConfigCheck:
     """Judge every spec file behind `config`: a file on its own, each *.yaml of a conf.d directory on its own
-    (within one file the first error stops it), then the good ones together (two claiming one name) and their
+    (every independent error in it; a YAML syntax error stops it), then the good ones together (two claiming one name) and their
     pantries (one that exists but is not a directory)."""
     config = Path(os.path.abspath(config))
     result = ConfigCheck(config)
@@ -47,7 +47,7 @@ def check_config(config: Path) -> ConfigCheck:
         try:
             specs.append(parse_spec(read_spec_bytes(path, follow=path == config), path))
         except SpecError as error:
-            result.errors.append(error)
+            result.errors += [error, *error.also]  # every independent error in the file
     if not specs:
         return result
     try:

@@ -17,6 +17,7 @@ class SpecError(SnackwatchError):
         self.path = Path(path)
         self.line = line
         self.message = message
+        self.also: list[SpecError] = []  # further independent errors in the same file (`check` prints them all)
         super().__init__(str(self))
 
     def __str__(self) -> str:

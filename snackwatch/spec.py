@@ -14,13 +14,14 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import yaml
 
 from snackwatch.errors import SpecBeingWritten, SpecError
 
 MAX_SPEC_BYTES = 16 * 1024 * 1024
+T = TypeVar("T")
 RESERVED_PREFIX = ".snackwatch-"
 NAME_MAX = 255  # bytes in one path component (UTF-8)
 PATH_MAX = 4096  # bytes in a whole path with its terminating NUL, so at most 4095 of text
@@ -267,6 +268,7 @@ class _Validator:
         self.uids: dict[str, int] = {}  # owner/group names looked up once per spec
         self.gids: dict[str, int] = {}
         self.read_source = read_source
+        self.errors: list[SpecError] = []  # independent errors found so far: the first is raised, the rest `also`
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         return SpecError(self.path, min(node.start_mark.line + 1, self.last_line), message)
@@ -286,13 +288,28 @@ class _Validator:
         for key_node, value_node in node.value:
             key = self.scalar(key_node, "a key")
             if key in fields:
-                raise self.fail(key_node, f"duplicate key {key!r}")
-            if key not in allowed:
+                self.errors.append(self.fail(key_node, f"duplicate key {key!r}"))
+            elif key not in allowed:
                 hint = difflib.get_close_matches(key, allowed, n=1)
                 suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(allowed)})"
-                raise self.fail(key_node, f"unknown key {key!r} in {what}{suggestion}")
-            fields[key] = value_node
+                self.errors.append(self.fail(key_node, f"unknown key {key!r} in {what}{suggestion}"))
+            else:
+                fields[key] = value_node
         return fields
+
+    def collecting(self, check: Callable[[], T]) -> T | None:
+        """Run one independent check; its error is kept (the others still run) and None returned."""
+        try:
+            return check()
+        except SpecError as error:
+            self.errors.append(error)
+            return None
+
+    def raise_collected(self) -> None:
+        """Raise the first error found, carrying the rest: `check` reports every one of them."""
+        if self.errors:
+            self.errors[0].also = self.errors[1:]
+            raise self.errors[0]
 
     def scalar(self, node: yaml.Node, what: str) -> str:
         if not isinstance(self.visit(node), yaml.ScalarNode):
@@ -300,25 +317,29 @@ class _Validator:
         return str(node.value)
 
     def spec(self, root: yaml.Node) -> Spec:
+        """The whole spec; every independent problem is collected (a key, the pantry, each snack), then the first
+        raised with the others."""
         fields = self.mapping(root, TOP_KEYS, "the spec")
         if "version" in fields and self.scalar(fields["version"], "version") != "1":
-            raise self.fail(fields["version"], "unsupported version (only version: 1 exists)")
-        if "pantry" not in fields:
-            raise self.fail(root, "missing key 'pantry' (the directory that holds the snacks)")
-        if "snacks" not in fields:
-            raise self.fail(root, "missing key 'snacks' (the list of files to keep)")
-        prune = False
-        if "prune" in fields:
-            text = self.scalar(fields["prune"], "prune")
-            if text not in ("true", "false"):
-                raise self.fail(fields["prune"], "prune must be true or false")
-            prune = text == "true"
-        pantry = fields["pantry"]
-        where = self.pantry(pantry)
+            self.errors.append(self.fail(fields["version"], "unsupported version (only version: 1 exists)"))
+        for key, what in (("pantry", "the directory that holds the snacks"), ("snacks", "the list of files to keep")):
+            if key not in fields:
+                self.errors.append(self.fail(root, f"missing key {key!r} ({what})"))
+        prune = self.collecting(lambda: self.prune(fields["prune"])) if "prune" in fields else False
+        pantry = fields.get("pantry")
+        where = self.collecting(lambda: self.pantry(pantry)) if pantry is not None else None
         if "defaults" in fields:
-            self.defaults = self.parse_defaults(fields["defaults"])
-        snacks = self.snacks(fields["snacks"])
-        return Spec(self.path, where, snacks, prune, pantry.start_mark.line + 1, self.defaults)
+            self.defaults = self.collecting(lambda: self.parse_defaults(fields["defaults"])) or Defaults()
+        snacks = self.collecting(lambda: self.snacks(fields["snacks"])) if "snacks" in fields else None
+        self.raise_collected()
+        assert pantry is not None and where is not None and snacks is not None  # else an error was raised
+        return Spec(self.path, where, snacks, bool(prune), pantry.start_mark.line + 1, self.defaults)
+
+    def prune(self, node: yaml.Node) -> bool:
+        text = self.scalar(node, "prune")
+        if text not in ("true", "false"):
+            raise self.fail(node, "prune must be true or false")
+        return text == "true"
 
     def parse_defaults(self, node: yaml.Node) -> Defaults:
         fields = self.mapping(node, DEFAULT_KEYS, "defaults")
@@ -384,18 +405,24 @@ class _Validator:
         owner, group, mode, _ = self.defaults
         for item in node.value:
             # Fast path for the common case, a bare plain name (100k of them parse in a fraction of a second);
-            # anything unusual takes the full route below.
+            # anything unusual takes the full route below. A snack's error is kept; the next snack is checked.
             name = item.value if item.__class__ is yaml.ScalarNode else None
             if name and id(item) not in seen and plain(name):
                 seen.add(id(item))
                 snack = Snack(name, item.start_mark.line + 1, None, mode, "file", None, None, None, owner, group)
             else:
-                snack = self.snack(item)
+                try:
+                    snack = self.snack(item)
+                except SpecError as error:
+                    self.errors.append(error)
+                    continue
             if snack.name in lines:
-                raise self.fail(item, f"duplicate snack {snack.name!r} (first declared on line {lines[snack.name]})")
+                first = lines[snack.name]
+                self.errors.append(self.fail(item, f"duplicate snack {snack.name!r} (first declared on line {first})"))
+                continue
             lines[snack.name] = snack.line
             snacks.append(snack)
-        self.check_directories(snacks, lines)
+        self.collecting(lambda: self.check_directories(snacks, lines))
         return tuple(snacks)
 
     def check_directories(self, snacks: list[Snack], lines: dict[str, int]) -> None:

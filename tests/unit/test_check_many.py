@@ -56,3 +56,20 @@ def test_diff_on_a_conf_d_shows_the_good_files_and_names_the_broken_one(tmp_path
     assert (result.returncode, result.stdout) == (2, "+ Goldfish\n")
     assert result.stderr.startswith(f"snackwatch: {confd}/bad.yaml:") and "left out" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_check_reports_every_independent_error_within_one_file(tmp_path: Path) -> None:
+    spec = tmp_path / "snacks.yaml"
+    spec.write_text(
+        "pantry: ./p\ncolour: red\nsnacks:\n  - Goldfish\n  - name: Cheese\n    mode: rw\n  - Goldfish\n"
+        "  - name: Juice\n    flavour: apple\n  - Pretzels\n"
+    )
+    result = snackwatch("check", str(spec))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"snackwatch: {spec}:2: unknown key 'colour' in the spec (allowed: version, pantry, prune, defaults, snacks)",
+        f"snackwatch: {spec}:6: mode must be an octal string such as \"0640\"",
+        f"snackwatch: {spec}:7: duplicate snack 'Goldfish' (first declared on line 4)",
+        f"snackwatch: {spec}:9: unknown key 'flavour' in a snack "
+        "(allowed: name, type, content, source, target, mode, owner, group)",
+    ]

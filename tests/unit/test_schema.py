@@ -88,7 +88,7 @@ OWN_CASES = [
     ("pantry: /p\nsnacks: [a]\ncolour: red\n", False),
     # the kinds and drift keys (issues 19 and 20): the contract's example, and its errors
     (
-        "version: 1\npantry: /home/alice/work\ndefaults:\n  owner: alice\n  group: alice\n  mode: '0640'\n"
+        "version: 1\npantry: /home/alice/work\ndefaults:\n  owner: root\n  group: root\n  mode: '0640'\n"
         "  directory_mode: '0750'\n  enforce: [mode]\nsnacks:\n  - Goldfish\n  - name: logs\n    type: directory\n"
         "    mode: '0750'\n  - name: current\n    type: symlink\n    target: releases/v2\n  - name: app.conf\n"
         "    source: templates/app.conf\n    owner: root\n    group: adm\n    mode: '0640'\n    enforce: true\n",

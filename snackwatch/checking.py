@@ -30,8 +30,8 @@ class ConfigCheck:
 
 def check_config(config: Path) -> ConfigCheck:
     """Judge every spec file behind `config`: a file on its own, each *.yaml of a conf.d directory on its own
-    (every independent error in it; a YAML syntax error stops it), then the good ones together (two claiming one name) and their
-    pantries (one that exists but is not a directory)."""
+    (every independent error in it; a YAML syntax error stops it), then the good ones together (two claiming one
+    name) and their pantries (one that exists but is not a directory)."""
     config = Path(os.path.abspath(config))
     result = ConfigCheck(config)
     try:

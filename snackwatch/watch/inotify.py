@@ -221,7 +221,7 @@ class InotifySource(Source):
         # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
         # One read per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN.
         removed: set[tuple[str, str]] = set()
-        relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
+        relevant, ignore, own, storm = self.relevant, self.ignore_text, self.ignore, self.storm
         noise = quiet = 0
         other = False
         while True:
@@ -235,7 +235,10 @@ class InotifySource(Source):
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
-                    if self._event(wd, mask, buffer[start:offset].rstrip(b"\0")):
+                    raw = buffer[start:offset].rstrip(b"\0")
+                    if own is not None and raw.startswith(own):
+                        continue  # our own temp file: not even noise
+                    if self._event(wd, mask, raw):
                         other = True
                     else:
                         quiet += 1
@@ -280,8 +283,6 @@ class InotifySource(Source):
             if mask & C.IN_ATTRIB and self._union(wd).snacks:
                 self.sink(Mark.NUDGE, next(iter(aliases)), "")
                 return True
-            return False
-        if self.ignore is not None and name.startswith(self.ignore):
             return False
         text = os.fsdecode(name)
         meant = False

@@ -33,6 +33,9 @@ from snackwatch.turn import Turn, plan_turn
 __all__ = ["SPEC_SETTLE", "Daemon", "Options", "Signals", "run_daemon"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
+# The hot path's debug lines, bound once: a filtered-out line then costs a level check, not two new loggers.
+_BATCH_LOG = logger.bind(event="batch").opt(lazy=True)
+_REPAIR_LOG = logger.bind(event="repair")
 
 
 class Signals:
@@ -269,8 +272,8 @@ class Daemon:
     def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
-            logger.bind(event="repair", directory=directory).debug(
-                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names)
+            _REPAIR_LOG.debug(
+                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
             outcomes = reconcile_names(
                 self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner
@@ -360,7 +363,7 @@ def _log_start(parts: Parts, dry_run: bool) -> None:
 
 def _log_turn(turn: Turn) -> None:
     if turn.removed or turn.rearm or turn.scan or turn.overflow or turn.spec_changed:
-        logger.bind(event="batch").opt(lazy=True).debug(
+        _BATCH_LOG.debug(
             "events: {} removed, {} directories gone or replaced, {} to scan whole, overflow {}, spec {}",
             lambda: ", ".join(f"{d}/{n}" for d, n in sorted(turn.removed)[:10]) or "none",
             lambda: len(turn.rearm),

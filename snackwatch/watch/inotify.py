@@ -86,6 +86,7 @@ class InotifySource(Source):
         self.by_wd: dict[int, dict[str, Roles]] = {}  # wd -> every path that reached it, with its roles
         self.by_dir: dict[str, int] = {}
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
+        self.links_only: dict[int, frozenset[bytes]] = {}  # parents: only these names in them matter
         self.attributes = False
         self.storm = StormGuard()
         self.noise = 0  # events read that meant nothing, since start (read pacing's input)
@@ -163,11 +164,18 @@ class InotifySource(Source):
 
     def _refresh_fast_path(self, wd: int) -> None:
         aliases = self.by_wd.get(wd, {})
-        self.snacks_only.pop(wd, None)
+        self._drop_fast_path(wd)
         if len(aliases) == 1:
             [(directory, roles)] = aliases.items()
             if roles == Roles(snacks=True, specs=False):
                 self.snacks_only[wd] = directory
+        roles = self._union(wd) if aliases else Roles(False, False)
+        if aliases and not roles.primary:  # a parent watched only for the names that lead somewhere
+            self.links_only[wd] = frozenset(os.fsencode(name) for name in roles.links)
+
+    def _drop_fast_path(self, wd: int) -> None:
+        self.snacks_only.pop(wd, None)
+        self.links_only.pop(wd, None)
 
     def watch_attributes(self, on: bool) -> None:
         self.attributes = on
@@ -196,7 +204,7 @@ class InotifySource(Source):
             self._readd(wd)
             return
         self.by_wd.pop(wd, None)
-        self.snacks_only.pop(wd, None)
+        self._drop_fast_path(wd)
         inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
 
     def _alias_gone(self, wd: int, directory: str) -> None:
@@ -204,7 +212,7 @@ class InotifySource(Source):
         roles = self.by_wd[wd].pop(directory)
         if not self.by_wd[wd]:
             del self.by_wd[wd]
-            self.snacks_only.pop(wd, None)
+            self._drop_fast_path(wd)
             inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel dropped it
         self.by_dir.pop(directory, None)
         self.dead.add(directory)
@@ -221,7 +229,13 @@ class InotifySource(Source):
         # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
         # One read per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN.
         removed: set[tuple[str, str]] = set()
-        relevant, ignore, own, storm = self.relevant, self.ignore_text, self.ignore, self.storm
+        relevant, ignore, own, storm, parents = (
+            self.relevant,
+            self.ignore_text,
+            self.ignore,
+            self.storm,
+            self.links_only,
+        )
         noise = quiet = 0
         other = False
         while True:
@@ -238,6 +252,10 @@ class InotifySource(Source):
                     raw = buffer[start:offset].rstrip(b"\0")
                     if own is not None and raw.startswith(own):
                         continue  # our own temp file: not even noise
+                    links = parents.get(wd)
+                    if links is not None and length and raw not in links:
+                        quiet += 1  # an app saving in ~/.config: a name that leads nowhere we watch
+                        continue
                     if self._event(wd, mask, raw):
                         other = True
                     else:

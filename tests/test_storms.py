@@ -101,6 +101,27 @@ def test_our_own_temp_files_are_not_even_noise(tmp_path: Path) -> None:
         dirty.close()
 
 
+def test_saves_in_a_watched_parent_cost_a_read_and_a_replaced_pantry_is_still_heard(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "pantry").mkdir(parents=True)
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify")
+    watcher.arm({str(home / "pantry"): str(home / "pantry")}, [])
+    try:
+        for i in range(10):  # an app saving its settings atomically beside the pantry
+            (home / f".settings.{i}").write_text("x")
+            (home / f".settings.{i}").rename(home / "settings.json")
+        assert watcher.read_events() is False and dirty.take().marks == set()
+        assert watcher.noise_heard() == 30  # created, moved from, moved to: three events a save, one read
+        (home / "new").mkdir()
+        (home / "pantry").rename(home / "old")
+        (home / "new").rename(home / "pantry")  # the pantry's name now leads to another directory
+        assert watcher.read_events() is True and str(home / "pantry") in dirty.take().gone
+    finally:
+        watcher.close()
+        dirty.close()
+
+
 def test_attribute_changes_are_heard_only_while_something_fails(watched: tuple[Watcher, DirtySet, Path]) -> None:
     watcher, dirty, pantry = watched
     fd = watcher.fileno()

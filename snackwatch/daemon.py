@@ -31,6 +31,8 @@ from snackwatch.turn import Turn, plan_turn
 __all__ = ["SPEC_SETTLE", "Daemon", "Options", "Signals", "run_daemon"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
+# The hot path's debug lines, bound once: a filtered-out line then costs a level check, not two new loggers.
+_BATCH_LOG = logger.bind(event="batch").opt(lazy=True)
 
 
 class Signals:
@@ -102,6 +104,7 @@ class Daemon:
         self.started = parts.ledger.wall()
         self.rows = StatusRows()  # the status file's per-snack rows, encoded once per change
         self.collector = collector or Collector()  # paused while a spec loads and is first applied
+        self.deadline: float | None = None  # what the loop waits for (run): the earliest part's next_due()
 
     @property
     def desired(self) -> Desired:
@@ -113,8 +116,10 @@ class Daemon:
         """Run until SIGTERM/SIGINT; returns the process exit code."""
         try:
             self.start()
+            self.deadline = self.parts.next_due()
             while not self.signals.stopping:
-                self.turn(self._wait(self.parts.next_due()))
+                if self.turn(self.parts.wait(self.deadline)):  # else it was noise alone: no deadline moved
+                    self.deadline = self.parts.next_due()
         finally:
             self.stop()
         return 0
@@ -149,21 +154,17 @@ class Daemon:
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
         )
 
-    def _wait(self, deadline: float | None) -> set[int]:
-        """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing)."""
-        timeout = None if deadline is None else max(0, int((deadline - self.parts.clock()) * 1000) + 1)
-        return {fd for fd, _ in self.parts.poller.poll(timeout)}
-
-    def turn(self, ready: set[int]) -> None:
-        """One turn, guarded: no exception kills the daemon (a backed-off full resync follows). Noise costs a read."""
+    def turn(self, ready: set[int]) -> bool:
+        """One turn, guarded: no exception kills the daemon (a backed-off full resync follows). Noise costs a read:
+        False then, unless it started pacing or a storm (the deadlines to wait for are the same)."""
         p = self.parts
         try:
             meaningful = True
             if p.reads.ready(ready):
                 meaningful = p.watcher.read_events()
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
-                if not meaningful and len(ready) == 1 and not p.dirty.pending:
-                    return  # a deadline that passed meanwhile makes the next poll return at once
+                if not meaningful and len(ready) == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
+                    return p.reads.pacing() or p.watcher.next_due() is not None
             if p.mounts.fd is not None and p.mounts.fd in ready:
                 _mounts_changed(p, self.hands.sorted_directories())
             if self.step(p.clock(), drain=p.dirty.read_fd in ready or not ready):
@@ -175,6 +176,7 @@ class Daemon:
             logger.opt(exception=True).bind(event="internal_error").error(
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
+        return True
 
     # --- one turn: decide, then act -------------------------------------------------------------
 
@@ -293,7 +295,7 @@ def _log_start(parts: Parts, dry_run: bool) -> None:
 
 def _log_turn(turn: Turn) -> None:
     if turn.removed or turn.rearm or turn.scan or turn.overflow or turn.spec_changed:
-        logger.bind(event="batch").opt(lazy=True).debug(
+        _BATCH_LOG.debug(
             "events: {} removed, {} directories gone or replaced, {} to scan whole, overflow {}, spec {}",
             lambda: ", ".join(f"{d}/{n}" for d, n in sorted(turn.removed)[:10]) or "none",
             lambda: len(turn.rearm),
@@ -301,6 +303,10 @@ def _log_turn(turn: Turn) -> None:
             lambda: turn.overflow,
             lambda: turn.spec_changed,
         )
+
+
+def _past(deadline: float | None, now: float) -> bool:
+    return deadline is not None and deadline <= now
 
 
 def _mounts_changed(p: Parts, sorted_directories: list[str]) -> None:

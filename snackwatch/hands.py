@@ -14,6 +14,9 @@ from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, re
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 
+# The hot path's debug line, bound once: a filtered-out line then costs a level check, not a new logger.
+_REPAIR_LOG = logger.bind(event="repair")
+
 
 class Hands:
     """Acts on the desired state through the parts; owns nothing but the sorted directories of a desired state."""
@@ -72,8 +75,8 @@ class Hands:
     def repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
-            logger.bind(event="repair", directory=directory).debug(
-                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names)
+            _REPAIR_LOG.debug(
+                "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
             outcomes = reconcile_names(
                 self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner

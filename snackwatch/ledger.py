@@ -70,6 +70,8 @@ class Ledger:
         self.conflicts: dict[str, str] = {}  # path -> what stands there or in the way (status's reason)
         self.history: OrderedDict[str, History] = OrderedDict()  # the last HISTORY_KEPT repaired, oldest first
         self.squatted: dict[str, str] = {}  # path -> who created it before our create could (`created by nobody`)
+        self.touched: set[str] = set()  # snacks whose story may have changed since take_touched()
+        self.all_touched = True  # ...or every snack's (a new desired state)
         self.last_reconcile = 0.0
 
     # --- when to look again ---------------------------------------------------------------------
@@ -97,6 +99,12 @@ class Ledger:
         """A full pass just looked at everything: drop what was due."""
         self.health.pop_due(now)
 
+    def take_touched(self) -> set[str] | None:
+        """The snacks whose story may have changed since the last call (None: any of them); for the status rows."""
+        touched, everything = self.touched, self.all_touched
+        self.touched, self.all_touched = set(), False
+        return None if everything else touched
+
     def deleted(self, names: Iterable[tuple[str, str]], now: float) -> tuple[dict[str, list[Entry]], Changes]:
         """The fight gate: entries to repair now, by directory; a snack in a fight or backoff waits its turn."""
         todo: dict[str, list[Entry]] = defaultdict(list)
@@ -105,6 +113,7 @@ class Ledger:
             entry = self.desired.entry(directory, name)
             if entry is None:
                 continue
+            self.touched.add(entry.path)
             delay, change = self.health.deleted(entry.path, now)
             if change is Change.FIGHT_STARTED:
                 changes.fights.append(entry)
@@ -145,8 +154,11 @@ class Ledger:
         changes = Changes(trigger)
         first, wall = (lambda path: True) if trigger is Trigger.START else self.fresh.__contains__, self.wall()
         single = len(self.desired.specs) <= 1  # Desired.display(), inlined: this loop is the burst path
+        touched = None if self.all_touched else self.touched
         for outcome in outcomes:
             entry = outcome.entry
+            if touched is not None:
+                touched.add(entry.path)
             shown = entry.snack.name if single else entry.path
             change = self._fold_one(outcome, shown, changes, first=first(entry.path), now=now, wall=wall)
             if change is Change.RECOVERED:
@@ -216,7 +228,7 @@ class Ledger:
         if history is None:
             history = self.history[path] = History()
             if len(self.history) > HISTORY_KEPT:  # a mass restore keeps a bounded story; counters keep the rest
-                self.history.popitem(last=False)
+                self.touched.add(self.history.popitem(last=False)[0])
         else:
             self.history.move_to_end(path)
         history.repairs += 1
@@ -249,11 +261,13 @@ class Ledger:
 
         by_path = None
         for path in [path for path in self.health.snacks if swept(path)]:
+            self.touched.add(path)
             if self.health.present(path, now) is Change.RECOVERED:
                 by_path = by_path or self.desired.by_path()
                 entry = by_path.get(path)
                 recovered.append(self.desired.display(entry) if entry else path)
         for path in [path for path in self.conflicts if swept(path)]:
+            self.touched.add(path)
             del self.conflicts[path]
         for path in [path for path in self.fresh if swept(path)]:
             self.fresh.discard(path)
@@ -264,6 +278,7 @@ class Ledger:
         """A new desired state is in force: forget everything about snacks that left it; returns the paths kept."""
         old = self.desired.by_path()
         self.desired = desired
+        self.all_touched = True
         keep = set(desired.by_path())
         self.fresh = (keep - old.keys()) | (self.fresh & keep)
         self.health.forget(keep)

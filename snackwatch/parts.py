@@ -154,10 +154,10 @@ class Parts:
         ]
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
-    def due(self, now: float) -> bool:
-        """Whether any part needs the loop now."""
-        due = self.next_due()
-        return due is not None and due <= now
+    def wait(self, deadline: float | None) -> set[int]:
+        """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing)."""
+        timeout = None if deadline is None else max(0, int((deadline - self.clock()) * 1000) + 1)
+        return {fd for fd, _ in self.poller.poll(timeout)}
 
     def close(self) -> None:
         self.watcher.close()

@@ -16,32 +16,33 @@ STATUS_LISTED = 1000  # status lists every snack up to this many; past it, the o
 
 class StatusRows:
     """Per-snack status rows and their JSON text, rebuilt only for snacks whose story changed since the last
-    status (a row with a retry pending is rebuilt each time: its next retry moves): a status write costs
-    O(changed) encoding, not O(listed)."""
+    status (the ledger says which: take_touched); a row with a retry or a fight pending is rebuilt each time (its
+    next retry moves). A status write costs O(changed) rows, not O(listed)."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, tuple[object, dict[str, object], str]] = {}  # path -> (story key, row, its JSON)
+        self.rows: dict[str, tuple[bool, dict[str, object], str]] = {}  # path -> (kept, row, its JSON)
         self.listed: list[str] = []  # the paths of the last status, in its order
+        self.last: dict[str, dict[str, object]] | None = None  # the last listing, while no story changed
+
+    def refresh(self, ledger: Ledger) -> None:
+        """Forget the rows of snacks whose story changed since the last status (all of them after a reload)."""
+        touched = ledger.take_touched()
+        if touched is None:
+            self.rows.clear()
+        else:
+            for path in touched:
+                self.rows.pop(path, None)
+        if touched is None or touched or not all(kept for kept, _, _ in self.rows.values()):
+            self.last = None  # a story changed, or a retry time moves: list again
 
     def row(self, ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
         path = entry.path
-        view = ledger.health.describe(path, now)
-        history = ledger.history.get(path)
-        key = (
-            None
-            if view is not None
-            else (
-                entry,
-                history and (history.repairs, history.last_repair, history.trigger),
-                ledger.conflicts.get(path),
-                path in ledger.missing,
-            )
-        )
         cached = self.rows.get(path)
-        if key is not None and cached is not None and cached[0] == key:
+        if cached is not None and cached[0]:  # its story has not changed: O(changed), not O(listed)
             return cached[1]
+        view = ledger.health.describe(path, now)
         info = snack_status(ledger, entry, now, view)
-        self.rows[path] = (key, info, f"{json.dumps(path)}:{json.dumps(info, separators=(',', ':'))}")
+        self.rows[path] = (view is None, info, f"{json.dumps(path)}:{json.dumps(info, separators=(',', ':'))}")
         return info
 
     def keep(self, listed: dict[str, dict[str, object]]) -> None:
@@ -66,6 +67,8 @@ def daemon_status(parts: Parts, started: float, rows: StatusRows | None = None) 
     """Everything `snackwatch status` and `why` show: every snack, or past STATUS_LISTED the ones with a story.
     `rows`: the row cache the status file is written from (StatusRows.json)."""
     desired = parts.specs.desired
+    if rows is not None:
+        rows.refresh(parts.ledger)
     snacks, everyone = snacks_status(parts.ledger, parts.clock(), STATUS_LISTED, rows or StatusRows())
     return {
         "version": STATUS_VERSION,
@@ -98,11 +101,14 @@ def snacks_status(
 ) -> tuple[dict[str, dict[str, object]], bool]:
     """Every snack's status when there are at most `cap`, else only those with a story; True if all."""
     rows = rows or StatusRows()
+    if rows.last is not None:  # nothing changed since the last status (StatusRows.refresh)
+        return rows.last, ledger.desired.count <= cap
     if ledger.desired.count > cap:
         listed = snacks_with_a_story(ledger, now, cap, rows)
     else:
         listed = {entry.path: rows.row(ledger, entry, now) for entry in ledger.desired.entries()}
     rows.keep(listed)
+    rows.last = listed
     return listed, ledger.desired.count <= cap
 
 

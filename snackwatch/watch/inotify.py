@@ -56,6 +56,9 @@ if HAVE_INOTIFY:
     _EVENT_MAX = 16 + 256  # one event with the longest name (NAME_MAX + its NUL)
 
 
+_OWN, _PARENT_NOISE, _MEANT, _QUIET = object(), object(), object(), object()  # what an event off the hot path was
+
+
 def _libc_error(what: str) -> OSError:
     code = ctypes.get_errno()
     if code in (errno.ENOSPC, errno.EMFILE, errno.ENFILE):
@@ -85,6 +88,7 @@ class InotifyWatches(Source):
         self.by_wd: dict[int, dict[str, Roles]] = {}  # wd -> every path that reached it, with its roles
         self.by_dir: dict[str, int] = {}
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
+        self.links_only: dict[int, frozenset[bytes]] = {}  # parents: only these names in them matter
         self.attributes = False
         self.storm = StormGuard()  # its storms in force set the muted masks
 
@@ -131,11 +135,18 @@ class InotifyWatches(Source):
 
     def _refresh_fast_path(self, wd: int) -> None:
         aliases = self.by_wd.get(wd, {})
-        self.snacks_only.pop(wd, None)
+        self._drop_fast_path(wd)
         if len(aliases) == 1:
             [(directory, roles)] = aliases.items()
             if roles == Roles(snacks=True, specs=False):
                 self.snacks_only[wd] = directory
+        roles = self._union(wd) if aliases else Roles(False, False)
+        if aliases and not roles.primary:  # a parent watched only for the names that lead somewhere
+            self.links_only[wd] = frozenset(os.fsencode(name) for name in roles.links)
+
+    def _drop_fast_path(self, wd: int) -> None:
+        self.snacks_only.pop(wd, None)
+        self.links_only.pop(wd, None)
 
     def watch_attributes(self, on: bool) -> None:
         self.attributes = on
@@ -164,7 +175,7 @@ class InotifyWatches(Source):
             self._readd(wd)
             return
         self.by_wd.pop(wd, None)
-        self.snacks_only.pop(wd, None)
+        self._drop_fast_path(wd)
         inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel already dropped it
 
     def _alias_gone(self, wd: int, directory: str) -> None:
@@ -172,7 +183,7 @@ class InotifyWatches(Source):
         roles = self.by_wd[wd].pop(directory)
         if not self.by_wd[wd]:
             del self.by_wd[wd]
-            self.snacks_only.pop(wd, None)
+            self._drop_fast_path(wd)
             inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel dropped it
         self.by_dir.pop(directory, None)
         self.dead.add(directory)
@@ -200,7 +211,6 @@ class InotifySource(InotifyWatches):
         self.ignore = os.fsencode(ignore_prefix) if ignore_prefix else None
         self.ignore_text = ignore_prefix or None
         self.link_ids: dict[int, dict[str, tuple[int, int] | None]] = {}  # muted parents: what their names were
-        self.parent_noise = False  # a parent heard unrelated names in the read under way
         self.noise = 0  # events read that meant nothing, since start (read pacing's input)
 
     def noise_heard(self) -> int:
@@ -265,14 +275,14 @@ class InotifySource(InotifyWatches):
         self.link_ids[wd] = now_ids
 
     def read_events(self) -> bool:
-        # The hot path: removals in snack directories, marked in one batch. A name that no snack or nested
-        # directory has is noise (another user's churn in a shared pantry): counted for the storm guard and
-        # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
-        # One read per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN.
+        """The hot path: removals in snack directories, marked in one batch. A name that no snack or nested directory
+        has is noise (another user's churn in a shared pantry, an app saving beside a pantry): counted for the storm
+        guard and dropped here, at most a nudge. Our own temp files are dropped before anything is counted. One read
+        per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN."""
         removed: set[tuple[str, str]] = set()
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
         noise = quiet = 0
-        other = False
+        other = parent_noise = False
         while True:
             try:
                 buffer = os.read(self.fd, _READ_SIZE)
@@ -284,10 +294,9 @@ class InotifySource(InotifyWatches):
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
-                    if self._event(wd, mask, buffer[start:offset].rstrip(b"\0")):
-                        other = True
-                    else:
-                        quiet += 1
+                    heard = self._slow_event(wd, mask, buffer[start:offset].rstrip(b"\0"))
+                    other, quiet = other or heard is _MEANT, quiet + (heard is not _MEANT and heard is not _OWN)
+                    parent_noise = parent_noise or heard is _PARENT_NOISE
                     continue
                 name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
                 if ignore is not None and name.startswith(ignore):
@@ -301,8 +310,7 @@ class InotifySource(InotifyWatches):
             if end < _READ_SIZE - _EVENT_MAX:  # room for one more event was left: the queue is empty
                 break
         self.noise += noise + quiet
-        if noise or self.parent_noise:
-            self.parent_noise = False
+        if noise or parent_noise:
             self._mute_storms(time.monotonic())
         if removed:
             self.marks.mark_snacks(removed, set())  # the burst rule is the dirty set's (dirty.split_bursts)
@@ -311,6 +319,17 @@ class InotifySource(InotifyWatches):
             self.sink(Mark.NUDGE, "", "")
             return True
         return other
+
+    def _slow_event(self, wd: int, mask: int, raw: bytes) -> object:
+        """An event off the hot path: our own name (_OWN), a name a parent does not lead through (_PARENT_NOISE,
+        counted for the storm guard), one that meant something (_MEANT), or nothing (_QUIET)."""
+        if self.ignore is not None and raw.startswith(self.ignore):
+            return _OWN  # our own temp file: not even noise
+        links = self.links_only.get(wd)
+        if links is not None and raw and raw not in links:
+            self.storm.heard(wd)  # an app saving in ~/.config, churn in a 1777 parent: its storm is muted too
+            return _PARENT_NOISE
+        return _MEANT if self._event(wd, mask, raw) else _QUIET
 
     def _event(self, wd: int, mask: int, name: bytes) -> bool:
         """Mark what one event means for every path that reaches its watch; False if it meant nothing."""
@@ -331,14 +350,8 @@ class InotifySource(InotifyWatches):
                 self.sink(Mark.NUDGE, next(iter(aliases)), "")
                 return True
             return False
-        if self.ignore is not None and name.startswith(self.ignore):
-            return False
         text = os.fsdecode(name)
         meant = False
-        if self._parent_only(wd) and not any(text in roles.links for roles in aliases.values()):
-            self.storm.heard(wd)  # churn in a pantry's parent: counted like a pantry's own noise
-            self.parent_noise = True
-            return False
         for directory, roles in list(aliases.items()):
             if roles.snacks and mask & _SNACK_GONE:
                 self.sink(Mark.SNACK, directory, text)

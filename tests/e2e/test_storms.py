@@ -80,6 +80,48 @@ def test_removals_of_unrelated_names_are_dropped_in_the_read_loop(watched: tuple
     assert dirty.take().names == {(str(pantry), "Goldfish")}
 
 
+def test_our_own_temp_files_are_not_even_noise(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    watcher.track({str(pantry): frozenset({"Goldfish"})})
+    watcher.track_specs({str(pantry): frozenset({"snacks.yaml"})})  # a pantry beside its spec: the slow path
+    watcher.arm([str(pantry)], [str(pantry)])
+    try:
+        for i in range(20):  # what publishing a snack with content leaves behind: a temp file, then its unlink
+            temp = pantry / f".snackwatch-1-{i:012x}.tmp"
+            temp.write_text("x")
+            temp.unlink()
+        (pantry / "other.log").write_text("x")
+        assert watcher.read_events() is False and dirty.take().marks == set()
+        assert watcher.noise_heard() == 3  # other.log's create, modify and close; nothing of ours
+    finally:
+        watcher.close()
+        dirty.close()
+
+
+def test_saves_in_a_watched_parent_cost_a_read_and_a_replaced_pantry_is_still_heard(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "pantry").mkdir(parents=True)
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify")
+    watcher.arm({str(home / "pantry"): str(home / "pantry")}, [])
+    try:
+        for i in range(10):  # an app saving its settings atomically beside the pantry
+            (home / f".settings.{i}").write_text("x")
+            (home / f".settings.{i}").rename(home / "settings.json")
+        assert watcher.read_events() is False and dirty.take().marks == set()
+        assert watcher.noise_heard() == 30  # created, moved from, moved to: three events a save, one read
+        (home / "new").mkdir()
+        (home / "pantry").rename(home / "old")
+        (home / "new").rename(home / "pantry")  # the pantry's name now leads to another directory
+        assert watcher.read_events() is True and str(home / "pantry") in dirty.take().gone
+    finally:
+        watcher.close()
+        dirty.close()
+
+
 def test_attribute_changes_are_heard_only_while_something_fails(watched: tuple[Watcher, DirtySet, Path]) -> None:
     watcher, dirty, pantry = watched
     fd = watcher.fileno()

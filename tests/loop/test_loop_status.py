@@ -12,6 +12,7 @@ import pytest
 from conftest import write_spec
 from fake_loop import Loop, start_loop
 
+from snackwatch import status_view
 from snackwatch.dirty import Mark
 from snackwatch.ledger import HISTORY_KEPT
 from snackwatch.state_writer import STATE_SETTLE
@@ -105,3 +106,31 @@ def test_a_reload_runs_without_the_collector_then_collects_and_freezes_once(
     loop.until_idle(limit=5.0)
     assert during == [False] and gc.isenabled() and (loop.pantry / "Cheese").exists()
     assert gc.get_freeze_count() > frozen  # what the new spec built was frozen
+
+
+def test_a_status_write_rebuilds_only_the_rows_whose_story_changed(
+    spec_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"snack{i:02}" for i in range(30)]
+    write_spec(spec_path, names)
+    loop = start_loop(spec_path)
+    try:
+        built: list[str] = []
+        real = status_view.snack_status
+
+        def counted(ledger: Any, entry: Any, now: float, view: Any = None) -> dict[str, object]:
+            built.append(entry.snack.name)
+            return real(ledger, entry, now, view)
+
+        monkeypatch.setattr(status_view, "snack_status", counted)
+        loop.daemon.status()
+        built.clear()
+        (loop.pantry / "snack07").unlink()
+        loop.watcher.removed(loop.pantry, "snack07")
+        loop.turn(advance=STATE_SETTLE)
+        loop.turn(advance=STATE_SETTLE)  # the status write
+        assert built == ["snack07"]
+        status = json.loads(loop.parts.state.status_file.read_text())
+        assert len(status["snacks"]) == 30 and status["snacks"][str(loop.pantry / "snack07")]["repairs"] == 1
+    finally:
+        loop.close()

@@ -68,7 +68,7 @@ def test_check_reports_every_independent_error_within_one_file(tmp_path: Path) -
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == [
         f"snackwatch: {spec}:2: unknown key 'colour' in the spec (allowed: version, pantry, prune, defaults, snacks)",
-        f"snackwatch: {spec}:6: mode must be an octal string such as \"0640\"",
+        f'snackwatch: {spec}:6: mode must be an octal string such as "0640"',
         f"snackwatch: {spec}:7: duplicate snack 'Goldfish' (first declared on line 4)",
         f"snackwatch: {spec}:9: unknown key 'flavour' in a snack "
         "(allowed: name, type, content, source, target, mode, owner, group)",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
 from snackwatch.desired import Desired, Entry
+from snackwatch.drift import Aspect
 from snackwatch.errors import error_text
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Outcome, Status
@@ -41,6 +42,9 @@ class Changes:
     blocked: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # what is in the way -> names
     conflicts: list[tuple[Entry, str]] = field(default_factory=list)  # something new stands in a snack's place
     fights: list[Entry] = field(default_factory=list)  # fights that started
+    drift_fights: list[Entry] = field(default_factory=list)  # fights over an enforced aspect that started
+    corrected: list[tuple[Entry, tuple[Aspect, ...], str]] = field(default_factory=list)  # put back; moved aside to
+    left: list[tuple[Entry, tuple[Aspect, ...]]] = field(default_factory=list)  # drift a reload left as it is
     fights_over: list[tuple[Entry, int]] = field(default_factory=list)  # with the restores not told one by one
     squatted: list[tuple[Entry, str, bool]] = field(default_factory=list)  # (entry, who made it, first creation)
     held: list[tuple[str, float]] = field(default_factory=list)  # deletions held back: (path, repair in)
@@ -69,6 +73,7 @@ class Ledger:
         self.conflicts: dict[str, str] = {}  # path -> what stands there or in the way (status's reason)
         self.history: dict[str, History] = {}
         self.squatted: dict[str, str] = {}  # path -> who created it before our create could (`created by nobody`)
+        self.drift: dict[str, tuple[Aspect, ...]] = {}  # path -> its aspects not in line with the spec, left as is
         self.last_reconcile = 0.0
 
     # --- when to look again ---------------------------------------------------------------------
@@ -96,17 +101,21 @@ class Ledger:
         """A full pass just looked at everything: drop what was due."""
         self.health.pop_due(now)
 
-    def deleted(self, names: Iterable[tuple[str, str]], now: float) -> tuple[dict[str, list[Entry]], Changes]:
-        """The fight gate: entries to repair now, by directory; a snack in a fight or backoff waits its turn."""
+    def deleted(
+        self, names: Iterable[tuple[str, str]], now: float, *, changed: bool = False
+    ) -> tuple[dict[str, list[Entry]], Changes]:
+        """The fight gate: entries to repair now, by directory; a snack in a fight or backoff waits its turn.
+        `changed`: the events said the entries changed in place (enforced ones): a change right after our
+        correction is a flap, as a removal right after a restore is."""
         todo: dict[str, list[Entry]] = defaultdict(list)
-        changes = Changes()
+        changes = Changes(Trigger.CHANGED if changed else Trigger.DELETED)
         for directory, name in names:
             entry = self.desired.entry(directory, name)
             if entry is None:
                 continue
             delay, change = self.health.deleted(entry.path, now)
             if change is Change.FIGHT_STARTED:
-                changes.fights.append(entry)
+                (changes.drift_fights if changed else changes.fights).append(entry)
             elif change is Change.FIGHT_OVER:
                 changes.fights_over.append((entry, self.health.take_unlogged_restores(entry.path)))
             if delay == 0:
@@ -168,7 +177,12 @@ class Ledger:
         path, status, told = outcome.entry.path, outcome.status, changes.told
         if status is Status.CREATED:
             self.fresh.discard(path)
+            self.drift.pop(path, None)
             return self._made(path, told, shown, first=first, now=now, wall=wall, trigger=changes.trigger)
+        if status in (Status.PRESENT, Status.CORRECTED, Status.FAILED):
+            self._drifting(outcome, changes)
+        if status is Status.CORRECTED:
+            return self._corrected(outcome, changes, now=now, wall=wall)
         if status is Status.PRESENT:
             self.fresh.discard(path)
             self.conflicts.pop(path, None)
@@ -219,6 +233,37 @@ class Ledger:
         history.trigger = trigger.value
         return self.health.repaired(path, now)
 
+    def _drifting(self, outcome: Outcome, changes: Changes) -> None:
+        """Keep the aspects an entry has out of line (status shows them); a reload that set a new declared aspect
+        the entry does not have, and that enforce does not cover, is told once."""
+        path = outcome.entry.path
+        before = self.drift.get(path, ())
+        if outcome.drift:
+            self.drift[path] = outcome.drift
+        else:
+            self.drift.pop(path, None)
+        if changes.trigger is Trigger.SPEC_RELOAD and outcome.status is Status.PRESENT:
+            new = tuple(aspect for aspect in outcome.drift if aspect not in before)
+            if new:
+                changes.left.append((outcome.entry, new))
+
+    def _corrected(self, outcome: Outcome, changes: Changes, *, now: float, wall: float) -> Change | None:
+        """We put enforced aspects back: a repair, heard by the fight and backoff rules like a restore."""
+        path = outcome.entry.path
+        self.fresh.discard(path)
+        self.conflicts.pop(path, None)
+        self.missing.discard(path)
+        if self.health.loggable_restore(path):
+            changes.corrected.append((outcome.entry, outcome.corrected, outcome.reason))
+        self.repairs += 1
+        history = self.history.get(path)
+        if history is None:
+            history = self.history[path] = History()
+        history.repairs += 1
+        history.last_repair = wall
+        history.trigger = changes.trigger.value
+        return self.health.repaired(path, now)
+
     def _conflict(self, entry: Entry, outcome: Outcome, changes: Changes, now: float, *, starting: bool) -> None:
         """Something else stands in the snack's place, or on the way to its directory (`blocked`): the reason names
         it (its path, kind and owner when it is in the way)."""
@@ -248,8 +293,9 @@ class Ledger:
                 by_path = by_path or self.desired.by_path()
                 entry = by_path.get(path)
                 recovered.append(self.desired.display(entry) if entry else path)
-        for path in [path for path in self.conflicts if swept(path)]:
-            del self.conflicts[path]
+        for table in (self.conflicts, self.drift):
+            for path in [path for path in table if swept(path)]:
+                del table[path]
         for path in [path for path in self.fresh if swept(path)]:
             self.fresh.discard(path)
 
@@ -263,7 +309,7 @@ class Ledger:
         self.fresh = (keep - old.keys()) | (self.fresh & keep)
         self.health.forget(keep)
         self.missing &= keep
-        for table in (self.conflicts, self.history, self.squatted):
+        for table in (self.conflicts, self.history, self.squatted, self.drift):
             for path in [path for path in table if path not in keep]:
                 del table[path]
         return keep

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from snackwatch.desired import Entry
+from snackwatch.drift import changes as drift_changes
 from snackwatch.ledger import History, Ledger
 from snackwatch.parts import Parts
 from snackwatch.state import STATUS_VERSION
@@ -52,7 +53,7 @@ def snacks_status(ledger: Ledger, now: float, cap: int) -> tuple[dict[str, dict[
 def snacks_with_a_story(ledger: Ledger, now: float) -> dict[str, dict[str, object]]:
     """Per snack that was repaired, is failing, in conflict or missing: what status, why and metrics show."""
     paths = set(ledger.history) | set(ledger.conflicts) | set(ledger.health.failing()) | ledger.missing
-    paths |= set(ledger.squatted)
+    paths |= set(ledger.squatted) | set(ledger.drift)
     snacks = {}
     for path in sorted(paths):
         entry = ledger.desired.entry(*os.path.split(path))  # O(1): no table of every snack
@@ -81,6 +82,13 @@ def snack_status(ledger: Ledger, entry: Entry, now: float) -> dict[str, object]:
         info.update(state="missing", reason="not on disk (dry run: not created)")
     elif view is not None and view.error:
         info.update(state="failing", reason=view.error, next_retry=ledger.wall() + (view.retry_in or 0.0))
+    elif path in ledger.drift:
+        info.update(state="drift", reason=drift_changes(ledger.drift[path]) + " (not enforced)")
+    if path in ledger.drift:
+        info["drift"] = [
+            {"aspect": a.name, "on_disk": a.found, "declared": a.wanted, "enforced": a.enforced_by(entry.snack)}
+            for a in ledger.drift[path]
+        ]
     if view is not None and view.fighting:
         info["fighting"] = True
     if path in ledger.squatted:
@@ -92,13 +100,16 @@ def counts(ledger: Ledger) -> dict[str, int]:
     failing = len(ledger.health.failing())
     conflicts = len(ledger.conflicts)
     missing = len(ledger.missing - set(ledger.conflicts))
+    other = set(ledger.conflicts) | ledger.missing | set(ledger.health.failing())
+    drifting = sum(1 for path in ledger.drift if path not in other)
     count = ledger.desired.count
     return {
         "snacks": count,
-        "ok": count - failing - conflicts - missing,
+        "ok": count - failing - conflicts - missing - drifting,
         "failing": failing,
         "conflicts": conflicts,
         "missing": missing,
+        "drift": drifting,
         "repairs": ledger.repairs,
         "created": ledger.created,
     }
@@ -108,6 +119,7 @@ def status_line(ledger: Ledger) -> str:
     """The one-line summary of the ledger (systemd's Status=, the status table's head)."""
     numbers = counts(ledger)
     missing = f", {numbers['missing']} missing" if numbers["missing"] else ""
+    missing += f", {numbers['drift']} drifting" if numbers["drift"] else ""
     repairs = f"{numbers['repairs']} repair{'' if numbers['repairs'] == 1 else 's'}"
     return (
         f"{numbers['ok']}/{numbers['snacks']} snacks ok, {repairs}, "

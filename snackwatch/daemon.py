@@ -199,8 +199,13 @@ class Daemon:
             removed = [(d, n) for d, n in turn.removed if d not in swept]  # a sweep looked at those already
             todo, changes = p.ledger.deleted(removed, now)
             p.narrator.tell(changes, self.desired, now)
-            self.only_held = bool(removed) and not todo and not turn.scan  # a fight in its backoff
+            changed = [(d, n) for d, n in turn.changed if d not in swept]
+            to_check, changes = p.ledger.deleted(changed, now, changed=True)
+            p.narrator.tell(changes, self.desired, now)
+            held = bool(removed or changed) and not todo and not to_check
+            self.only_held = held and not turn.scan  # a fight in its backoff
             self._repair(now, todo, Trigger.DELETED)
+            self._repair(now, to_check, Trigger.CHANGED, changed=True)
             self._repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
         p.state.write_if_due(now, self.status)
@@ -252,14 +257,19 @@ class Daemon:
             logger.bind(event="overflow").warning("inotify queue overflowed (events were lost): running a full resync")
         self.overflow_logged_at = now
 
-    def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
+    def _repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger, *, changed: bool = False) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
             logger.bind(event="repair", directory=directory).debug(
                 "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names)
             )
             outcomes = reconcile_names(
-                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner
+                self.desired,
+                directory,
+                names,
+                dry_run=self.options.dry_run,
+                recorder=self.parts.pruner,
+                changed=changed,
             )
             self._fold(outcomes, now, trigger)
 
@@ -302,6 +312,7 @@ class Daemon:
             p.narrator.forget(kept)
             p.state.changed(now)
             p.watcher.track(reloaded.desired.relevant_names())
+            p.watcher.track_enforced(reloaded.desired.enforced_names())
             p.armer.arm(self.desired, now)
             self._prune(confirmed=p.pruner.take_confirmation())
             _settle_memory()

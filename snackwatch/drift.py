@@ -25,6 +25,10 @@ class Aspect(NamedTuple):
         """`mode 0644 -> 0600`, `content differs`: what diff and a correction line say."""
         return "content differs" if self.name == "content" else f"{self.name} {self.found} -> {self.wanted}"
 
+    def put_back(self) -> str:
+        """`mode 0644 -> 0600`, `content put back (8 bytes)`: what a correction line says."""
+        return f"content put back ({self.wanted})" if self.name == "content" else self.change()
+
     def against(self) -> str:
         """`mode 0644, spec says 0600`, `content differs from the spec`: what a reload line and why say."""
         if self.name == "content":
@@ -85,6 +89,11 @@ def split(snack: Snack, aspects: Iterable[Aspect]) -> tuple[list[Aspect], list[A
 def changes(aspects: Iterable[Aspect]) -> str:
     """`mode 0644 -> 0600, content differs`."""
     return ", ".join(aspect.change() for aspect in aspects)
+
+
+def put_back(aspects: Iterable[Aspect]) -> str:
+    """`mode 0644 -> 0600, content put back (8 bytes)`."""
+    return ", ".join(aspect.put_back() for aspect in aspects)
 
 
 def enforce_hint(aspects: Iterable[Aspect]) -> str:

@@ -261,7 +261,8 @@ class Ledger:
             history = self.history[path] = History()
         history.repairs += 1
         history.last_repair = wall
-        history.trigger = changes.trigger.value
+        trigger = Trigger.CHANGED if changes.trigger is Trigger.DELETED else changes.trigger  # a rename over it
+        history.trigger = trigger.value
         return self.health.repaired(path, now)
 
     def _conflict(self, entry: Entry, outcome: Outcome, changes: Changes, now: float, *, starting: bool) -> None:

@@ -9,8 +9,7 @@ from loguru import logger
 
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.desired import Desired
-from snackwatch.drift import changes as aspect_changes
-from snackwatch.drift import enforce_hint
+from snackwatch.drift import enforce_hint, put_back
 from snackwatch.ledger import TOLD, Changes
 from snackwatch.text import name_list
 
@@ -93,7 +92,7 @@ class Narrator:
                 logger.bind(event="corrected", snack=shown, aspects=[a.name for a in aspects], trigger=trigger).info,
                 "corrected {}: {}{}",
                 shown,
-                aspect_changes(aspects),
+                put_back(aspects),
                 moved,
             )
         for entry, aspects in changes.left:

@@ -190,6 +190,7 @@ def _explain(
     running: bool = True,
     disk: list[str] | None = None,
 ) -> str:
+    surveyed = disk is not None  # the lines for what is on disk came from the daemon's walk (each aspect said)
     if disk is None:
         disk = [f"  type: {info['type']}"] if info and info.get("type") else []
         try:
@@ -210,7 +211,7 @@ def _explain(
         lines.append(f"  failing: {info['reason']}; next retry {_when(info.get('next_retry'))}")
     elif info["state"] == "conflict":
         lines.append(f"  conflict: {info['reason']}; snackwatch leaves it alone")
-    elif info["state"] == "drift":
+    elif info["state"] == "drift" and not surveyed:
         lines.append(f"  drift: {info['reason']}")
     elif info["state"] != "ok":
         lines.append(f"  {info['state']}" + (f": {info['reason']}" if info.get("reason") else ""))

@@ -113,9 +113,14 @@ class Ledger:
             entry = self.desired.entry(directory, name)
             if entry is None:
                 continue
-            delay, change = self.health.deleted(entry.path, now)
+            if changed:
+                delay, change = self.health.changed(entry.path, now), None
+            else:
+                delay, change = self.health.deleted(entry.path, now)
+                if entry.snack.enforce:
+                    self.health.changed(entry.path, now)  # a file renamed over an enforced one is a change too
             if change is Change.FIGHT_STARTED:
-                (changes.drift_fights if changed else changes.fights).append(entry)
+                changes.fights.append(entry)
             elif change is Change.FIGHT_OVER:
                 changes.fights_over.append((entry, self.health.take_unlogged_restores(entry.path)))
             if delay == 0:
@@ -187,6 +192,7 @@ class Ledger:
             self.fresh.discard(path)
             self.conflicts.pop(path, None)
             self.missing.discard(path)
+            self.health.looked(path)
             if outcome.reason and self.squatted.get(path) != outcome.reason:  # another user created it first
                 self.squatted[path] = outcome.reason
                 changes.squatted.append((outcome.entry, outcome.reason, first))
@@ -263,7 +269,11 @@ class Ledger:
         history.last_repair = wall
         trigger = Trigger.CHANGED if changes.trigger is Trigger.DELETED else changes.trigger  # a rename over it
         history.trigger = trigger.value
-        return self.health.repaired(path, now)
+        change = self.health.corrected(path, now)
+        if change is Change.FIGHT_STARTED:
+            changes.drift_fights.append(outcome.entry)
+            return None
+        return change
 
     def _conflict(self, entry: Entry, outcome: Outcome, changes: Changes, now: float, *, starting: bool) -> None:
         """Something else stands in the snack's place, or on the way to its directory (`blocked`): the reason names

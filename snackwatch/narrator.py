@@ -12,6 +12,7 @@ from snackwatch.desired import Desired
 from snackwatch.drift import enforce_hint, put_back
 from snackwatch.ledger import TOLD, Changes
 from snackwatch.text import name_list
+from snackwatch.trigger import Trigger
 
 _LINES = {  # event -> its line
     "created": "created {}",
@@ -85,11 +86,12 @@ class Narrator:
         for entry, what in changes.conflicts:
             self._conflict(desired.display(entry), entry.path, what, now)
         trigger = changes.trigger.value
+        fixed_on = Trigger.CHANGED.value if changes.trigger is Trigger.DELETED else trigger  # a file renamed over
         for entry, aspects, displaced in changes.corrected:
             shown = desired.display(entry)
             moved = f" (what stood there was moved aside to {displaced})" if displaced else ""
             self._say(
-                logger.bind(event="corrected", snack=shown, aspects=[a.name for a in aspects], trigger=trigger).info,
+                logger.bind(event="corrected", snack=shown, aspects=[a.name for a in aspects], trigger=fixed_on).info,
                 "corrected {}: {}{}",
                 shown,
                 put_back(aspects),

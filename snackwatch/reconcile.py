@@ -175,12 +175,7 @@ def _reconcile_directory(
             else:
                 outcome = _create(fd, entry, recorder)
             outcomes.append(outcome)
-        acted = {action.name for action in actions}
-        for name, entry in wanted.items():  # the entries in place: in line with the spec, or drifting
-            if name not in acted and observed.get(name) is EXPECTED[entry.snack.type]:
-                drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
-                if drifted.status is not Status.PRESENT or drifted.drift:
-                    outcomes.append(drifted)
+        outcomes.extend(_drifting(fd, wanted, observed, {action.name for action in actions}, dry_run))
         results = create_plain_snacks(fd, [entry.name for _, entry in plain])
         for (index, entry), result in zip(plain, results, strict=True):
             if result is True:
@@ -199,6 +194,33 @@ def _reconcile_directory(
         return [outcome for outcome in outcomes if outcome is not None]
     finally:
         os.close(fd)
+
+
+def _drifting(
+    fd: int, wanted: dict[str, Entry], observed: dict[str, Kind], acted: set[str], dry_run: bool
+) -> list[Outcome]:
+    """The entries in place that drift (or were put back): a full pass compares every one. An entry that declares
+    nothing but its name costs one lstat (its owner: a squatted name); the others are compared aspect by aspect."""
+    outcomes: list[Outcome] = []
+    euid, lstat, file = os.geteuid(), os.lstat, Kind.FILE
+    for name, entry in wanted.items():
+        if name in acted:
+            continue
+        snack = entry.snack
+        if snack.is_plain and not snack.enforce:
+            if observed.get(name) is not file:
+                continue
+            try:
+                if lstat(name, dir_fd=fd).st_uid == euid:
+                    continue
+            except OSError:
+                continue
+        elif observed.get(name) is not EXPECTED[snack.type]:
+            continue
+        drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
+        if drifted.status is not Status.PRESENT or drifted.drift:
+            outcomes.append(drifted)
+    return outcomes
 
 
 def reconcile_names(

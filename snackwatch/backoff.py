@@ -80,6 +80,8 @@ class Health:
     fight: FightPolicy = FightPolicy()
     snacks: dict[str, SnackHealth] = field(default_factory=dict)  # only snacks with something to remember
     restored_at: dict[str, float] = field(default_factory=dict)  # when we last restored each snack
+    corrected_at: dict[str, float] = field(default_factory=dict)  # when we last put an enforced aspect back
+    changed_at: dict[str, float] = field(default_factory=dict)  # the first change heard since we last looked
     _schedule: list[tuple[float, str]] = field(default_factory=list)
     _failing: set[str] = field(default_factory=set)
     _last_nudge: float | None = None
@@ -123,6 +125,46 @@ class Health:
         self._hold(name, now + delay)
         return delay, change
 
+    def changed(self, name: str, now: float) -> float:
+        """An event says an enforced snack changed (in place, or a file renamed over it): how long to wait before
+        looking (0: now). The first change since our last look is remembered: corrected() asks when it came."""
+        self.changed_at.setdefault(name, now)
+        state = self.snacks.get(name)
+        return state.held_until - now if state is not None and state.held_until > now else 0.0
+
+    def looked(self, name: str) -> None:
+        """We looked and nothing needed putting back (our own change heard back, or a change undone)."""
+        self.changed_at.pop(name, None)
+
+    def corrected(self, name: str, now: float) -> Change | None:
+        """We put an enforced aspect back. A change that came within `window` of our previous correction is a flap
+        (our own change heard back never is: nothing needed correcting then); `threshold` flaps in a row are a
+        fight, held back like a deletion fight. Returns FIGHT_STARTED, FIGHT_OVER, RECOVERED or None."""
+        changed_at = self.changed_at.pop(name, now)
+        last = self.corrected_at.get(name)
+        self.corrected_at[name] = now
+        state = self.snacks.get(name)
+        if state is None and last is None:
+            return None
+        recovered = self._recover(name, state) if state is not None else None
+        window = self.fight.quiet if state is not None and state.fighting else self.fight.window
+        if last is None or changed_at - last > window:
+            if state is None:
+                return None
+            state.flaps = 0
+            was_fighting, state.fighting = state.fighting, False
+            return Change.FIGHT_OVER if was_fighting else recovered
+        state = self._state(name)
+        state.flaps += 1
+        if state.flaps > self.fight.quiet_after:
+            state.unlogged_restores += 1
+        if state.flaps < self.fight.threshold:
+            return recovered
+        change = None if state.fighting else Change.FIGHT_STARTED
+        state.fighting = True
+        self._hold(name, now + self.fight.backoff.delay(state.flaps - self.fight.threshold + 1))
+        return change
+
     def repaired(self, name: str, now: float) -> Change | None:
         """We restored the snack."""
         self.restored_at[name] = now
@@ -147,11 +189,13 @@ class Health:
         if state is None:
             return None
         change = self._recover(name, state)
-        restored_at = self.restored_at.get(name)
-        if state.fighting and restored_at is not None and now >= restored_at + self.fight.quiet:
+        restored_at = max(self.restored_at.get(name, -1.0), self.corrected_at.get(name, -1.0))
+        if state.fighting and restored_at >= 0 and now >= restored_at + self.fight.quiet:
             state.fighting = False
             state.flaps = 0
             change = Change.FIGHT_OVER
+        elif state.fighting and self.corrected_at.get(name, -1.0) >= self.restored_at.get(name, -1.0):
+            self._schedule_at(name, restored_at + self.fight.quiet)  # a correction fight ends after its quiet
         return change
 
     def _recover(self, name: str, state: SnackHealth) -> Change | None:
@@ -263,5 +307,6 @@ class Health:
         for name in [name for name in self.snacks if name not in keep]:
             del self.snacks[name]
             self._failing.discard(name)
-        for name in [name for name in self.restored_at if name not in keep]:
-            del self.restored_at[name]
+        for table in (self.restored_at, self.corrected_at, self.changed_at):
+            for name in [name for name in table if name not in keep]:
+                del table[name]

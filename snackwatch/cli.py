@@ -385,13 +385,13 @@ def _replay_signals() -> None:
 def _diff(specs: SpecSet) -> int:
     """What a reconcile would do for the good spec files; a broken conf.d file is named and makes it exit 2."""
     from snackwatch.plan import render
-    from snackwatch.survey import survey
+    from snackwatch.survey import drift_line, survey
     from snackwatch.text import name_list
 
     desired = specs.desired
     found = survey(desired)
     lines = render(found.actions)
-    lines += [f"~ {desired.display(entry)}: {problem} (not enforced)" for entry, problem in found.owners]
+    lines += [drift_line(desired.display(entry), entry, aspects) for entry, aspects in found.drifting]
     for what, entries in found.blocked.items():
         names = [desired.display(entry) for entry in entries]
         lines.append(f"! {what}: {len(names)} snack{'' if len(names) == 1 else 's'} not enforced ({name_list(names)})")

@@ -216,6 +216,7 @@ class Daemon:
         else:
             swept = self.hands.sweep(now, affected, turn.scan)
             self.hands.deleted([(d, n) for d, n in removed if d not in swept], now)
+            self.hands.changed([(d, n) for d, n in turn.changed if d not in swept], now)
             self.hands.repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
         if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
@@ -255,6 +256,7 @@ class Daemon:
             p.narrator.forget(kept)
             p.state.changed(now)
             p.watcher.track(reloaded.desired.relevant_names())
+            p.watcher.track_enforced(reloaded.desired.enforced_names())
             p.armer.arm(self.desired, now)
             self._prune(confirmed=p.pruner.take_confirmation())
         elif reloaded.forced and p.pruner.take_confirmation():

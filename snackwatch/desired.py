@@ -69,6 +69,16 @@ class Desired:
         """Per snack directory, the names whose removal matters: its snacks and its nested snack directories."""
         return {d: frozenset(entries).union(self.children.get(d, ())) for d, entries in self.files.items()}
 
+    def enforced_names(self) -> dict[str, frozenset[str]]:
+        """Per snack directory holding enforced entries, their names: only these directories hear changes in place
+        (writes, attribute changes), so the others stay as cheap to watch as before."""
+        enforced: dict[str, frozenset[str]] = {}
+        for directory, entries in self.files.items():
+            names = frozenset(name for name, entry in entries.items() if entry.snack.enforce)
+            if names:
+                enforced[directory] = names
+        return enforced
+
     def display(self, entry: Entry) -> str:
         """How logs name a snack: its spec name, or its full path when several pantries are kept; quoted when
         its plain text would hide a difference (`'Goldfish '`, a name NFC normalisation changes)."""

@@ -22,6 +22,7 @@ class Mark(Enum):
     SPEC = "spec"  # something changed in a spec directory (a file written and closed, renamed, removed...)
     SPEC_WRITE = "spec write"  # a file in a spec directory was written to and is still open: not yet whole
     OVERFLOW = "overflow"  # the kernel dropped events: only a full resync is safe
+    CHANGED = "changed"  # an enforced name was written or had its attributes changed in place
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Batch:
     scan: set[str]  # directories hit by a burst: scan them whole
     marks: set[Mark]
     spec_writes: dict[str, bool] = field(default_factory=dict)  # path -> still being written (the last word)
+    changed: set[tuple[str, str]] = field(default_factory=set)  # (directory, name) of enforced entries changed
 
 
 def split_bursts(names: set[tuple[str, str]], scan: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
@@ -60,6 +62,7 @@ class DirtySet:
         self._scan: set[str] = set()
         self._marks: set[Mark] = set()
         self._spec_writes: dict[str, bool] = {}
+        self._changed: set[tuple[str, str]] = set()
         self._woken = False
 
     def mark(self, mark: Mark, directory: str, name: str) -> None:
@@ -68,6 +71,8 @@ class DirtySet:
                 if mark is Mark.SNACK:
                     self._names.add((directory, name))
                     self._marks.add(Mark.NUDGE)  # any removal may have freed space: failing repairs retry
+                elif mark is Mark.CHANGED:
+                    self._changed.add((directory, name))
                 elif mark is Mark.GONE:
                     self._gone.add(directory)
                 elif mark in (Mark.SPEC, Mark.SPEC_WRITE):
@@ -114,9 +119,10 @@ class DirtySet:
         with self._lock:
             names, gone, scan, marks, writes = self._names, self._gone, self._scan, self._marks, self._spec_writes
             self._names, self._gone, self._scan, self._marks, self._spec_writes = set(), set(), set(), set(), {}
+            changed, self._changed = self._changed, set()
             self._woken = False
         names, scan = split_bursts(names, scan)
-        return Batch(names, gone, scan, marks, writes)
+        return Batch(names, gone, scan, marks, writes, changed)
 
     def close(self) -> None:
         os.close(self.read_fd)

@@ -39,6 +39,16 @@ class Hands:
         p.narrator.tell(changes, self.desired, now)
         self.repair(now, todo, Trigger.DELETED)
 
+    def changed(self, changed: Collection[tuple[str, str]], now: float) -> None:
+        """Enforced entries changed in place: through the fight gate (a change right after our correction is a
+        flap), then checked and put back."""
+        if not changed:
+            return
+        p = self.parts
+        todo, changes = p.ledger.deleted(changed, now, changed=True)
+        p.narrator.tell(changes, self.desired, now)
+        self.repair(now, todo, Trigger.CHANGED, changed=True)
+
     def sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
         """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are
         directories in a burst or a storm, leaving snacks held back by a backoff or a fight to their schedule.
@@ -72,14 +82,19 @@ class Hands:
             self._sorted = (self.desired, sorted(self.desired.directories))
         return self._sorted[1]
 
-    def repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger) -> None:
+    def repair(self, now: float, todo: dict[str, list[Entry]], trigger: Trigger, *, changed: bool = False) -> None:
         for directory, entries in todo.items():
             names = [entry.name for entry in entries]
             _REPAIR_LOG.debug(
                 "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
             outcomes = reconcile_names(
-                self.desired, directory, names, dry_run=self.options.dry_run, recorder=self.parts.pruner
+                self.desired,
+                directory,
+                names,
+                dry_run=self.options.dry_run,
+                recorder=self.parts.pruner,
+                changed=changed,
             )
             self.fold(outcomes, now, trigger)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
 from snackwatch.desired import Desired, Entry
+from snackwatch.drift import Aspect
 from snackwatch.errors import error_text
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Outcome, Status
@@ -42,6 +43,9 @@ class Changes:
     blocked: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # what is in the way -> names
     conflicts: list[tuple[Entry, str]] = field(default_factory=list)  # something new stands in a snack's place
     fights: list[Entry] = field(default_factory=list)  # fights that started
+    drift_fights: list[Entry] = field(default_factory=list)  # fights over an enforced aspect that started
+    corrected: list[tuple[Entry, tuple[Aspect, ...], str]] = field(default_factory=list)  # put back; moved aside to
+    left: list[tuple[Entry, tuple[Aspect, ...]]] = field(default_factory=list)  # drift a reload left as it is
     fights_over: list[tuple[Entry, int]] = field(default_factory=list)  # with the restores not told one by one
     squatted: list[tuple[Entry, str, bool]] = field(default_factory=list)  # (entry, who made it, first creation)
     held: list[tuple[str, float]] = field(default_factory=list)  # deletions held back: (path, repair in)
@@ -72,6 +76,7 @@ class Ledger:
         self.squatted: dict[str, str] = {}  # path -> who created it before our create could (`created by nobody`)
         self.touched: set[str] = set()  # snacks whose story may have changed since take_touched()
         self.all_touched = True  # ...or every snack's (a new desired state)
+        self.drift: dict[str, tuple[Aspect, ...]] = {}  # path -> its aspects not in line with the spec, left as is
         self.last_reconcile = 0.0
 
     # --- when to look again ---------------------------------------------------------------------
@@ -105,16 +110,25 @@ class Ledger:
         self.touched, self.all_touched = set(), False
         return None if everything else touched
 
-    def deleted(self, names: Iterable[tuple[str, str]], now: float) -> tuple[dict[str, list[Entry]], Changes]:
-        """The fight gate: entries to repair now, by directory; a snack in a fight or backoff waits its turn."""
+    def deleted(
+        self, names: Iterable[tuple[str, str]], now: float, *, changed: bool = False
+    ) -> tuple[dict[str, list[Entry]], Changes]:
+        """The fight gate: entries to repair now, by directory; a snack in a fight or backoff waits its turn.
+        `changed`: the events said the entries changed in place (enforced ones): a change right after our
+        correction is a flap, as a removal right after a restore is."""
         todo: dict[str, list[Entry]] = defaultdict(list)
-        changes = Changes()
+        changes = Changes(Trigger.CHANGED if changed else Trigger.DELETED)
         for directory, name in names:
             entry = self.desired.entry(directory, name)
             if entry is None:
                 continue
             self.touched.add(entry.path)
-            delay, change = self.health.deleted(entry.path, now)
+            if changed:
+                delay, change = self.health.changed(entry.path, now), None
+            else:
+                delay, change = self.health.deleted(entry.path, now)
+                if entry.snack.enforce:
+                    self.health.changed(entry.path, now)  # a file renamed over an enforced one is a change too
             if change is Change.FIGHT_STARTED:
                 changes.fights.append(entry)
             elif change is Change.FIGHT_OVER:
@@ -181,11 +195,17 @@ class Ledger:
         path, status, told = outcome.entry.path, outcome.status, changes.told
         if status is Status.CREATED:
             self.fresh.discard(path)
+            self.drift.pop(path, None)
             return self._made(path, told, shown, first=first, now=now, wall=wall, trigger=changes.trigger)
+        if status in (Status.PRESENT, Status.CORRECTED, Status.FAILED):
+            self._drifting(outcome, changes)
+        if status is Status.CORRECTED:
+            return self._corrected(outcome, changes, now=now, wall=wall)
         if status is Status.PRESENT:
             self.fresh.discard(path)
             self.conflicts.pop(path, None)
             self.missing.discard(path)
+            self.health.looked(path)
             if outcome.reason and self.squatted.get(path) != outcome.reason:  # another user created it first
                 self.squatted[path] = outcome.reason
                 changes.squatted.append((outcome.entry, outcome.reason, first))
@@ -236,6 +256,42 @@ class Ledger:
         history.trigger = trigger.value
         return self.health.repaired(path, now)
 
+    def _drifting(self, outcome: Outcome, changes: Changes) -> None:
+        """Keep the aspects an entry has out of line (status shows them); a reload that set a new declared aspect
+        the entry does not have, and that enforce does not cover, is told once."""
+        path = outcome.entry.path
+        before = self.drift.get(path, ())
+        if outcome.drift:
+            self.drift[path] = outcome.drift
+        else:
+            self.drift.pop(path, None)
+        if changes.trigger is Trigger.SPEC_RELOAD and outcome.status is Status.PRESENT:
+            new = tuple(aspect for aspect in outcome.drift if aspect not in before)
+            if new:
+                changes.left.append((outcome.entry, new))
+
+    def _corrected(self, outcome: Outcome, changes: Changes, *, now: float, wall: float) -> Change | None:
+        """We put enforced aspects back: a repair, heard by the fight and backoff rules like a restore."""
+        path = outcome.entry.path
+        self.fresh.discard(path)
+        self.conflicts.pop(path, None)
+        self.missing.discard(path)
+        if self.health.loggable_restore(path):
+            changes.corrected.append((outcome.entry, outcome.corrected, outcome.reason))
+        self.repairs += 1
+        history = self.history.get(path)
+        if history is None:
+            history = self.history[path] = History()
+        history.repairs += 1
+        history.last_repair = wall
+        trigger = Trigger.CHANGED if changes.trigger is Trigger.DELETED else changes.trigger  # a rename over it
+        history.trigger = trigger.value
+        change = self.health.corrected(path, now)
+        if change is Change.FIGHT_STARTED:
+            changes.drift_fights.append(outcome.entry)
+            return None
+        return change
+
     def _conflict(self, entry: Entry, outcome: Outcome, changes: Changes, now: float, *, starting: bool) -> None:
         """Something else stands in the snack's place, or on the way to its directory (`blocked`): the reason names
         it (its path, kind and owner when it is in the way)."""
@@ -266,9 +322,10 @@ class Ledger:
                 by_path = by_path or self.desired.by_path()
                 entry = by_path.get(path)
                 recovered.append(self.desired.display(entry) if entry else path)
-        for path in [path for path in self.conflicts if swept(path)]:
-            self.touched.add(path)
-            del self.conflicts[path]
+        for table in (self.conflicts, self.drift):
+            for path in [path for path in table if swept(path)]:
+                self.touched.add(path)
+                del table[path]
         for path in [path for path in self.fresh if swept(path)]:
             self.fresh.discard(path)
 
@@ -283,7 +340,7 @@ class Ledger:
         self.fresh = (keep - old.keys()) | (self.fresh & keep)
         self.health.forget(keep)
         self.missing &= keep
-        for table in (self.conflicts, self.history, self.squatted):
+        for table in (self.conflicts, self.history, self.squatted, self.drift):
             for path in [path for path in table if path not in keep]:
                 del table[path]
         return keep

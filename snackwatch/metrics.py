@@ -34,11 +34,19 @@ def metrics_text(status: dict[str, Any], *, up: bool = True) -> str:
         "# HELP snackwatch_snack_failing Whether a snack's repair is failing (1) or not (0).",
         "# TYPE snackwatch_snack_failing gauge",
         *(f"snackwatch_snack_failing{{{labels}}} {int(info['state'] == 'failing')}" for labels, info in stories),
+        "# HELP snackwatch_snack_drift An aspect of a snack that differs from the spec (1), by aspect.",
+        "# TYPE snackwatch_snack_drift gauge",
+        *(
+            f"snackwatch_snack_drift{{{labels},aspect={_label(str(aspect['aspect']))}}} 1"
+            for labels, info in stories
+            for aspect in info.get("drift", ())
+        ),
         "# HELP snackwatch_snacks Snacks the daemon keeps, by state.",
         "# TYPE snackwatch_snacks gauge",
         *(
             f"snackwatch_snacks{{{config},state={_label(state)}}} {status['counts'][key]}"
-            for state, key in (("ok", "ok"), ("failing", "failing"), ("conflict", "conflicts"))
+            for state, key in (("ok", "ok"), ("failing", "failing"), ("conflict", "conflicts"), ("drift", "drift"))
+            if key in status["counts"]
         ),
         "# HELP snackwatch_spec_valid Whether the spec on disk is valid (0: the last good one is in force).",
         "# TYPE snackwatch_spec_valid gauge",

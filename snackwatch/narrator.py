@@ -9,8 +9,10 @@ from loguru import logger
 
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.desired import Desired
+from snackwatch.drift import enforce_hint, put_back
 from snackwatch.ledger import TOLD, Changes
 from snackwatch.text import name_list
+from snackwatch.trigger import Trigger
 
 _LINES = {  # event -> its line
     "created": "created {}",
@@ -65,6 +67,15 @@ class Narrator:
                 self.fight.threshold,
                 self.fight.backoff.cap,
             )
+        for entry in changes.drift_fights:
+            shown = desired.display(entry)
+            logger.bind(event="fight", snack=shown).warning(
+                "{} is changed again right after each correction ({} times in a row): something else keeps "
+                "rewriting it; backing off (correcting at most every {:g} s)",
+                shown,
+                self.fight.threshold,
+                self.fight.backoff.cap,
+            )
         for entry, unlogged in changes.fights_over:
             shown = desired.display(entry)
             logger.bind(event="fight_over", snack=shown).info(
@@ -75,6 +86,26 @@ class Narrator:
         for entry, what in changes.conflicts:
             self._conflict(desired.display(entry), entry.path, what, now)
         trigger = changes.trigger.value
+        fixed_on = Trigger.CHANGED.value if changes.trigger is Trigger.DELETED else trigger  # a file renamed over
+        for entry, aspects, displaced in changes.corrected:
+            shown = desired.display(entry)
+            moved = f" (what stood there was moved aside to {displaced})" if displaced else ""
+            self._say(
+                logger.bind(event="corrected", snack=shown, aspects=[a.name for a in aspects], trigger=fixed_on).info,
+                "corrected {}: {}{}",
+                shown,
+                put_back(aspects),
+                moved,
+            )
+        for entry, aspects in changes.left:
+            shown = desired.display(entry)
+            self._say(
+                logger.bind(event="drift", snack=shown, aspects=[a.name for a in aspects]).info,
+                "{} left as is: {} ({} keeps it in line)",
+                shown,
+                ", ".join(aspect.against() for aspect in aspects),
+                enforce_hint(aspects),
+            )
         for event in TOLD:
             names = changes.told[event]
             if names:

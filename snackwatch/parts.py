@@ -53,6 +53,8 @@ class WatchSource(Protocol):
 
     def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None: ...
 
+    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None: ...
+
     def watch_attributes(self, on: bool) -> None: ...
 
     def storm_scans(self, now: float) -> set[str]: ...
@@ -114,6 +116,7 @@ class Parts:
         )
         source.track(specs.desired.relevant_names())
         source.track_specs(specs.spec_names())
+        source.track_enforced(specs.desired.enforced_names())
         reads = WatchReads(poller, source.fileno)
         pruner = Pruner(specs.config)
         state = StateWriter(

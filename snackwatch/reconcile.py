@@ -12,7 +12,10 @@ from typing import NamedTuple, Protocol
 
 from snackwatch.apply import Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
+from snackwatch.correct import correct
 from snackwatch.desired import Desired, Entry
+from snackwatch.drift import Aspect, split
+from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Conflict, Kind, plan, target_detail
@@ -30,6 +33,7 @@ class Status(Enum):
     WOULD_CREATE = "would create"
     CONFLICT = "conflict"
     FAILED = "failed"
+    CORRECTED = "corrected"  # present, and an enforced aspect that drifted was put back
 
 
 class Outcome(NamedTuple):
@@ -41,7 +45,10 @@ class Outcome(NamedTuple):
     error: OSError | None = None
     blocked: bool = False  # the conflict is on the way to the snack's directory, not in the snack's own place
     reason: str = ""  # a conflict's own words: what blocks the way (path, kind, owner), a symlink's other target;
-    # present: who took the name before our create could (`created by nobody`), else ""
+    # present: who took the name before our create could (`created by nobody`), else ""; corrected: the name a
+    # wrong kind was moved aside to, else ""
+    drift: tuple[Aspect, ...] = ()  # present (or corrected, or failing to be): the aspects left as they are
+    corrected: tuple[Aspect, ...] = ()  # corrected: the enforced aspects put back
 
 
 class Recorder(Protocol):
@@ -181,11 +188,13 @@ def _reconcile_directory(
         plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
         owned: list[tuple[int, Entry]] = []  # files of pruning specs: recorded together before they are published
         snacks = {name: entry.snack for name, entry in wanted.items()}
-        for action in plan(snacks, observed, observe_targets(fd, snacks, observed)):
+        actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
+        for action in actions:
             entry = wanted[action.name]
             outcome: Outcome | None = None  # None: filled in below, keeping the spec's order
             if isinstance(action, Conflict):
-                outcome = Outcome(entry, Status.CONFLICT, kind=action.kind, reason=action.detail)
+                conflict = Outcome(entry, Status.CONFLICT, kind=action.kind, reason=action.detail)
+                outcome = settle(fd, conflict, dry_run)
             elif dry_run:
                 outcome = Outcome(entry, Status.WOULD_CREATE)
             elif recorder is not None and entry.spec.prune and entry.snack.type == "file":
@@ -195,6 +204,7 @@ def _reconcile_directory(
             else:
                 outcome = _create(fd, entry, recorder)
             outcomes.append(outcome)
+        outcomes.extend(_drifting(fd, wanted, observed, {action.name for action in actions}, dry_run))
         _create_plain(fd, outcomes, plain)
         if recorder is not None and owned:
             _create_recorded(fd, outcomes, owned, recorder)
@@ -213,6 +223,33 @@ def _remove_leftovers(fd: int, directory: str, observed: Iterable[str], removed:
         removed[directory] = count
 
 
+def _drifting(
+    fd: int, wanted: dict[str, Entry], observed: dict[str, Kind], acted: set[str], dry_run: bool
+) -> list[Outcome]:
+    """The entries in place that drift (or were put back): a full pass compares every one. An entry that declares
+    nothing but its name costs one lstat (its owner: a squatted name); the others are compared aspect by aspect."""
+    outcomes: list[Outcome] = []
+    euid, lstat, file = os.geteuid(), os.lstat, Kind.FILE
+    for name, entry in wanted.items():
+        if name in acted:
+            continue
+        snack = entry.snack
+        if snack.is_plain and not snack.enforce:
+            if observed.get(name) is not file:
+                continue
+            try:
+                if lstat(name, dir_fd=fd).st_uid == euid:
+                    continue
+            except OSError:
+                continue
+        elif observed.get(name) is not EXPECTED[snack.type]:
+            continue
+        drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
+        if drifted.status is not Status.PRESENT or drifted.drift:
+            outcomes.append(drifted)
+    return outcomes
+
+
 def reconcile_names(
     desired: Desired,
     directory: str,
@@ -220,8 +257,10 @@ def reconcile_names(
     *,
     dry_run: bool = False,
     recorder: Recorder | None = None,
+    changed: bool = False,
 ) -> list[Outcome]:
-    """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name."""
+    """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name.
+    `changed`: an event says the entries changed (not went): look first, then put enforced aspects back."""
     wanted = desired.files.get(directory, {})
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
@@ -230,12 +269,22 @@ def reconcile_names(
     if isinstance(fd, list):
         return fd
     try:
+        if changed:
+            looked = [settle(fd, _look(fd, entry), dry_run) for entry in entries]
+            gone = [o.entry for o in looked if o.status is Status.WOULD_CREATE]
+            if not gone or dry_run:
+                return looked
+            return [o for o in looked if o.status is not Status.WOULD_CREATE] + [
+                _ensure(fd, entry, dry_run, recorder) for entry in gone
+            ]
         if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
             return [_ensure(fd, entry, dry_run, recorder) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
         for entry in entries:
-            outcome: Outcome | None = _look(fd, entry) if _recorded(entry) else _ensure(fd, entry, dry_run, recorder)
+            outcome: Outcome | None = (
+                settle(fd, _look(fd, entry), dry_run) if _recorded(entry) else _ensure(fd, entry, dry_run, recorder)
+            )
             if _recorded(entry) and outcome is not None and outcome.status is Status.WOULD_CREATE:
                 owned.append((len(outcomes), entry))
                 outcome = None  # filled in below
@@ -269,15 +318,44 @@ def _ensure(fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = No
     gone when we looked (another process flipping the place) is created again, a few times: a real run never
     reports "would create"."""
     if dry_run:
-        return _look(fd, entry)
+        return settle(fd, _look(fd, entry), dry_run)
     for _ in range(CREATE_TRIES):
         outcome = _create(fd, entry, recorder)
         if outcome.status is not Status.PRESENT:
             return outcome
         looked = _look(fd, entry)
-        if looked.status is not Status.WOULD_CREATE:
-            return outcome if looked.status is Status.PRESENT else looked  # keeps who took the name first
+        if looked.status is not Status.WOULD_CREATE:  # keeps who took the name first
+            return settle(fd, outcome if looked.status is Status.PRESENT else looked, dry_run)
     return Outcome(entry, Status.FAILED, error=FileExistsError(errno.EEXIST, "the name keeps appearing and vanishing"))
+
+
+def settle(fd: int, outcome: Outcome, dry_run: bool) -> Outcome:
+    """An entry found in place (PRESENT) or a wrong kind or target in its place (CONFLICT): compare its declared
+    aspects with the disk and put back those `enforce` covers (not in a dry run); other outcomes as they are."""
+    entry = outcome.entry
+    snack = entry.snack
+    if outcome.status is Status.CONFLICT:
+        if outcome.blocked:
+            return outcome
+        aspect = "target" if outcome.kind is Kind.SYMLINK and snack.type == "symlink" else "type"
+        if aspect not in snack.enforce or dry_run:
+            return outcome
+    elif outcome.status is not Status.PRESENT:
+        return outcome
+    try:
+        aspects = drift_at(fd, entry.name, snack)
+    except OSError:
+        return outcome  # gone or unreadable meanwhile: the event that follows looks again
+    enforced, reported = split(snack, aspects)
+    if not enforced or dry_run:
+        return outcome._replace(drift=tuple(aspects)) if outcome.status is Status.PRESENT else outcome
+    try:
+        displaced = correct(fd, entry.name, snack, enforced)
+    except OSError as error:
+        return Outcome(entry, Status.FAILED, error=error, drift=tuple(aspects))
+    with contextlib.suppress(OSError):
+        reported = [a for a in drift_at(fd, entry.name, snack) if not a.enforced_by(snack)]
+    return Outcome(entry, Status.CORRECTED, drift=tuple(reported), corrected=tuple(enforced), reason=displaced)
 
 
 def squatter(directory_fd: int, entry: Entry) -> str:

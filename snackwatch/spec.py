@@ -27,8 +27,14 @@ NAME_MAX = 255  # bytes in one path component (UTF-8)
 PATH_MAX = 4096  # bytes in a whole path with its terminating NUL, so at most 4095 of text
 MAX_DEPTH = 32  # components in a snack name
 TOP_KEYS = ("version", "pantry", "prune", "defaults", "snacks")
-SNACK_KEYS = ("name", "type", "content", "source", "target", "mode", "owner", "group")
-DEFAULT_KEYS = ("owner", "group", "mode", "directory_mode")
+SNACK_KEYS = ("name", "type", "content", "source", "target", "mode", "owner", "group", "enforce")
+DEFAULT_KEYS = ("owner", "group", "mode", "directory_mode", "enforce")
+ENFORCEABLE = ("content", "mode", "owner", "target", "type")  # `owner` covers owner and group
+_ASPECTS_OF = {  # what `enforce: true` means for each kind (never `type`: moving an entry aside is asked by name)
+    "file": frozenset({"content", "mode", "owner"}),
+    "directory": frozenset({"mode", "owner"}),
+    "symlink": frozenset({"target", "owner"}),
+}
 TYPES = ("file", "directory", "symlink")
 FILE_MODE = 0o644  # with no mode: anywhere, whatever the umask (like systemd-tmpfiles)
 DIRECTORY_MODE = 0o755
@@ -67,6 +73,12 @@ class Snack(NamedTuple):
     data: bytes | None = None  # the source's bytes, as read with the spec
     owner: int | None = None  # uid
     group: int | None = None  # gid
+    enforce: frozenset[str] = frozenset()  # aspects put back when they drift (content, mode, owner, target, type)
+
+    @property
+    def declares_content(self) -> bool:
+        """A file whose bytes the spec says (`content`, even empty, or `source`): its content can drift."""
+        return self.type == "file" and (self.content is not None or self.data is not None)
 
     def payload(self) -> bytes | None:
         """The bytes a file is created with (from `content` or `source`), or None for an empty file."""
@@ -100,6 +112,7 @@ class Defaults(NamedTuple):
     group: int | None = None
     mode: int | None = None
     directory_mode: int | None = None
+    enforce: frozenset[str] | None = None  # None: not given (an entry's own `enforce` wins either way)
 
 
 _NO_DEFAULTS = Defaults()
@@ -256,6 +269,13 @@ def parse_mode(text: str) -> int | None:
     return value if value <= 0o7777 else None
 
 
+def _fit(enforce: frozenset[str] | None, kind: str) -> frozenset[str]:
+    """The defaults' `enforce` as it applies to one kind of entry (a file has no target to enforce)."""
+    if not enforce:
+        return frozenset()
+    return frozenset(aspect for aspect in enforce if aspect == "type" or aspect in _ASPECTS_OF[kind])
+
+
 class _Validator:
     """Walks the composed YAML nodes (they carry line marks) and builds a Spec or raises."""
 
@@ -347,7 +367,32 @@ class _Validator:
         group = self.group(fields["group"]) if "group" in fields else None
         mode = self.mode(fields["mode"]) if "mode" in fields else None
         directory_mode = self.mode(fields["directory_mode"]) if "directory_mode" in fields else None
-        return Defaults(owner, group, mode, directory_mode)
+        enforce = self.enforce(fields["enforce"], None) if "enforce" in fields else None
+        return Defaults(owner, group, mode, directory_mode, enforce)
+
+    def enforce(self, node: yaml.Node, kind: str | None) -> frozenset[str]:
+        """`enforce: true | false | [aspects]`: the aspects of a `kind` of entry (None: any kind, for defaults)
+        put back when they drift. An aspect unknown, or one the kind has not (`target` of a file), is an error."""
+        if isinstance(self.visit(node), yaml.ScalarNode):
+            text = str(node.value)
+            if text not in ("true", "false"):
+                raise self.fail(node, f"enforce must be true, false or a list of {', '.join(ENFORCEABLE)}")
+            if text == "false":
+                return frozenset()
+            return _ASPECTS_OF[kind] if kind is not None else frozenset(ENFORCEABLE) - {"type"}
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"enforce must be true, false or a list of {', '.join(ENFORCEABLE)}")
+        aspects: set[str] = set()
+        for item in node.value:
+            aspect = self.scalar(item, "an enforce aspect")
+            if aspect not in ENFORCEABLE:
+                hint = difflib.get_close_matches(aspect, ENFORCEABLE, n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(ENFORCEABLE)})"
+                raise self.fail(item, f"unknown enforce aspect {aspect!r}{suggestion}")
+            if kind is not None and aspect != "type" and aspect not in _ASPECTS_OF[kind]:
+                raise self.fail(item, f"enforce {aspect!r} is not an aspect of a {kind}")
+            aspects.add(aspect)
+        return frozenset(aspects)
 
     def mode(self, node: yaml.Node) -> int:
         mode = parse_mode(self.scalar(node, "mode"))
@@ -402,14 +447,16 @@ class _Validator:
         lines: dict[str, int] = {}
         seen = self.seen
         plain = _PLAIN_NAME.fullmatch if self.pantry_bytes <= _ROOMY_PANTRY else lambda name: None
-        owner, group, mode, _ = self.defaults
+        owner, group, mode, _, enforce = self.defaults
+        enforced = _fit(enforce, "file")
         for item in node.value:
             # Fast path for the common case, a bare plain name (100k of them parse in a fraction of a second);
             # anything unusual takes the full route below. A snack's error is kept; the next snack is checked.
             name = item.value if item.__class__ is yaml.ScalarNode else None
             if name and id(item) not in seen and plain(name):
                 seen.add(id(item))
-                snack = Snack(name, item.start_mark.line + 1, None, mode, "file", None, None, None, owner, group)
+                line = item.start_mark.line + 1
+                snack = Snack(name, line, None, mode, "file", None, None, None, owner, group, enforced)
             else:
                 try:
                     snack = self.snack(item)
@@ -445,9 +492,10 @@ class _Validator:
 
     def snack(self, node: yaml.Node) -> Snack:
         line = node.start_mark.line + 1
-        owner, group, file_mode, directory_mode = self.defaults
+        owner, group, file_mode, directory_mode, enforce = self.defaults
         if isinstance(node, yaml.ScalarNode):
-            return Snack(self.name(node), line, None, file_mode, "file", None, None, None, owner, group)
+            name = self.name(node)
+            return Snack(name, line, None, file_mode, "file", None, None, None, owner, group, _fit(enforce, "file"))
         fields = self.mapping(node, SNACK_KEYS, "a snack")
         if "name" not in fields:
             raise self.fail(node, "snack is missing 'name'")
@@ -472,7 +520,8 @@ class _Validator:
             mode = directory_mode if kind == "directory" else file_mode
         owner = self.user(fields["owner"]) if "owner" in fields else owner
         group = self.group(fields["group"]) if "group" in fields else group
-        return Snack(name, line, content, mode, kind, target, source, data, owner, group)
+        enforced = self.enforce(fields["enforce"], kind) if "enforce" in fields else _fit(enforce, kind)
+        return Snack(name, line, content, mode, kind, target, source, data, owner, group, enforced)
 
     def source(self, node: yaml.Node) -> tuple[str, bytes]:
         """A `source:` file, relative to the spec's directory, read now with the spec's care (regular file, no FIFO,

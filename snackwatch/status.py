@@ -74,6 +74,7 @@ def render_status(status: dict[str, Any]) -> str:
         pantries = list(dict.fromkeys(map(str, pantries)))  # two specs of a conf.d may share one
         lines.append(("pantry " if len(pantries) == 1 else "pantries ") + ", ".join(pantries))
     extra = "".join(f", {counts[key]} {key}" for key in ("missing", "created") if counts.get(key))
+    extra += f", {counts['drift']} drifting" if counts.get("drift") else ""
     repairs = f"{counts['repairs']} repair" + ("" if counts["repairs"] == 1 else "s")
     lines += [
         f"snacks: {counts['snacks']} ({counts['ok']} ok, {counts['failing']} failing, {counts['conflicts']} conflicts"
@@ -189,6 +190,7 @@ def _explain(
     running: bool = True,
     disk: list[str] | None = None,
 ) -> str:
+    surveyed = disk is not None  # the lines for what is on disk came from the daemon's walk (each aspect said)
     if disk is None:
         disk = [f"  type: {info['type']}"] if info and info.get("type") else []
         try:
@@ -209,6 +211,8 @@ def _explain(
         lines.append(f"  failing: {info['reason']}; next retry {_when(info.get('next_retry'))}")
     elif info["state"] == "conflict":
         lines.append(f"  conflict: {info['reason']}; snackwatch leaves it alone")
+    elif info["state"] == "drift" and not surveyed:
+        lines.append(f"  drift: {info['reason']}")
     elif info["state"] != "ok":
         lines.append(f"  {info['state']}" + (f": {info['reason']}" if info.get("reason") else ""))
     if info.get("fighting"):

@@ -7,6 +7,7 @@ import os
 
 from snackwatch.backoff import HealthView
 from snackwatch.desired import Entry
+from snackwatch.drift import changes as drift_changes
 from snackwatch.ledger import History, Ledger
 from snackwatch.parts import Parts
 from snackwatch.state import STATUS_VERSION
@@ -118,7 +119,14 @@ def snacks_with_a_story(
     """Per snack that is failing, in conflict, missing or was repaired: what status, why and metrics show. At most
     `cap` of them (failing first, the most recently repaired last): the counts say how many there are."""
     chosen: dict[str, None] = {}
-    groups = (ledger.health.failing(), ledger.conflicts, ledger.squatted, ledger.missing, reversed(ledger.history))
+    groups = (
+        ledger.health.failing(),
+        ledger.conflicts,
+        ledger.squatted,
+        ledger.drift,
+        ledger.missing,
+        reversed(ledger.history),
+    )
     for group in groups:
         for path in group:
             if len(chosen) >= cap:
@@ -154,6 +162,13 @@ def snack_status(ledger: Ledger, entry: Entry, now: float, view: HealthView | No
         info.update(state="missing", reason="not on disk (dry run: not created)")
     elif view is not None and view.error:
         info.update(state="failing", reason=view.error, next_retry=ledger.wall() + (view.retry_in or 0.0))
+    elif path in ledger.drift:
+        info.update(state="drift", reason=drift_changes(ledger.drift[path]) + " (not enforced)")
+    if path in ledger.drift:
+        info["drift"] = [
+            {"aspect": a.name, "on_disk": a.found, "declared": a.wanted, "enforced": a.enforced_by(entry.snack)}
+            for a in ledger.drift[path]
+        ]
     if view is not None and view.fighting:
         info["fighting"] = True
     if path in ledger.squatted:
@@ -165,13 +180,16 @@ def counts(ledger: Ledger) -> dict[str, int]:
     failing = ledger.health.failing_count
     conflicts = len(ledger.conflicts)
     missing = len(ledger.missing) - sum(path in ledger.missing for path in ledger.conflicts) if ledger.missing else 0
+    other = (set(ledger.conflicts) | ledger.missing | set(ledger.health.failing())) if ledger.drift else set()
+    drifting = sum(1 for path in ledger.drift if path not in other)  # counted once, in its worse state
     count = ledger.desired.count
     return {
         "snacks": count,
-        "ok": count - failing - conflicts - missing,
+        "ok": count - failing - conflicts - missing - drifting,
         "failing": failing,
         "conflicts": conflicts,
         "missing": missing,
+        "drift": drifting,
         "repairs": ledger.repairs,
         "created": ledger.created,
     }
@@ -181,6 +199,7 @@ def status_line(ledger: Ledger) -> str:
     """The one-line summary of the ledger (systemd's Status=, the status table's head)."""
     numbers = counts(ledger)
     missing = f", {numbers['missing']} missing" if numbers["missing"] else ""
+    missing += f", {numbers['drift']} drifting" if numbers["drift"] else ""
     repairs = f"{numbers['repairs']} repair{'' if numbers['repairs'] == 1 else 's'}"
     return (
         f"{numbers['ok']}/{numbers['snacks']} snacks ok, {repairs}, "

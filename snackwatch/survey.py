@@ -7,17 +7,19 @@ from typing import NamedTuple
 
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.desired import Desired, Entry
-from snackwatch.perms import owner_mismatch
+from snackwatch.drift import Aspect, changes, enforce_hint, split
+from snackwatch.examine import drift_at
 from snackwatch.plan import EXPECTED, Action, Kind, ownership, plan, target_detail
 from snackwatch.reconcile import observe, observe_targets
 
 
 class Survey(NamedTuple):
-    """What a reconcile would do (`actions`), the present entries another user owns (`owners`: entry, why), and
-    what blocks the way to directories (the BlockedPath line -> the snacks it keeps out), each said once."""
+    """What a reconcile would do (`actions`), the present entries that drift (`drifting`: entry, its aspects out
+    of line, an owner another user's included), and what blocks the way to directories (the BlockedPath line ->
+    the snacks it keeps out), each said once."""
 
     actions: list[Action]
-    owners: list[tuple[Entry, str]]
+    drifting: list[tuple[Entry, list[Aspect]]]
     blocked: dict[str, list[Entry]]
 
 
@@ -38,22 +40,32 @@ def survey(desired: Desired) -> Survey:
         try:
             snacks = {name: entry.snack for name, entry in entries.items()}
             observed = observe(fd)
-            result.actions.extend(plan(snacks, observed, observe_targets(fd, snacks, observed)))
+            actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
+            result.actions.extend(actions)
+            acted = {action.name for action in actions}
             for name, entry in entries.items():
-                if observed.get(name) is EXPECTED[entry.snack.type]:
-                    problem = _owner_problem(fd, entry)
-                    if problem:
-                        result.owners.append((entry, problem))
+                if name not in acted and observed.get(name) is EXPECTED[entry.snack.type]:
+                    aspects = _drift(fd, entry)
+                    if aspects:
+                        result.drifting.append((entry, aspects))
         finally:
             os.close(fd)
     return result
 
 
-def _owner_problem(directory_fd: int, entry: Entry) -> str:
+def _drift(directory_fd: int, entry: Entry) -> list[Aspect]:
     try:
-        return owner_mismatch(os.lstat(entry.name, dir_fd=directory_fd).st_uid, entry.snack.owner)
+        return drift_at(directory_fd, entry.name, entry.snack)
     except OSError:
-        return ""
+        return []
+
+
+def drift_line(shown: str, entry: Entry, aspects: list[Aspect]) -> str:
+    """`~ app.conf: mode 0644 -> 0600, content differs (not enforced)`: one diff line per drifting entry."""
+    enforced, reported = split(entry.snack, aspects)
+    parts = [f"{changes(enforced)} (enforced: put back by the daemon)"] if enforced else []
+    parts += [f"{changes(reported)} (not enforced)"] if reported else []
+    return f"~ {shown}: {', '.join(parts)}"
 
 
 class Look(NamedTuple):
@@ -64,6 +76,7 @@ class Look(NamedTuple):
     target: str | None = None
     blocked: str = ""
     error: str = ""
+    drift: tuple[Aspect, ...] = ()
 
 
 def look(desired: Desired, entry: Entry) -> Look:
@@ -80,7 +93,8 @@ def look(desired: Desired, entry: Entry) -> Look:
         info = os.lstat(entry.name, dir_fd=fd)
         kind = kind_of(info.st_mode)
         target = os.readlink(entry.name, dir_fd=fd) if kind is Kind.SYMLINK else None
-        return Look(kind, info.st_uid, target)
+        drift = tuple(_drift(fd, entry)) if kind is EXPECTED[entry.snack.type] else ()
+        return Look(kind, info.st_uid, target, drift=drift)
     except FileNotFoundError:
         return Look(Kind.MISSING)
     except OSError as error:
@@ -110,7 +124,12 @@ def why_lines(entry: Entry, seen: Look) -> list[str]:
     if seen.target is not None and seen.target != snack.target:
         return [*lines, f"  on disk: {target_detail(seen.target, snack.target)}"]
     lines.append("  on disk: present")
-    problem = owner_mismatch(seen.owner, snack.owner) if seen.owner is not None else ""
-    if problem:
-        lines.append(f"  {problem} (not enforced: another user may have created it first)")
+    for aspect in seen.drift:
+        enforced = aspect.enforced_by(snack)
+        if aspect.name == "owner" and snack.owner is None and not enforced:
+            squat = "not enforced: another user may have created it first"
+            lines.append(f"  owner {aspect.found}, expected {aspect.wanted} ({squat})")
+            continue
+        said = "enforced: the daemon puts it back" if enforced else f"not enforced: {enforce_hint([aspect])} would"
+        lines.append(f"  drift: {aspect.against()} ({said})")
     return lines

@@ -15,4 +15,5 @@ class Trigger(Enum):
     PERIODIC = "periodic resync"
     AFTER_ERROR = "resync after an error"
     DELETED = "deleted or moved away"
+    CHANGED = "changed on disk"  # an enforced entry's content, mode or owner changed in place
     RETRY = "retry"

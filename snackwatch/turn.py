@@ -22,6 +22,7 @@ class Turn:
     rearm: frozenset[str]  # directories gone or replaced (a nested one whose name was removed, too)
     scan: frozenset[str]  # directories to scan whole (a burst, a storm)
     removed: frozenset[tuple[str, str]]  # (directory, name) removed outside the directories scanned whole
+    changed: frozenset[tuple[str, str]] = frozenset()  # (directory, name) of enforced entries changed in place
 
     def full_pass(self, reloaded: bool) -> Trigger | None:
         """Why everything must be looked at, if it must: lost events, or a new desired state."""
@@ -50,4 +51,5 @@ def plan_turn(
         rearm=frozenset(batch.gone | nested),
         scan=frozenset(batch.scan | storm_scans),
         removed=frozenset(batch.names),
+        changed=frozenset(pair for pair in batch.changed if pair not in batch.names and pair[0] not in batch.scan),
     )

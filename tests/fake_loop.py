@@ -25,6 +25,7 @@ class FakeWatcher:
         self.armed: list[set[str]] = []
         self.attributes = False
         self.relevant: Mapping[str, Container[str]] = {}
+        self.enforced: Mapping[str, Container[str]] = {}
         self.scans: set[str] = set()
         self.fd: int | None = None  # a pipe's read end, for read pacing
         self.meaningful = True
@@ -37,6 +38,9 @@ class FakeWatcher:
 
     def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None:
         pass
+
+    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+        self.enforced = enforced
 
     def watch_attributes(self, on: bool) -> None:
         self.attributes = on
@@ -72,6 +76,11 @@ class FakeWatcher:
 
     def removed(self, directory: Path, *names: str) -> None:
         self.dirty.mark_snacks({(str(directory), name) for name in names}, set())
+
+    def changed(self, directory: Path, *names: str) -> None:
+        """Enforced names written or chmod'ed in place (IN_CLOSE_WRITE, IN_ATTRIB)."""
+        for name in names:
+            self.dirty.mark(Mark.CHANGED, str(directory), name)
 
     def mark(self, mark: Mark, directory: Path | str = "", name: str = "") -> None:
         self.dirty.mark(mark, str(directory), name)

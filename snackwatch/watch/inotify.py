@@ -14,6 +14,7 @@ import os
 import struct
 import sys
 import time
+from collections.abc import Container, Mapping
 
 from loguru import logger
 
@@ -49,6 +50,9 @@ if HAVE_INOTIFY:
     )
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
+    # Only where enforced entries are: their writes (closed) and attribute changes (chmod, chown) in place.
+    _CHANGE_MASK = C.IN_CLOSE_WRITE | C.IN_ATTRIB | C.IN_MOVED_TO
+    _CHANGED = C.IN_CLOSE_WRITE | C.IN_ATTRIB
     _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
     _PARENT_SELF = C.IN_DELETE_SELF | C.IN_MOVE_SELF  # what a muted parent still hears
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
@@ -95,8 +99,10 @@ class InotifyWatches(Source):
     def fileno(self) -> int | None:
         return self.fd
 
-    def _mask(self, roles: Roles, *, muted: bool = False) -> int:
+    def _mask(self, roles: Roles, *, muted: bool = False, enforced: bool = False) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
+        if enforced and roles.snacks:
+            snacks |= _CHANGE_MASK
         links = _LINK_MASK if roles.links else 0
         if muted:
             snacks &= ~_SNACK_GONE
@@ -115,7 +121,7 @@ class InotifyWatches(Source):
         reaches it (or that the walk now refuses) is dropped."""
         aliases = self.by_wd[wd]
         roles = self._union(wd)
-        mask = self._mask(roles, muted=wd in self.storm.muted)
+        mask = self._mask(roles, muted=wd in self.storm.muted, enforced=any(d in self.enforced for d in aliases))
         for directory, own in list(aliases.items()):
             try:
                 fd = open_watched(directory, own, self.roots)
@@ -154,8 +160,16 @@ class InotifyWatches(Source):
             if wd in self.by_wd:
                 self._readd(wd)
 
+    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+        """Widen (or narrow again) the masks of the directories that gain (or lose) enforced entries."""
+        before, self.enforced = set(self.enforced), enforced
+        for directory in before.symmetric_difference(enforced):
+            wd = self.by_dir.get(directory)
+            if wd is not None and wd in self.by_wd:
+                self._readd(wd)
+
     def _watch(self, directory: str, roles: Roles, fd: int) -> None:
-        wd = inotify_add_watch(self.fd, _on_fd(fd), self._mask(roles))
+        wd = inotify_add_watch(self.fd, _on_fd(fd), self._mask(roles, enforced=directory in self.enforced))
         if wd < 0:
             raise _libc_error(directory)
         aliases = self.by_wd.setdefault(wd, {})
@@ -358,6 +372,9 @@ class InotifySource(InotifyWatches):
                 meant = True
             if roles.specs and self.is_spec_name(directory, text):
                 self.sink(Mark.SPEC_WRITE if mask & C.IN_MODIFY else Mark.SPEC, directory, text)
+                meant = True
+            if roles.snacks and mask & _CHANGED and text in self.enforced.get(directory, ()):
+                self.sink(Mark.CHANGED, directory, text)  # an enforced entry written or chmod'ed in place
                 meant = True
             if text in roles.links and mask & _LINK_MASK:  # a watched directory's path re-pointed or re-created
                 child = os.path.join(directory, text)

@@ -84,10 +84,15 @@ class Source:
         self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
         self.relevant: Mapping[str, Container[str]] = {}
         self.spec_names: Mapping[str, Container[str]] = {}  # per spec directory; absent: every name matters
+        self.enforced: Mapping[str, Container[str]] = {}  # per snack directory: names whose changes in place matter
 
     def is_spec_name(self, directory: str, name: str) -> bool:
         wanted = self.spec_names.get(directory)
         return wanted is None or name in wanted
+
+    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+        """The enforced names per snack directory (the inotify source widens those directories' masks)."""
+        self.enforced = enforced
 
     def watch_attributes(self, on: bool) -> None:
         """Whether attribute changes in snack directories matter (the inotify source narrows its mask)."""

@@ -32,6 +32,7 @@ class Watcher:
         self.ignore_prefix = ignore_prefix
         self.relevant: Mapping[str, Container[str]] = {}
         self.spec_names: Mapping[str, Container[str]] = {}
+        self.enforced: Mapping[str, Container[str]] = {}
         self.attributes = False
         self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
         self._source: Source | None = None
@@ -47,6 +48,12 @@ class Watcher:
         self.spec_names = spec_names
         if self._source is not None:
             self._source.spec_names = spec_names
+
+    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+        """The enforced names in each snack directory: their writes and attribute changes are heard (only there)."""
+        self.enforced = enforced
+        if self._source is not None:
+            self._source.track_enforced(enforced)
 
     def watch_attributes(self, on: bool) -> None:
         """Hear permission changes in snack directories (only while something fails: a chmod storm costs nothing)."""
@@ -98,6 +105,7 @@ class Watcher:
             )
             self._source.relevant = self.relevant
             self._source.spec_names = self.spec_names
+            self._source.track_enforced(self.enforced)
             self._source.watch_attributes(self.attributes)
         self._source.roots = roots
         return self._source

@@ -39,7 +39,7 @@ def test_check_valid_and_invalid(spec_path: Path) -> None:
     spec_path.write_text("pantry: ./p\nsnacks:\n  - Goldfish\n  - name: x\n    colour: red\n")
     result = snackwatch("check", "-c", str(spec_path))
     assert result.returncode == 2
-    allowed = "name, type, content, source, target, mode, owner, group"
+    allowed = "name, type, content, source, target, mode, owner, group, enforce"
     expected = f"snackwatch: {spec_path}:5: unknown key 'colour' in a snack (allowed: {allowed})\n"
     assert result.stderr == expected
 

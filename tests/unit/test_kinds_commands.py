@@ -91,7 +91,7 @@ def test_a_name_another_user_owns_and_a_directory_in_the_way_are_named_once(
     code, out, _ = cli(capsys, "diff", "-c", str(spec))
     drinks = tmp_path / "p" / "drinks"
     assert code == 1 and out.splitlines() == [
-        "~ motd: owner nobody, expected root (not enforced)",
+        "~ motd: owner nobody -> root (not enforced)",
         f"! {drinks} is owned by nobody (uid 65534), not by root: not used: 2 snacks not enforced (drinks/Juice, "
         "drinks/Soda)",
     ]

@@ -163,6 +163,7 @@ def test_failures_are_grouped_by_error_and_recovery_is_told_once(log_lines: list
         "missing": 0,
         "repairs": 0,  # Goldfish was never on disk: its creation is a first one, not a repair
         "created": 1,
+        "drift": 0,
     }
     assert ledger.next_due() is None  # nothing scheduled: idle again
 
@@ -239,6 +240,7 @@ def test_snacks_that_leave_the_spec_leave_no_state_behind() -> None:
         "missing": 0,
         "repairs": 1,
         "created": 0,
+        "drift": 0,
     }
 
 

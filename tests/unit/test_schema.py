@@ -36,9 +36,6 @@ CANNOT_DECIDE = {
     r"prune must be true or false": "`True`/`TRUE` load as booleans; the parser takes `true` and `false` only",
     r"spec is empty": "an empty document or one of comments only is null to an editor, which then says nothing",
 }
-# Keys the parser of this branch does not know yet (issues 19/20, the kinds branch): the schema accepts them.
-# Expected to differ until that branch merges; afterwards these cases simply agree.
-PENDING_KINDS = re.compile(r"unknown key '(type|target|source|owner|group|enforce|defaults)'")
 
 # (spec text, valid per the contract): our own cases, on top of the texts harvested from the tests.
 OWN_CASES = [
@@ -91,7 +88,7 @@ OWN_CASES = [
         "version: 1\npantry: /home/alice/work\ndefaults:\n  owner: root\n  group: root\n  mode: '0640'\n"
         "  directory_mode: '0750'\n  enforce: [mode]\nsnacks:\n  - Goldfish\n  - name: logs\n    type: directory\n"
         "    mode: '0750'\n  - name: current\n    type: symlink\n    target: releases/v2\n  - name: app.conf\n"
-        "    source: templates/app.conf\n    owner: root\n    group: adm\n    mode: '0640'\n    enforce: true\n",
+        "    content: port=80\n    owner: root\n    group: 0\n    mode: '0640'\n    enforce: true\n",
         True,
     ),
     ("pantry: /p\nsnacks:\n  - name: a\n    owner: 0\n    group: 4\n", True),
@@ -106,6 +103,8 @@ OWN_CASES = [
     ("pantry: /p\nsnacks:\n  - name: a\n    enforce: [content, colour]\n", False),
     ("pantry: /p\nsnacks:\n  - name: a\n    enforce: sometimes\n", False),
     ("pantry: /p\nsnacks:\n  - name: a\n    enforce: false\n", True),
+    ("pantry: /p\nsnacks:\n  - name: a\n    enforce: [mode, owner, type]\n", True),
+    ("pantry: /p\ndefaults:\n  enforce: true\nsnacks: [a]\n", True),
     ("pantry: /p\ndefaults:\n  mode: '0640'\n  colour: red\nsnacks: []\n", False),
     ("pantry: /p\ndefaults:\n  directory_mode: 0750\nsnacks: []\n", True),
     ("pantry: /p\ndefaults: [owner]\nsnacks: []\n", False),
@@ -196,8 +195,6 @@ def why_they_differ(parser: str | None, schema: str | None) -> str:
         return ""
     if parser is None:
         return "unexplained"  # a false alarm: the schema refuses what the parser accepts
-    if PENDING_KINDS.search(parser):
-        return "pending kinds"
     for pattern, reason in CANNOT_DECIDE.items():
         if re.search(pattern, parser):
             return reason
@@ -225,9 +222,6 @@ def test_schema_and_parser_on_our_cases(text: str, valid: bool) -> None:
     parser, schema = parser_verdict(text), schema_verdict(text)
     difference = why_they_differ(parser, schema)
     assert difference != "unexplained", (parser, schema)
-    if difference == "pending kinds":  # this branch's parser refuses the new keys: the schema holds the contract
-        assert (schema is None) == valid, schema
-        return
     assert (parser is None) == valid, parser
     if not difference:
         assert (schema is None) == valid, schema
@@ -236,7 +230,7 @@ def test_schema_and_parser_on_our_cases(text: str, valid: bool) -> None:
 def test_the_cases_a_schema_cannot_decide_are_the_listed_ones() -> None:
     """The list above, case by case: each known limit is met by at least one case, and no case escapes it."""
     met = {why_they_differ(parser_verdict(text), schema_verdict(text)) for text, _ in OWN_CASES}
-    assert met - {""} == set(CANNOT_DECIDE.values()) | {"pending kinds"}
+    assert met - {""} == set(CANNOT_DECIDE.values())
 
 
 def test_snackwatch_schema_prints_the_shipped_schema() -> None:

@@ -14,8 +14,8 @@ from conftest import events, needs_root_linux, write_spec
 from fake_loop import Loop, start_loop
 
 from snackwatch.dirty import Mark
-from snackwatch.reload import MAX_SETTLE
 from snackwatch.metrics import metrics_text
+from snackwatch.reload import MAX_SETTLE
 
 
 @pytest.fixture(autouse=True)

@@ -37,12 +37,12 @@ class Batch:
     changed: set[tuple[str, str]] = field(default_factory=set)  # (directory, name) of enforced entries changed
 
 
-def split_bursts(names: set[tuple[str, str]], scan: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
+def split_bursts(names: set[tuple[str, str]]) -> tuple[set[tuple[str, str]], set[str]]:
     """The burst rule, in one place: a directory with more than BURST removed names is scanned whole."""
     counts: dict[str, int] = {}
     for directory, _ in names:
         counts[directory] = counts.get(directory, 0) + 1
-    scan = scan | {directory for directory, count in counts.items() if count > BURST}
+    scan = {directory for directory, count in counts.items() if count > BURST}
     return ({(d, n) for d, n in names if d not in scan} if scan else names), scan
 
 
@@ -59,7 +59,6 @@ class DirtySet:
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._names: set[tuple[str, str]] = set()
         self._gone: set[str] = set()
-        self._scan: set[str] = set()
         self._marks: set[Mark] = set()
         self._spec_writes: dict[str, bool] = {}
         self._changed: set[tuple[str, str]] = set()
@@ -89,11 +88,10 @@ class DirtySet:
         except Exception:  # never let anything escape into watchdog's thread
             logger.exception("could not record a filesystem event")
 
-    def mark_snacks(self, names: set[tuple[str, str]], scan: set[str]) -> None:
-        """A batch of removed snack names, and directories to scan whole (read on the loop's own thread)."""
+    def mark_snacks(self, names: set[tuple[str, str]]) -> None:
+        """A batch of removed snack names (read on the loop's own thread); the burst rule is take()'s."""
         with self._lock:
             self._names |= names
-            self._scan |= scan
             self._marks.add(Mark.NUDGE)
             if self._woken:
                 return
@@ -117,11 +115,11 @@ class DirtySet:
             with contextlib.suppress(BlockingIOError):
                 os.read(self.read_fd, 4096)  # one read: a wake-up writes 1 byte, a full pipe is ~64 KiB of them
         with self._lock:
-            names, gone, scan, marks, writes = self._names, self._gone, self._scan, self._marks, self._spec_writes
-            self._names, self._gone, self._scan, self._marks, self._spec_writes = set(), set(), set(), set(), {}
+            names, gone, marks, writes = self._names, self._gone, self._marks, self._spec_writes
+            self._names, self._gone, self._marks, self._spec_writes = set(), set(), set(), {}
             changed, self._changed = self._changed, set()
             self._woken = False
-        names, scan = split_bursts(names, scan)
+        names, scan = split_bursts(names)
         return Batch(names, gone, scan, marks, writes, changed)
 
     def close(self) -> None:

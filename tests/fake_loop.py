@@ -75,7 +75,7 @@ class FakeWatcher:
     # --- what a test says the kernel saw ---------------------------------------------------------
 
     def removed(self, directory: Path, *names: str) -> None:
-        self.dirty.mark_snacks({(str(directory), name) for name in names}, set())
+        self.dirty.mark_snacks({(str(directory), name) for name in names})
 
     def changed(self, directory: Path, *names: str) -> None:
         """Enforced names written or chmod'ed in place (IN_CLOSE_WRITE, IN_ATTRIB)."""

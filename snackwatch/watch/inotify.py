@@ -327,7 +327,7 @@ class InotifySource(InotifyWatches):
         if noise or parent_noise:
             self._mute_storms(time.monotonic())
         if removed:
-            self.marks.mark_snacks(removed, set())  # the burst rule is the dirty set's (dirty.split_bursts)
+            self.marks.mark_snacks(removed)  # the burst rule is the dirty set's (dirty.split_bursts)
             return True
         if noise and self.attributes:  # something fails: a removal may have freed space for it
             self.sink(Mark.NUDGE, "", "")

@@ -220,8 +220,7 @@ class Daemon:
             self._deleted([(d, n) for d, n in removed if d not in swept], now)
             self._repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
-        if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
-            p.state.write_if_due(now, lambda: self.rows.file(p, self.started))
+        p.state.write_if_due(now, lambda: self.rows.file(p, self.started), hold=p.dirty.pending)  # repairs first
         if p.notifier.wanted:
             p.notifier.status(self.status_line())
         if self.collector.paused:  # a reload and its full pass are done: collect once

@@ -229,13 +229,7 @@ class InotifySource(Source):
         # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
         # One read per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN.
         removed: set[tuple[str, str]] = set()
-        relevant, ignore, own, storm, parents = (
-            self.relevant,
-            self.ignore_text,
-            self.ignore,
-            self.storm,
-            self.links_only,
-        )
+        relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
         noise = quiet = 0
         other = False
         while True:
@@ -249,17 +243,8 @@ class InotifySource(Source):
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
-                    raw = buffer[start:offset].rstrip(b"\0")
-                    if own is not None and raw.startswith(own):
-                        continue  # our own temp file: not even noise
-                    links = parents.get(wd)
-                    if links is not None and length and raw not in links:
-                        quiet += 1  # an app saving in ~/.config: a name that leads nowhere we watch
-                        continue
-                    if self._event(wd, mask, raw):
-                        other = True
-                    else:
-                        quiet += 1
+                    meant = self._event(wd, mask, buffer[start:offset].rstrip(b"\0"))
+                    other, quiet = other or bool(meant), quiet + (meant is False)
                     continue
                 name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
                 if ignore is not None and name.startswith(ignore):
@@ -283,8 +268,14 @@ class InotifySource(Source):
             return True
         return other
 
-    def _event(self, wd: int, mask: int, name: bytes) -> bool:
-        """Mark what one event means for every path that reaches its watch; False if it meant nothing."""
+    def _event(self, wd: int, mask: int, name: bytes) -> bool | None:
+        """Mark what one event means for every path that reaches its watch; False if it meant nothing, None if
+        it was our own temp file (not even noise)."""
+        if name and self.ignore is not None and name.startswith(self.ignore):
+            return None
+        links = self.links_only.get(wd)
+        if links is not None and name and name not in links:
+            return False  # an app saving in ~/.config: a name that leads nowhere we watch
         if mask & C.IN_Q_OVERFLOW:
             self.sink(Mark.OVERFLOW, "", "")
             return True

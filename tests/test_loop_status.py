@@ -90,6 +90,8 @@ def test_after_a_mass_restore_the_status_lists_a_bounded_story_and_counts_the_re
         assert status["counts"]["repairs"] == 12 and len(loop.parts.ledger.history) == 5
         assert sorted(info["name"] for info in status["snacks"].values()) == names[-5:]
         assert status == loop.daemon.status() | {"updated": status["updated"]}  # the cached rows say the same
+        fresh = status_view.snacks_with_a_story(loop.parts.ledger, loop.clock.now, 5)  # no cache: chosen anew
+        assert status["snacks"] == fresh
     finally:
         loop.close()
     assert HISTORY_KEPT >= 1000  # a spec of up to 1,000 snacks keeps every snack's story

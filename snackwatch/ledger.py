@@ -45,6 +45,13 @@ class Changes:
     fights_over: list[tuple[Entry, int]] = field(default_factory=list)  # with the restores not told one by one
     held: list[tuple[str, float]] = field(default_factory=list)  # deletions held back: (path, repair in)
 
+    def nothing(self) -> bool:
+        """Nothing worth a line (the single deletion's gate: tell() returns at once)."""
+        told = self.told
+        return not (
+            self.fights or self.fights_over or self.held or self.conflicts or self.failing or self.blocked
+        ) and not any(told[event] for event in TOLD)
+
 
 class Ledger:
     """Folds outcomes into per-snack health, history and conflicts; says when to look again."""

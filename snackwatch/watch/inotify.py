@@ -229,7 +229,7 @@ class InotifySource(Source):
         # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
         # One read per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN.
         removed: set[tuple[str, str]] = set()
-        relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
+        relevant, ignore, storm, parents = self.relevant, self.ignore_text, self.storm, self.links_only
         noise = quiet = 0
         other = False
         while True:
@@ -243,7 +243,12 @@ class InotifySource(Source):
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
                 if directory is None or not mask & _SNACK_GONE or not length:
-                    meant = self._event(wd, mask, buffer[start:offset].rstrip(b"\0"))
+                    raw = buffer[start:offset].rstrip(b"\0")
+                    links = parents.get(wd)
+                    if links is not None and length and raw not in links:
+                        quiet += 1  # an app saving in ~/.config: a name that leads nowhere we watch
+                        continue
+                    meant = self._event(wd, mask, raw)
                     other, quiet = other or bool(meant), quiet + (meant is False)
                     continue
                 name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
@@ -257,6 +262,10 @@ class InotifySource(Source):
                 removed.add((directory, name))
             if end < _READ_SIZE - _EVENT_MAX:  # room for one more event was left: the queue is empty
                 break
+        return self._marked(removed, noise, quiet, other)
+
+    def _marked(self, removed: set[tuple[str, str]], noise: int, quiet: int, other: bool) -> bool:
+        """After a read: mark the removed snacks; count what meant nothing (storms, read pacing)."""
         self.noise += noise + quiet
         if noise:
             self._mute_storms(time.monotonic())
@@ -273,9 +282,6 @@ class InotifySource(Source):
         it was our own temp file (not even noise)."""
         if name and self.ignore is not None and name.startswith(self.ignore):
             return None
-        links = self.links_only.get(wd)
-        if links is not None and name and name not in links:
-            return False  # an app saving in ~/.config: a name that leads nowhere we watch
         if mask & C.IN_Q_OVERFLOW:
             self.sink(Mark.OVERFLOW, "", "")
             return True

@@ -32,7 +32,7 @@ __all__ = ["SPEC_SETTLE", "Daemon", "Options", "Signals", "run_daemon"]
 
 OVERFLOW_LOG_INTERVAL = 10.0
 # The hot path's debug lines, bound once: a filtered-out line then costs a level check, not two new loggers.
-_BATCH_LOG = logger.bind(event="batch").opt(lazy=True)
+_BATCH_LOG = logger.bind(event="batch")
 
 
 class Signals:
@@ -219,8 +219,7 @@ class Daemon:
             self.hands.changed([(d, n) for d, n in turn.changed if d not in swept], now)
             self.hands.repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
-        if not p.dirty.pending:  # a deletion marked meanwhile is repaired before any status write
-            p.state.write_if_due(now, lambda: self.rows.file(p, self.started))
+        p.state.write_if_due(now, lambda: self.rows.file(p, self.started), hold=p.dirty.pending)  # repairs first
         if p.notifier.wanted:
             p.notifier.status(self.status_line())
         if self.collector.paused:  # a reload and its full pass are done: collect once
@@ -297,13 +296,21 @@ def _log_start(parts: Parts, dry_run: bool) -> None:
 
 def _log_turn(turn: Turn) -> None:
     if turn.removed or turn.rearm or turn.scan or turn.overflow or turn.spec_changed:
-        _BATCH_LOG.debug(
-            "events: {} removed, {} directories gone or replaced, {} to scan whole, overflow {}, spec {}",
-            lambda: ", ".join(f"{d}/{n}" for d, n in sorted(turn.removed)[:10]) or "none",
-            lambda: len(turn.rearm),
-            lambda: len(turn.scan),
-            lambda: turn.overflow,
-            lambda: turn.spec_changed,
+        _BATCH_LOG.debug("events: {}", _TurnText(turn))
+
+
+class _TurnText:
+    """A turn as the debug line tells it, formatted only if that line is written (the hot path pays nothing)."""
+
+    def __init__(self, turn: Turn) -> None:
+        self.turn = turn
+
+    def __str__(self) -> str:
+        turn = self.turn
+        removed = ", ".join(f"{d}/{n}" for d, n in sorted(turn.removed)[:10]) or "none"
+        return (
+            f"{removed} removed, {len(turn.rearm)} directories gone or replaced, {len(turn.scan)} to scan whole, "
+            f"overflow {turn.overflow}, spec {turn.spec_changed}"
         )
 
 

@@ -50,6 +50,13 @@ class Changes:
     squatted: list[tuple[Entry, str, bool]] = field(default_factory=list)  # (entry, who made it, first creation)
     held: list[tuple[str, float]] = field(default_factory=list)  # deletions held back: (path, repair in)
 
+    def nothing(self) -> bool:
+        """Nothing worth a line (the single deletion's gate: tell() returns at once): every list and table empty,
+        whatever fields this class grows."""
+        told = self.told
+        lists = (getattr(self, name) for name in self.__dataclass_fields__ if name not in ("trigger", "told"))
+        return not any(lists) and not any(told[event] for event in TOLD)
+
 
 class Ledger:
     """Folds outcomes into per-snack health, history and conflicts; says when to look again."""

@@ -58,6 +58,8 @@ class Narrator:
 
     def tell(self, changes: Changes, desired: Desired, now: float) -> None:
         """One line per kind of thing that happened (names listed, the rest counted)."""
+        if changes.nothing():
+            return
         for entry in changes.fights:
             shown = desired.display(entry)
             logger.bind(event="fight", snack=shown).warning(

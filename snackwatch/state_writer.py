@@ -15,6 +15,7 @@ from snackwatch.outputs import write_output_atomically
 from snackwatch.state import write_atomically
 
 STATE_SETTLE = 0.2  # status/metrics files are rewritten at most this often, and only after a change
+HOLD_MAX = 1.0  # a write held back for repairs waits at most this long (endless churn never starves it)
 
 
 class StateWriter:
@@ -46,9 +47,10 @@ class StateWriter:
     def next_due(self) -> float | None:
         return self.write_at
 
-    def write_if_due(self, now: float, status: Callable[[], tuple[dict[str, Any], str]]) -> None:
-        """Write if a change settled; `status` gives the status and its JSON text (see status_view.StatusRows)."""
-        if self.write_at is not None and now >= self.write_at:
+    def write_if_due(self, now: float, status: Callable[[], tuple[dict[str, Any], str]], *, hold: bool = False) -> None:
+        """Write if a change settled; `status` gives the status and its JSON text (see status_view.StatusRows).
+        `hold`: a deletion waits for its repair, which goes first (unless the write is already HOLD_MAX late)."""
+        if self.write_at is not None and now >= self.write_at and (not hold or now >= self.write_at + HOLD_MAX):
             self.write(*status())
 
     def write(self, status: dict[str, Any], text: str | None = None, *, stopped: bool = False) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 
@@ -24,10 +25,12 @@ class StatusRows:
         self.rows: dict[str, tuple[bool, dict[str, object], str]] = {}  # path -> (kept, row, its JSON)
         self.listed: list[str] = []  # the paths of the last status, in its order
         self.last: dict[str, dict[str, object]] | None = None  # the last listing, while no story changed
+        self.story: list[str] | None = None  # past the cap: the sorted paths listed, kept up to date by `touched`
+        self.touched: set[str] | None = None  # what the last refresh() heard changed (None: everything)
 
     def refresh(self, ledger: Ledger) -> None:
         """Forget the rows of snacks whose story changed since the last status (all of them after a reload)."""
-        touched = ledger.take_touched()
+        touched = self.touched = ledger.take_touched()
         if touched is None:
             self.rows.clear()
         else:
@@ -118,6 +121,10 @@ def snacks_with_a_story(
 ) -> dict[str, dict[str, object]]:
     """Per snack that is failing, in conflict, missing or was repaired: what status, why and metrics show. At most
     `cap` of them (failing first, the most recently repaired last): the counts say how many there are."""
+    rows = rows or StatusRows()
+    kept = _story_kept(ledger, now, cap, rows)
+    if kept is not None:
+        return kept
     chosen: dict[str, None] = {}
     groups = (
         ledger.health.failing(),
@@ -132,13 +139,43 @@ def snacks_with_a_story(
             if len(chosen) >= cap:
                 break
             chosen[path] = None
-    rows = rows or StatusRows()
     snacks = {}
     for path in sorted(chosen):
         entry = ledger.desired.entry(*os.path.split(path))  # O(1): no table of every snack
         if entry is not None:
             snacks[path] = rows.row(ledger, entry, now)
+    rows.story = list(snacks) if _stories(ledger) <= cap else None  # a truncated listing is chosen again
     return snacks
+
+
+def _story_kept(ledger: Ledger, now: float, cap: int, rows: StatusRows) -> dict[str, dict[str, object]] | None:
+    """The last story listing with only the changed snacks looked at again: O(changed) rows. None when the
+    listing must be chosen again (a new desired state, or more stories than `cap`: then priorities decide)."""
+    story, touched = rows.story, rows.touched
+    if story is None or touched is None or _stories(ledger) > cap:
+        return None
+    for path in touched:
+        told = path in ledger.history or path in ledger.conflicts or path in ledger.missing
+        told = told or ledger.health.is_failing(path)
+        index = bisect.bisect_left(story, path)
+        listed = index < len(story) and story[index] == path
+        if told and not listed:
+            story.insert(index, path)
+        elif listed and not told:
+            del story[index]
+    snacks = {}
+    for path in story:
+        cached = rows.rows.get(path)
+        if cached is not None and cached[0]:
+            snacks[path] = cached[1]
+        elif (entry := ledger.desired.entry(*os.path.split(path))) is not None:
+            snacks[path] = rows.row(ledger, entry, now)
+    return snacks
+
+
+def _stories(ledger: Ledger) -> int:
+    """How many snacks have a story, at most (one may be failing and repaired: counted twice)."""
+    return ledger.health.failing_count + len(ledger.conflicts) + len(ledger.missing) + len(ledger.history)
 
 
 def snack_status(ledger: Ledger, entry: Entry, now: float, view: HealthView | None = None) -> dict[str, object]:

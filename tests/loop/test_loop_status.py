@@ -15,7 +15,7 @@ from fake_loop import Loop, start_loop
 from snackwatch import status_view
 from snackwatch.dirty import Mark
 from snackwatch.ledger import HISTORY_KEPT
-from snackwatch.state_writer import STATE_SETTLE
+from snackwatch.state_writer import HOLD_MAX, STATE_SETTLE, StateWriter
 
 pytestmark = pytest.mark.usefixtures("own_state_dirs")  # the daemon's runtime and state directories, ours
 
@@ -85,6 +85,8 @@ def test_after_a_mass_restore_the_status_lists_a_bounded_story_and_counts_the_re
         assert status["counts"]["repairs"] == 12 and len(loop.parts.ledger.history) == 5
         assert sorted(info["name"] for info in status["snacks"].values()) == names[-5:]
         assert status == loop.daemon.status() | {"updated": status["updated"]}  # the cached rows say the same
+        fresh = status_view.snacks_with_a_story(loop.parts.ledger, loop.clock.now, 5)  # no cache: chosen anew
+        assert status["snacks"] == fresh
     finally:
         loop.close()
     assert HISTORY_KEPT >= 1000  # a spec of up to 1,000 snacks keeps every snack's story
@@ -134,3 +136,13 @@ def test_a_status_write_rebuilds_only_the_rows_whose_story_changed(
         assert len(status["snacks"]) == 30 and status["snacks"][str(loop.pantry / "snack07")]["repairs"] == 1
     finally:
         loop.close()
+
+
+def test_a_held_status_write_waits_at_most_hold_max(tmp_path: Path) -> None:
+    writer = StateWriter(tmp_path / "state" / "x.status.json")
+    writer.changed(10.0)
+    snapshot = ({"counts": {}}, '{"counts":{}}')
+    writer.write_if_due(10.0 + STATE_SETTLE, lambda: snapshot, hold=True)  # a deletion waits: not now
+    assert writer.next_due() == 10.0 + STATE_SETTLE and not writer.status_file.exists()
+    writer.write_if_due(10.0 + STATE_SETTLE + HOLD_MAX, lambda: snapshot, hold=True)  # endless churn: now anyway
+    assert writer.next_due() is None and json.loads(writer.status_file.read_text()) == {"counts": {}}

@@ -10,7 +10,7 @@ from conftest import events
 
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.desired import Desired, Entry, merge
-from snackwatch.ledger import Ledger
+from snackwatch.ledger import Changes, Ledger
 from snackwatch.narrator import CONFLICT_QUIET, Narrator
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Outcome, Status
@@ -281,3 +281,14 @@ def test_a_blocked_directory_is_one_conflict_line_not_one_per_snack(log_lines: l
         "conflict: a symlink is in the way of /pantry: 500 snacks"
     )
     assert ledger.counts()["conflicts"] == 500 and ledger.status_line().startswith("0/500 snacks ok")
+
+
+def test_changes_are_nothing_only_when_every_field_is_empty() -> None:
+    """The narrator's fast gate must not hide a kind of line a later change adds to Changes."""
+    assert Changes().nothing()
+    for name in Changes.__dataclass_fields__:
+        if name in ("trigger", "told"):
+            continue
+        changes = Changes()
+        setattr(changes, name, {"x": ["y"]})  # any non-empty value
+        assert not changes.nothing(), name

@@ -57,6 +57,7 @@ if HAVE_INOTIFY:
     _PARENT_SELF = C.IN_DELETE_SELF | C.IN_MOVE_SELF  # what a muted parent still hears
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
     _READ_SIZE = 65536
+    _READS_PER_WAKE = 4  # full reads at most per wake-up: an attacker who keeps the queue full cannot hold the loop
     _EVENT_MAX = 16 + 256  # one event with the longest name (NAME_MAX + its NUL)
 
 
@@ -297,6 +298,7 @@ class InotifySource(InotifyWatches):
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
         noise = quiet = 0
         other = parent_noise = False
+        reads = 0
         while True:
             try:
                 buffer = os.read(self.fd, _READ_SIZE)
@@ -321,8 +323,9 @@ class InotifySource(InotifyWatches):
                     storm.heard(wd)
                     continue
                 removed.add((directory, name))
-            if end < _READ_SIZE - _EVENT_MAX:  # room for one more event was left: the queue is empty
-                break
+            reads += 1
+            if end < _READ_SIZE - _EVENT_MAX or reads >= _READS_PER_WAKE:  # the queue is empty, or a storm keeps it
+                break  # full: the turn runs (repairs, the storm guard's mute) before the rest is read
         self.noise += noise + quiet
         if noise or parent_noise:
             self._mute_storms(time.monotonic())

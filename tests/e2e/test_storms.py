@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -289,3 +292,29 @@ def test_a_watch_never_sits_where_the_safe_walk_refused_to_go(public_dir: Path) 
     finally:
         watcher.close()
         dirty.close()
+
+
+def test_a_queue_kept_full_never_holds_the_loop_in_one_read(tmp_path: Path) -> None:
+    """An attacker who keeps the inotify queue full: one wake-up reads at most a few full buffers, then the turn
+    runs (repairs, the storm guard's mute) before the rest is read."""
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm")) if os.access("/dev/shm", os.W_OK) else tmp_path
+    try:
+        pantry = shm / "pantry"
+        pantry.mkdir()
+        dirty = DirtySet()
+        watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+        try:
+            watcher.track({str(pantry): frozenset({"Goldfish"})})
+            watcher.arm([str(pantry)], [])
+            for i in range(12_000):  # 12,000 removals of 16+16-byte events: more than 4 reads of 64 KiB hold
+                os.close(os.open(pantry / f"junk-{i:06d}", os.O_CREAT | os.O_WRONLY, 0o644))
+                os.unlink(pantry / f"junk-{i:06d}")
+            fd = watcher.fileno()
+            assert fd is not None
+            watcher.read_events()
+            assert select.select([fd], [], [], 0)[0] == [fd]  # the rest waits for the next wake-up
+        finally:
+            watcher.close()
+            dirty.close()
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)

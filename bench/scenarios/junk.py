@@ -72,9 +72,14 @@ def junk_storm(bench: Bench, label: str, junk: int) -> dict[str, Any]:
     pantry.mkdir()
     with private_tmpfs(pantry, inodes=junk + len(snacks) + 1024):
         made = attacker_report(start_attacker(bench, ["junk", str(pantry), str(junk)])) if junk else None
+        listing = listing_seconds(pantry)
         daemon = bench.started(spec, "inotify", "daemon", timeout=300.0)
         try:
-            return measure_junk(bench, daemon, spec, pantry, snacks) | {"junk": junk, "made": made}
+            return measure_junk(bench, daemon, spec, pantry, snacks) | {
+                "junk": junk,
+                "made": made,
+                "listing_s": listing,
+            }
         finally:
             bench.children.stop(daemon.proc)  # its watches keep the mount busy
 
@@ -103,9 +108,23 @@ def measure_junk(bench: Bench, daemon: Daemon, spec: Path, pantry: Path, snacks:
         "daemon_cpu": share,
         "attacker": report,
         "restore": samples.summary(),
-        "storm_lines": len(daemon.log.events("storm")),
+        "lines": told(daemon),
         "fell_back": daemon.fell_back(),
     }
+
+
+def told(daemon: Daemon) -> dict[str, int]:
+    """How often the daemon said a storm started or its queue overflowed (each overflow means a full pass)."""
+    return {event: len(daemon.log.events(event)) for event in ("storm", "overflow")}
+
+
+def listing_seconds(directory: Path) -> float:
+    """What one listing of the crowded pantry costs in Python (scandir, names only): a full pass's floor there."""
+    started = time.perf_counter()
+    with os.scandir(directory) as entries:
+        for _ in entries:
+            pass
+    return time.perf_counter() - started
 
 
 def wait_stocked(pantry: Path, snacks: Sequence[str], since: float, timeout: float) -> float:
@@ -166,7 +185,7 @@ def parent_churn(bench: Bench, mode: str) -> dict[str, Any]:
         "attacker": attacker_report(attacker),
         "quiet_restore": quiet.summary(),
         "restore": samples.summary(),
-        "storm_lines": len(daemon.log.events("storm")),
+        "lines": told(daemon),
         "log_lines": len(daemon.log.refresh()),
         "fell_back": daemon.fell_back(),
     }
@@ -177,6 +196,10 @@ def parent_churn(bench: Bench, mode: str) -> dict[str, Any]:
 
 def restore_text(restore: dict[str, float], *quantiles: str) -> str:
     return " / ".join(ms(restore[q]) for q in quantiles)
+
+
+def lines_text(lines: dict[str, int]) -> str:
+    return f"storm lines {lines['storm']}, overflow lines {lines['overflow']}"
 
 
 def p99_figure(restore: dict[str, float]) -> float:
@@ -195,10 +218,11 @@ def junk_rows(clean: dict[str, Any], junk: dict[str, Any]) -> list[Row]:
         Row(
             f"{count:,} junk files made by uid {NOBODY} in a 1777 pantry of {junk['snacks']:,} snacks",
             f"{made['seconds']:.1f} s ({made['ops'] / made['seconds']:,.0f} files/s)",
+            f"one Python listing of it: {ms(junk['listing_s'])}",
         ),
         RESTORE_P99.row(
             f"junk + rename storm for {junk['seconds']:.0f} s: restore p50 / p90 / p99 / max "
-            f"(n={restore['count']:.0f}, missed {restore['missed']:.0f})",
+            f"(n={restore['count']:.0f}, missed {restore['missed']:.0f}, {lines_text(junk['lines'])})",
             restore_text(restore, "p50", "p90", "p99", "max"),
             f"no junk: {restore_text(clean['restore'], 'p50', 'p90', 'p99', 'max')}",
             figure=p99_figure(restore),
@@ -239,7 +263,7 @@ def parent_rows(parent: dict[str, dict[str, Any]]) -> list[Row]:
         rows.append(
             RESTORE_P99.row(
                 f"{mode} in the parent: restore p50 / p99 / max (n={restore['count']:.0f}, missed "
-                f"{restore['missed']:.0f})",
+                f"{restore['missed']:.0f}, {lines_text(figures['lines'])})",
                 restore_text(restore, "p50", "p99", "max"),
                 f"quiet parent: {restore_text(quiet, 'p50', 'p99', 'max')}",
                 figure=p99_figure(restore),

@@ -195,7 +195,11 @@ def parent_churn(bench: Bench, mode: str) -> dict[str, Any]:
 
 
 def restore_text(restore: dict[str, float], *quantiles: str) -> str:
-    return " / ".join(ms(restore[q]) for q in quantiles)
+    """Quantiles in one unit, short enough for compare.py's columns: '16.1 / 35.1 ms' or '0.14 / 2.77 s'."""
+    values = [restore[q] for q in quantiles]
+    if max(values) >= 1:
+        return " / ".join(f"{value:.2f}" for value in values) + " s"
+    return " / ".join(f"{value * 1000:.1f}" for value in values) + " ms"
 
 
 def lines_text(lines: dict[str, int]) -> str:
@@ -207,10 +211,11 @@ def p99_figure(restore: dict[str, float]) -> float:
 
 
 def rss_text(rss: dict[str, int]) -> str:
-    return f"{' / '.join(megabytes(rss[k]) for k in ('start', 'edit', 'storm'))} (peak {megabytes(rss['peak'])})"
+    mb = [f"{rss[k] * 1024 / 1e6:.1f}" for k in ("start", "edit", "storm")]
+    return f"{' / '.join(mb)} MB (peak {megabytes(rss['peak'])})"
 
 
-def junk_rows(clean: dict[str, Any], junk: dict[str, Any]) -> list[Row]:
+def junk_rows(config: Config, clean: dict[str, Any], junk: dict[str, Any]) -> list[Row]:
     count, restore, report = junk["junk"], junk["restore"], junk["attacker"]
     made = junk["made"]
     growth = max(junk["rss_kib"][k] - clean["rss_kib"][k] for k in ("start", "edit", "storm")) * 1024 / 1e6
@@ -221,7 +226,7 @@ def junk_rows(clean: dict[str, Any], junk: dict[str, Any]) -> list[Row]:
             f"one Python listing of it: {ms(junk['listing_s'])}",
         ),
         RESTORE_P99.row(
-            f"junk + rename storm for {junk['seconds']:.0f} s: restore p50 / p90 / p99 / max "
+            f"junk + rename storm for {config.junk_storm:g} s: restore p50 / p90 / p99 / max "
             f"(n={restore['count']:.0f}, missed {restore['missed']:.0f}, {lines_text(junk['lines'])})",
             restore_text(restore, "p50", "p90", "p99", "max"),
             f"no junk: {restore_text(clean['restore'], 'p50', 'p90', 'p99', 'max')}",
@@ -247,14 +252,14 @@ def junk_rows(clean: dict[str, Any], junk: dict[str, Any]) -> list[Row]:
     ]
 
 
-def parent_rows(parent: dict[str, dict[str, Any]]) -> list[Row]:
+def parent_rows(config: Config, parent: dict[str, dict[str, Any]]) -> list[Row]:
     rows = []
     for mode, what in PARENT_MODES.items():
         figures = parent[mode]
         restore, quiet = figures["restore"], figures["quiet_restore"]
         rows.append(
             CPU.row(
-                f"{what} in a 1777 parent of the pantry for {figures['seconds']:.0f} s: daemon CPU",
+                f"{what} in a 1777 parent of the pantry for {config.parent_churn:g} s: daemon CPU",
                 percent(figures["daemon_cpu"]),
                 attacker_text(figures["attacker"], "ops"),
                 figure=figures["daemon_cpu"],
@@ -274,8 +279,8 @@ def parent_rows(parent: dict[str, dict[str, Any]]) -> list[Row]:
 
 def section(config: Config, data: dict[str, Any]) -> Section:
     result = Section(f"12. junk and parent churn ({config.storm_snacks:,} snacks, attacker uid {NOBODY})", data=data)
-    result.rows += junk_rows(data["clean"], data["junk"])
-    result.rows += parent_rows(data["parent"])
+    result.rows += junk_rows(config, data["clean"], data["junk"])
+    result.rows += parent_rows(config, data["parent"])
     runs = {"no junk": data["clean"], "junk": data["junk"]} | {f"parent {m}": f for m, f in data["parent"].items()}
     void = [label for label, figures in runs.items() if figures["fell_back"]]
     if void:

@@ -195,11 +195,14 @@ def parent_churn(bench: Bench, mode: str) -> dict[str, Any]:
 
 
 def restore_text(restore: dict[str, float], *quantiles: str) -> str:
-    """Quantiles in one unit, short enough for compare.py's columns: '16.1 / 35.1 ms' or '0.14 / 2.77 s'."""
-    values = [restore[q] for q in quantiles]
-    if max(values) >= 1:
-        return " / ".join(f"{value:.2f}" for value in values) + " s"
-    return " / ".join(f"{value * 1000:.1f}" for value in values) + " ms"
+    """Quantiles short enough for compare.py's columns: '0.7 ms / 35.1 ms / 148 ms / 1.32 s'."""
+    return " / ".join(short_time(restore[q]) for q in quantiles)
+
+
+def short_time(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1000:.1f} ms" if seconds < 0.1 else f"{seconds * 1000:.0f} ms"
 
 
 def lines_text(lines: dict[str, int]) -> str:

@@ -5,12 +5,16 @@ Prints "ready" once set up, then one JSON line {"ops", "seconds", "cpu_s"} when 
   churn.py churn DIR SECONDS        create and delete unrelated files
   churn.py attrib DIR SECONDS       touch and chmod unrelated files, and touch DIR itself (IN_ATTRIB)
   churn.py flip DIR NAME SECONDS    flip DIR/NAME between symlink, directory and missing (DIR is ours)
+  churn.py rename DIR SECONDS       rename unrelated files back and forth (IN_MOVED_FROM + IN_MOVED_TO)
+  churn.py mixed DIR SECONDS        create an unrelated file, rename it, unlink it
+  churn.py junk DIR COUNT           create COUNT empty junk files once (mknod: one syscall each), then stop
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -54,11 +58,54 @@ def flip(dir_fd: int, name: str) -> Callable[[int], None]:
     return step
 
 
+def rename(dir_fd: int, names: list[str]) -> Callable[[int], None]:
+    for name in names:
+        os.close(os.open(name, FLAGS, 0o644, dir_fd=dir_fd))
+    moved = [f"{name}.moved" for name in names]
+
+    def step(index: int) -> None:
+        slot = index % UNRELATED
+        pair = (names[slot], moved[slot]) if (index // UNRELATED) & 1 == 0 else (moved[slot], names[slot])
+        os.rename(*pair, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+
+    return step
+
+
+def mixed(dir_fd: int, names: list[str]) -> Callable[[int], None]:
+    def step(index: int) -> None:
+        name = names[index % UNRELATED]
+        os.close(os.open(name, FLAGS, 0o644, dir_fd=dir_fd))
+        os.rename(name, f"{name}.moved", src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        os.unlink(f"{name}.moved", dir_fd=dir_fd)
+
+    return step
+
+
+def junk(dir_fd: int, count: int) -> int:
+    """COUNT empty files owned by us, as fast as one process makes them."""
+    mode = stat.S_IFREG | 0o644
+    for index in range(count):
+        os.mknod(f"junk{index:07d}", mode, dir_fd=dir_fd)
+    return count
+
+
+def report(ops: int, started: float) -> None:
+    times = os.times()
+    print(json.dumps({"ops": ops, "seconds": time.perf_counter() - started, "cpu_s": times.user + times.system}))
+
+
 def main(argv: list[str]) -> None:
-    mode, directory, seconds = argv[0], argv[1], float(argv[-1])
+    mode, directory = argv[0], argv[1]
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if mode == "junk":
+        print("ready", flush=True)
+        started = time.perf_counter()
+        report(junk(dir_fd, int(argv[2])), started)
+        return
+    seconds = float(argv[-1])
     names = [f"unrelated-{os.getpid()}-{index}" for index in range(UNRELATED)]
-    step = flip(dir_fd, argv[2]) if mode == "flip" else {"churn": churn, "attrib": attrib}[mode](dir_fd, names)
+    modes = {"churn": churn, "attrib": attrib, "rename": rename, "mixed": mixed}
+    step = flip(dir_fd, argv[2]) if mode == "flip" else modes[mode](dir_fd, names)
     print("ready", flush=True)
     ops, started = 0, time.perf_counter()
     end = started + seconds
@@ -68,8 +115,7 @@ def main(argv: list[str]) -> None:
             ops += 1
         if time.perf_counter() >= end:
             break
-    times = os.times()
-    print(json.dumps({"ops": ops, "seconds": time.perf_counter() - started, "cpu_s": times.user + times.system}))
+    report(ops, started)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ class Config:
     enospc: float = 3.0  # seconds of churn beside snacks failing on ENOSPC
     flip: float = 3.0  # seconds of a snack's place flipped between symlink, directory and missing
     storm_interval: float = 0.05  # one real snack deletion every 50 ms during the churn
+    junk: int = 1_000_000  # issue 21 item 4: junk names another user put in a 1777 pantry
+    junk_storm: float = 10.0  # seconds of that user's rename storm beside the junk
+    parent_churn: float = 10.0  # seconds of churn in a 1777 parent of a pantry (issue 21 item 5), per mode
     mount_dirs: tuple[int, ...] = (5_000,)  # issue 13 item 5; 100,000 on request (--mount-dirs): ~50 s more
     mount_samples: int = 5  # per size up to 20,000 directories; 2 above (a restore there can take seconds)
     cli_runs: int = 20  # issue 15 item 1: median of 20 runs each
@@ -58,6 +61,9 @@ class Config:
             enospc=2.0,
             mount_samples=3,
             flip=2.0,
+            junk=100_000,
+            junk_storm=3.0,
+            parent_churn=3.0,
             cli_runs=5,
             ready_runs=3,
         )

@@ -28,7 +28,7 @@ class Samples:
         self.missed += other.missed
 
     def summary(self) -> dict[str, float]:
-        return {f"p{q}": percentile(self.latencies, q) for q in (50, 95, 99)} | {
+        return {f"p{q}": percentile(self.latencies, q) for q in (50, 90, 95, 99)} | {
             "max": max(self.latencies, default=math.nan),
             "count": len(self.latencies),
             "missed": self.missed,

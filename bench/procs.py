@@ -218,10 +218,10 @@ def cpu_ticks(pid: int) -> int:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of `pid` in KiB."""
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """VmRSS of `pid` in KiB (or another KiB field of /proc/PID/status: VmHWM is the peak RSS)."""
     for line in _read(Path(f"/proc/{pid}/status")).splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 

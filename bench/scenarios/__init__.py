@@ -19,6 +19,7 @@ SCENARIOS = {
     "startup": "scenarios.startup",
     "nearby": "scenarios.nearby",
     "stall": "scenarios.stall",
+    "junk": "scenarios.junk",
 }
 
 

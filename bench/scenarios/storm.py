@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +104,28 @@ def storm(bench: Bench, mode: str, seconds: float) -> dict[str, Any]:
     }
 
 
-def timed_deletions(pantry: Path, snacks: Sequence[str], attacker: subprocess.Popen[bytes], every: float) -> Samples:
+def timed_deletions(
+    pantry: Path, snacks: Sequence[str], attacker: subprocess.Popen[bytes], every: float, timeout: float = 2.0
+) -> Samples:
     """While the attacker runs: delete the next snack every `every` s, poll (0.2 ms) until it is back."""
+    return deletions(pantry, snacks, every, lambda _: attacker.poll() is None, timeout)
+
+
+def deletions(
+    pantry: Path, snacks: Sequence[str], every: float, going: Callable[[int], bool], timeout: float = 2.0
+) -> Samples:
+    """While `going(index)`: delete the next snack every `every` s, poll (0.2 ms) until it is back; a snack not
+    back within `timeout` s is missed."""
     samples = Samples()
     dir_fd = os.open(pantry, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for index in range(10**9):
-            if attacker.poll() is not None:
+            if not going(index):
                 break
             name = snacks[index % len(snacks)]
             started = time.perf_counter()
             os.unlink(name, dir_fd=dir_fd)
-            latency = wait_present(dir_fd, name, started, timeout=2.0)
+            latency = wait_present(dir_fd, name, started, timeout)
             if latency is None:
                 samples.missed += 1
             else:

@@ -31,9 +31,10 @@ class StormGuard:
     muted: dict[int, tuple[float, float]] = field(default_factory=dict)
     told: dict[str, float] = field(default_factory=dict)  # directory -> when its last storm was logged
 
-    def heard(self, key: int) -> None:
-        """One unrelated removal (the read loop's hot path: a dict increment)."""
-        self.noise[key] = self.noise.get(key, 0) + 1
+    def heard(self, key: int, weight: int = 1) -> None:
+        """One unrelated event (the read loop's hot path: a dict increment); `weight`: how many it counts for (a
+        parent's, which nothing relevant is lost by muting, weighs more: its storm is muted sooner)."""
+        self.noise[key] = self.noise.get(key, 0) + weight
 
     def storms(self, now: float) -> list[int]:
         """After a read with noise: the keys that just became storms (the caller mutes them in the kernel).

@@ -49,3 +49,13 @@ def test_a_storm_is_told_at_most_once_per_tell_interval_per_directory() -> None:
     guard = StormGuard(POLICY)
     assert guard.tell("/pantry", 0.0) and not guard.tell("/pantry", 59.0) and guard.tell("/other", 59.0)
     assert guard.tell("/pantry", 60.0)
+
+
+def test_a_weighted_event_brings_its_storm_sooner() -> None:
+    """A parent's unrelated name weighs more: muting a parent loses nothing, so it is muted at a lower rate."""
+    guard = StormGuard(POLICY)
+    guard.storms(0.0)
+    noise(guard, 1, 10)  # a pantry: 10 events are no storm
+    for _ in range(10):
+        guard.heard(2, weight=20)  # a parent: 10 events count for 200
+    assert guard.storms(0.1) == [2]

@@ -17,6 +17,7 @@ SCENARIOS = {
     "storm": "scenarios.storm",
     "mount": "scenarios.mount",
     "startup": "scenarios.startup",
+    "drift": "scenarios.drift",
 }
 
 

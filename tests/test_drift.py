@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import needs_root_linux
 
+from snackwatch.backoff import Change, FightPolicy, Health
 from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
 from snackwatch.drift import Aspect, drift_of
@@ -233,3 +234,30 @@ def test_diff_and_why_show_each_drifting_aspect_and_whether_it_is_enforced(
     _, out = cli(capsys, "why", "-c", str(spec), "key")
     assert "  drift: mode 0644, spec says 0600 (enforced: the daemon puts it back)\n" in out
     assert (tmp_path / "p" / "app.conf").read_text() == "port=8080\n"  # diff and why change nothing
+
+
+# --- fights over enforced aspects (pure) -----------------------------------------------------------------------
+
+
+def test_a_correction_fight_counts_changes_right_after_our_corrections_never_our_own_echo() -> None:
+    health = Health(fight=FightPolicy(window=0.05, threshold=3))
+    now = 0.0
+    for _ in range(10):  # a human: a change now and then, our change heard back right after each correction
+        now += 5.0
+        assert health.changed("a", now) == 0.0
+        assert health.corrected("a", now + 0.001) is None
+        assert health.changed("a", now + 0.002) == 0.0  # the echo: looked at, nothing to put back
+        health.looked("a")
+    changes = []
+    for _ in range(3):  # a tool rewriting it 1 ms after each correction
+        now += 0.002
+        health.changed("a", now)
+        changes.append(health.corrected("a", now + 0.001))
+    assert changes == [None, None, Change.FIGHT_STARTED]
+    assert health.changed("a", now + 0.01) > 0  # held back: the schedule looks again
+    now = health.next_due() or 0.0
+    assert health.pop_due(now) == ["a"]
+    assert health.present("a", now) is None  # nothing changed meanwhile, but the quiet period is not over
+    quiet = health.next_due() or 0.0
+    assert health.pop_due(quiet) == ["a"] and health.present("a", quiet) is Change.FIGHT_OVER
+    assert health.next_due() is None  # idle again

@@ -223,12 +223,14 @@ class Daemon:
         held = self.parts.ledger.held(now) if scan else set()
         for directory in sorted(set(scan) - swept):
             logger.bind(event="burst", directory=directory).debug("a burst in {}: scanning it whole", directory)
-            self._fold(self._reconcile_directory(directory, held), now, Trigger.DELETED)
+            self._fold(self._reconcile_directory(directory, held, owners=False), now, Trigger.DELETED)
         return swept | set(scan)
 
-    def _reconcile_directory(self, directory: str, held: Collection[str] = ()) -> list[Outcome]:
-        p = self.parts
-        return reconcile_directory(self.desired, directory, dry_run=self.options.dry_run, recorder=p.pruner, held=held)
+    def _reconcile_directory(self, directory: str, held: Collection[str] = (), *, owners: bool = True) -> list[Outcome]:
+        p, dry_run = self.parts, self.options.dry_run
+        return reconcile_directory(
+            self.desired, directory, dry_run=dry_run, recorder=p.pruner, held=held, owners=owners
+        )
 
     def _mounts_changed(self) -> None:
         """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""

@@ -126,12 +126,14 @@ def reconcile_directory(
     dry_run: bool = False,
     recorder: Recorder | None = None,
     held: Container[str] = (),
+    owners: bool = True,
 ) -> list[Outcome]:
     """One directory's full pass: one scan, then creates; cheaper than per-name repairs for a burst.
 
-    `held`: paths waiting out a backoff or a fight, left alone here (their schedule retries them)."""
+    `held`: paths waiting out a backoff or a fight, left alone here (their schedule retries them). `owners`:
+    compare the owner of name-only snacks too (one lstat each); a storm's scans, every 20 ms, do not."""
     removed: dict[str, int] = {}
-    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed, held=held)
+    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed, held=held, owners=owners)
     log_removed(removed)
     return outcomes
 
@@ -144,6 +146,7 @@ def _reconcile_directory(
     removed: dict[str, int],
     *,
     held: Container[str] = (),
+    owners: bool = True,
 ) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
     if held:
@@ -175,7 +178,9 @@ def _reconcile_directory(
             else:
                 outcome = _create(fd, entry, recorder)
             outcomes.append(outcome)
-        outcomes.extend(_drifting(fd, wanted, observed, {action.name for action in actions}, dry_run))
+        outcomes.extend(
+            _drifting(fd, wanted, observed, {action.name for action in actions}, dry_run=dry_run, owners=owners)
+        )
         results = create_plain_snacks(fd, [entry.name for _, entry in plain])
         for (index, entry), result in zip(plain, results, strict=True):
             if result is True:
@@ -197,7 +202,7 @@ def _reconcile_directory(
 
 
 def _drifting(
-    fd: int, wanted: dict[str, Entry], observed: dict[str, Kind], acted: set[str], dry_run: bool
+    fd: int, wanted: dict[str, Entry], observed: dict[str, Kind], acted: set[str], *, dry_run: bool, owners: bool
 ) -> list[Outcome]:
     """The entries in place that drift (or were put back): a full pass compares every one. An entry that declares
     nothing but its name costs one lstat (its owner: a squatted name); the others are compared aspect by aspect."""
@@ -208,7 +213,7 @@ def _drifting(
             continue
         snack = entry.snack
         if snack.is_plain and not snack.enforce:
-            if observed.get(name) is not file:
+            if not owners or observed.get(name) is not file:
                 continue
             try:
                 if lstat(name, dir_fd=fd).st_uid == euid:

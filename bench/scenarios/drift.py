@@ -6,15 +6,28 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from files import names
 from harness import Bench, Row, Section, ms, ratio, times
 from probe import FIGHT_GAP, Samples
 from rawinotify import APPEARED, IN_ONLYDIR, Inotify
+
+from scenarios.storm import (
+    CPU,
+    PYTHON,
+    RESTORE_P99,
+    CpuWindow,
+    attacker_report,
+    attacker_text,
+    start_attacker,
+    timed_deletions,
+)
 
 IN_ATTRIB = 0x00000004
 DECLARED = b"x=1\n"
@@ -104,12 +117,40 @@ def run(bench: Bench) -> Section:
                 samples[label].latencies.append(latency)
             time.sleep(FIGHT_GAP)  # a change right after a put-back would be a flap: humans are slower
     probe.close()
+    bench.children.stop_all()
     figures = {label: found.summary() for label, found in samples.items()}
-    return section(figures, len(snacks))
+    return section(figures, len(snacks), attrib_storm(bench))
 
 
-def section(figures: dict[str, dict[str, float]], snacks: int) -> Section:
-    result = Section("9. drift -> put back", data={**figures, "snacks": snacks})
+def attrib_storm(bench: Bench) -> dict[str, Any] | None:
+    """The touch/chmod storm of measure 6 on unrelated names, in a pantry that holds an enforced file: its
+    directory hears IN_ATTRIB and IN_CLOSE_WRITE now. None where the storm cannot run (not root, no setpriv)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv") or not os.access(PYTHON, os.X_OK):
+        return None
+    bench.root.chmod(0o755)  # the attacker must reach the pantry below it
+    snacks = names(bench.config.storm_snacks)
+    spec = bench.workdir("drift-storm") / "spec" / "snacks.yaml"
+    spec.parent.mkdir()
+    spec.write_text(spec_text(["enforced.conf"]) + "".join(f"  - {name}\n" for name in snacks))
+    pantry = spec.parent / "pantry"
+    pantry.mkdir()
+    pantry.chmod(0o1777)
+    daemon = bench.started(spec, "inotify", "daemon")
+    attacker = start_attacker(bench, ["attrib", str(pantry), str(bench.config.attrib)])
+    window = CpuWindow(daemon.pid)
+    samples = timed_deletions(pantry, snacks, attacker, bench.config.storm_interval)
+    share, elapsed = window.share()
+    return {
+        "seconds": elapsed,
+        "daemon_cpu": share,
+        "attacker": attacker_report(attacker),
+        "restore": samples.summary(),
+        "fell_back": daemon.fell_back(),
+    }
+
+
+def section(figures: dict[str, dict[str, float]], snacks: int, storm: dict[str, Any] | None) -> Section:
+    result = Section("9. drift -> put back", data={**figures, "snacks": snacks, "attrib_storm": storm})
     restored = figures["delete"]
     result.rows.append(
         Row(
@@ -130,4 +171,23 @@ def section(figures: dict[str, dict[str, float]], snacks: int) -> Section:
                     ratio=ratio(stats[q], restored[q]),
                 )
             )
+    if storm is None:
+        result.rows.append(Row("touch+chmod storm beside an enforced file", "skipped: needs root and setpriv"))
+        return result
+    restore = storm["restore"]
+    result.rows.append(
+        CPU.row(
+            f"touch+chmod storm for {storm['seconds']:.0f} s in a pantry holding an enforced file: daemon CPU",
+            f"{storm['daemon_cpu'] * 100:.0f}%",
+            attacker_text(storm["attacker"], "ops"),
+            figure=storm["daemon_cpu"],
+        )
+    )
+    result.rows.append(
+        RESTORE_P99.row(
+            f"same: restore p50 / p99 (n={restore['count']:.0f}, missed {restore['missed']:.0f})",
+            f"{ms(restore['p50'])} / {ms(restore['p99'])}",
+            figure=restore["p99"] if restore["missed"] == 0 else float("inf"),
+        )
+    )
     return result

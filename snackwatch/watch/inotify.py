@@ -129,7 +129,7 @@ class InotifySource(Source):
         if enforced and roles.snacks:
             snacks |= _CHANGE_MASK
         if muted:
-            snacks &= ~_SNACK_GONE
+            snacks &= ~(_SNACK_GONE | _CHANGED)  # scanned instead: enforced entries are put back by the scans
         return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | (_LINK_MASK if roles.links else 0))
 
     def _union(self, wd: int) -> Roles:
@@ -228,6 +228,7 @@ class InotifySource(Source):
         # directory has is noise (another user's churn in a shared pantry): counted for the storm guard and
         # dropped here, at most a nudge. Our own temp files are dropped before anything is counted.
         removed: set[tuple[str, str]] = set()
+        changed: set[tuple[str, str]] = set()
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
         noise = other = False
         while True:
@@ -240,6 +241,9 @@ class InotifySource(Source):
                 wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
+                if directory is not None and mask & _CHANGED and length and not mask & _SNACK_GONE:
+                    noise = self._changed(wd, directory, buffer[start:offset], changed) or noise
+                    continue
                 if directory is None or not mask & _SNACK_GONE or not length:
                     other = self._event(wd, mask, buffer[start:offset].rstrip(b"\0")) or other
                     continue
@@ -254,12 +258,27 @@ class InotifySource(Source):
                 removed.add((directory, name))
         if noise:
             self._mute_storms(time.monotonic())
+        for directory, name in changed:
+            self.sink(Mark.CHANGED, directory, name)
         if removed:
             self.marks.mark_snacks(removed, set())  # the burst rule is the dirty set's (dirty.split_bursts)
             return True
         if noise:
             self.sink(Mark.NUDGE, "", "")  # a removal may have freed space for a failing repair
-        return other
+        return other or bool(changed)
+
+    def _changed(self, wd: int, directory: str, raw: bytes, changed: set[tuple[str, str]]) -> bool:
+        """A write or attribute change in a directory holding enforced entries: an enforced name is marked for
+        a check; another name is noise (counted like an unrelated removal: a storm of it is muted); our own
+        temp files are dropped. True if it was noise."""
+        name = raw.rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
+        if self.ignore_text is not None and name.startswith(self.ignore_text):
+            return False
+        if name in self.enforced.get(directory, ()):
+            changed.add((directory, name))
+            return False
+        self.storm.heard(wd)
+        return True
 
     def _event(self, wd: int, mask: int, name: bytes) -> bool:
         """Mark what one event means for every path that reaches its watch; False if it meant nothing."""
@@ -276,7 +295,7 @@ class InotifySource(Source):
                 self._alias_gone(wd, directory)
             return True
         if not name:
-            if mask & C.IN_ATTRIB and self._union(wd).snacks:
+            if mask & C.IN_ATTRIB and self.attributes and self._union(wd).snacks:  # not for enforced entries' sake
                 self.sink(Mark.NUDGE, next(iter(aliases)), "")
                 return True
             return False

@@ -7,15 +7,17 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_linux
+from conftest import IS_LINUX, needs_root_linux
 
 from snackwatch.backoff import Change, FightPolicy, Health
 from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
+from snackwatch.dirty import DirtySet
 from snackwatch.drift import Aspect, drift_of
 from snackwatch.errors import SpecError
 from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_names
 from snackwatch.spec import Snack, load_spec, parse_spec
+from snackwatch.watch import HAVE_INOTIFY, Watcher
 
 NOBODY = 65534
 EUID = os.geteuid()
@@ -261,3 +263,34 @@ def test_a_correction_fight_counts_changes_right_after_our_corrections_never_our
     quiet = health.next_due() or 0.0
     assert health.pop_due(quiet) == ["a"] and health.present("a", quiet) is Change.FIGHT_OVER
     assert health.next_due() is None  # idle again
+
+
+# --- the kernel's part: only directories holding enforced entries hear changes in place -------------------------
+
+
+@pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
+def test_only_a_directory_holding_enforced_entries_hears_writes_and_chmods_of_them(tmp_path: Path) -> None:
+    enforced, plain = tmp_path / "enforced", tmp_path / "plain"
+    for directory in (enforced, plain):
+        directory.mkdir()
+        for name in ("app.conf", "other"):
+            (directory / name).write_text("x\n")
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    try:
+        watcher.track({str(enforced): frozenset({"app.conf", "other"}), str(plain): frozenset({"app.conf"})})
+        watcher.track_enforced({str(enforced): frozenset({"app.conf"})})
+        watcher.arm([str(enforced), str(plain)], [])
+        for directory in (enforced, plain):
+            (directory / "app.conf").chmod(0o600)
+            (directory / "app.conf").write_text("y\n")
+            (directory / "other").chmod(0o600)
+        (enforced / ".snackwatch-1-abc.tmp").write_text("ours\n")
+        assert watcher.read_events() is True
+        assert dirty.take().changed == {(str(enforced), "app.conf")}
+        watcher.track_enforced({})  # a reload that enforces nothing: the mask narrows again
+        (enforced / "app.conf").chmod(0o644)
+        assert watcher.read_events() is False and dirty.take().changed == set()
+    finally:
+        watcher.close()
+        dirty.close()

@@ -47,13 +47,13 @@ def test_content_and_mode_are_published_atomically(tmp_path: Path) -> None:
     assert not [name for name in os.listdir(tmp_path) if name.startswith(RESERVED_PREFIX)]
 
 
-def test_existing_file_is_never_modified_or_touched(tmp_path: Path) -> None:
+def test_existing_file_is_never_modified_or_touched_only_seen_drifting(tmp_path: Path) -> None:
     target = tmp_path / "StringCheese"
     target.write_text("cheddar")
     os.utime(target, (1_000_000, 1_000_000))
     before = os.stat(target)
     outcomes = reconcile_all(make_spec(tmp_path, Snack("StringCheese", content="mozzarella\n", mode=0o600)))
-    assert outcomes == []
+    assert [(o.status, [a.name for a in o.drift]) for o in outcomes] == [(Status.PRESENT, ["content", "mode"])]
     after = os.stat(target)
     assert target.read_text() == "cheddar"
     assert (after.st_mtime_ns, after.st_mode, after.st_ino) == (before.st_mtime_ns, before.st_mode, before.st_ino)

@@ -23,7 +23,7 @@ def test_check_takes_several_paths_and_names_every_broken_file(tmp_path: Path) -
     assert result.stderr.splitlines() == [
         f"snackwatch: {confd}/empty.yaml:1: spec is empty (it must name a pantry and snacks)",
         f"snackwatch: {confd}/typo.yaml:5: unknown key 'colour' in a snack "
-        "(allowed: name, type, content, source, target, mode, owner, group)",
+        "(allowed: name, type, content, source, target, mode, owner, group, enforce)",
         f"snackwatch: {tmp_path}/dup.yaml:2: duplicate snack 'c' (first declared on line 2)",
     ]
     # -c and paths together, all valid: exit 0, one ok line each

@@ -294,3 +294,25 @@ def test_only_a_directory_holding_enforced_entries_hears_writes_and_chmods_of_th
     finally:
         watcher.close()
         dirty.close()
+
+
+def test_once_puts_enforced_aspects_back_and_says_what_it_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "snacks.yaml"
+    spec.write_text(
+        "pantry: ./p\nsnacks:\n  - name: key\n    mode: '0600'\n    enforce: [mode]\n  - name: free\n    mode: '0600'\n"
+    )
+    assert cli(capsys, "once", "-c", str(spec))[0] == 0
+    for name in ("key", "free"):
+        (tmp_path / "p" / name).chmod(0o644)
+    assert cli(capsys, "once", "--dry-run", "-c", str(spec)) == (
+        1,
+        "would correct key: mode 0644 -> 0600\n~ free: mode 0644 -> 0600 (not enforced: left as is)\n",
+    )
+    assert cli(capsys, "once", "-c", str(spec)) == (
+        0,
+        "corrected key: mode 0644 -> 0600\n~ free: mode 0644 -> 0600 (not enforced: left as is)\n",
+    )
+    assert stat.S_IMODE((tmp_path / "p" / "key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "p" / "free").stat().st_mode) == 0o644

@@ -59,7 +59,9 @@ def mode_of(path: Path) -> int:
 
 
 @pytest.mark.skipif(not IS_LINUX, reason="inotify: the change events of an enforced file are Linux's")
+@pytest.mark.parametrize("backend", ["inotify", "observer"])
 def test_editors_on_an_enforced_file_get_it_back_and_on_a_free_one_keep_their_edit(
+    backend: str,
     spec_path: Path,
     start_daemon: Callable[..., Running],
     daemon_env: dict[str, str],
@@ -67,7 +69,7 @@ def test_editors_on_an_enforced_file_get_it_back_and_on_a_free_one_keep_their_ed
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     write_spec(spec_path, SNACKS)
-    running = start_daemon(spec_path)
+    running = start_daemon(spec_path, "--watcher", backend)
     enforced, free = running.pantry / "app.conf", running.pantry / "free.conf"
     enforced.chmod(0o644)
     wait_until(lambda: mode_of(enforced) == 0o600, 2.0, "the mode put back after chmod")

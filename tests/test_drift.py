@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IS_LINUX, needs_root_linux
+from test_storms import inotify_mask
 
 from snackwatch.backoff import Change, FightPolicy, Health
 from snackwatch.cli import main
@@ -18,8 +19,11 @@ from snackwatch.errors import SpecError
 from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_names
 from snackwatch.spec import Snack, load_spec, parse_spec
 from snackwatch.watch import HAVE_INOTIFY, Watcher
+from snackwatch.watch.inotify import InotifySource
+from snackwatch.watch.storm import StormGuard, StormPolicy
 
 NOBODY = 65534
+IN_ATTRIB, IN_DELETE = 0x4, 0x200
 EUID = os.geteuid()
 
 
@@ -316,3 +320,36 @@ def test_once_puts_enforced_aspects_back_and_says_what_it_left(
     )
     assert stat.S_IMODE((tmp_path / "p" / "key").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "p" / "free").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
+def test_a_chmod_storm_beside_an_enforced_file_mutes_only_the_change_events(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    for name in ("app.conf", "Goldfish", "junk0", "junk1"):
+        (pantry / name).write_text("x\n")
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    try:
+        watcher.track({str(pantry): frozenset({"app.conf", "Goldfish"})})
+        watcher.track_enforced({str(pantry): frozenset({"app.conf"})})
+        watcher.arm([str(pantry)], [])
+        source = watcher._source
+        assert isinstance(source, InotifySource)
+        source.change_storm = StormGuard(StormPolicy(noise=100))
+        for index in range(150):  # another user's chmod loop on unrelated names (alike events in a row are one)
+            (pantry / f"junk{index & 1}").chmod(0o600 if index & 2 else 0o644)
+        watcher.read_events()
+        mask = inotify_mask(source.fd, pantry)
+        assert not mask & IN_ATTRIB and mask & IN_DELETE  # deletions still heard one by one
+        dirty.take()
+        (pantry / "Goldfish").unlink()
+        watcher.read_events()
+        assert dirty.take().names == {(str(pantry), "Goldfish")}
+        due = source.next_due()
+        assert due is not None
+        watcher.storm_scans(due)  # on the guard's schedule: the enforced names are checked
+        assert dirty.take().changed == {(str(pantry), "app.conf")}
+    finally:
+        watcher.close()
+        dirty.close()

@@ -14,7 +14,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Container, Mapping
+from collections.abc import Collection, Mapping
 
 from loguru import logger
 
@@ -90,6 +90,7 @@ class InotifySource(Source):
         self.snacks_only: dict[int, str] = {}  # the hot path: watches of one plain snack directory
         self.attributes = False
         self.storm = StormGuard()
+        self.change_storm = StormGuard()  # writes/chmods of other names where enforced entries are: muted apart
 
     def fileno(self) -> int | None:
         return self.fd
@@ -117,19 +118,35 @@ class InotifySource(Source):
         due, over = self.storm.scans(now, self.snacks_only)
         for wd in over:  # hear removals again
             self._readd(wd)
+        self._check_changes_muted(now)
         return {self.snacks_only[wd] for wd in due if wd in self.snacks_only}
 
+    def _check_changes_muted(self, now: float) -> None:
+        """A directory whose writes and chmods are muted (another user's storm of them beside enforced entries):
+        its enforced names are marked for a check on the guard's schedule; once the storm is over, heard again."""
+        due, over = self.change_storm.scans(now, self.snacks_only)
+        for wd in over:
+            self._readd(wd)
+        for wd in due:
+            directory = self.snacks_only.get(wd)
+            if directory is not None:
+                for name in self.enforced.get(directory, ()):
+                    self.sink(Mark.CHANGED, directory, name)
+
     def next_due(self) -> float | None:
-        return self.storm.next_due()
+        due = [when for when in (self.storm.next_due(), self.change_storm.next_due()) if when is not None]
+        return min(due, default=None)
 
     # --- watches --------------------------------------------------------------------------------
 
-    def _mask(self, roles: Roles, *, muted: bool = False, enforced: bool = False) -> int:
+    def _mask(self, roles: Roles, *, muted: bool = False, enforced: bool = False, changes_muted: bool = False) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
         if enforced and roles.snacks:
             snacks |= _CHANGE_MASK
         if muted:
             snacks &= ~(_SNACK_GONE | _CHANGED)  # scanned instead: enforced entries are put back by the scans
+        if changes_muted:
+            snacks &= ~_CHANGED  # removals still heard; the enforced names are checked on the guard's schedule
         return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | (_LINK_MASK if roles.links else 0))
 
     def _union(self, wd: int) -> Roles:
@@ -143,7 +160,10 @@ class InotifySource(Source):
         reaches it (or that the walk now refuses) is dropped."""
         aliases = self.by_wd[wd]
         roles = self._union(wd)
-        mask = self._mask(roles, muted=wd in self.storm.muted, enforced=any(d in self.enforced for d in aliases))
+        enforced = any(d in self.enforced for d in aliases)
+        mask = self._mask(
+            roles, muted=wd in self.storm.muted, enforced=enforced, changes_muted=wd in self.change_storm.muted
+        )
         for directory, own in list(aliases.items()):
             try:
                 fd = open_watched(directory, own, self.roots)
@@ -175,7 +195,7 @@ class InotifySource(Source):
             if wd in self.by_wd:
                 self._readd(wd)
 
-    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+    def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None:
         """Widen (or narrow again) the masks of the directories that gain (or lose) enforced entries."""
         before, self.enforced = set(self.enforced), enforced
         for directory in before.symmetric_difference(enforced):
@@ -258,6 +278,9 @@ class InotifySource(Source):
                 removed.add((directory, name))
         if noise:
             self._mute_storms(time.monotonic())
+        if self.change_storm.noise:
+            for wd in self.change_storm.storms(time.monotonic()):
+                self._readd(wd)
         for directory, name in changed:
             self.sink(Mark.CHANGED, directory, name)
         if removed:
@@ -277,7 +300,7 @@ class InotifySource(Source):
         if name in self.enforced.get(directory, ()):
             changed.add((directory, name))
             return False
-        self.storm.heard(wd)
+        self.change_storm.heard(wd)
         return True
 
     def _event(self, wd: int, mask: int, name: bytes) -> bool:

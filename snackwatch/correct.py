@@ -4,6 +4,7 @@ O_NOFOLLOW fd of the entry, a target by a new symlink renamed over, a wrong kind
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
@@ -21,6 +22,10 @@ _OPEN_FLAGS = {
     "symlink": getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC,
 }
 _IS_KIND = {"file": stat.S_ISREG, "directory": stat.S_ISDIR, "symlink": stat.S_ISLNK}
+
+
+class HardLinked(OSError):
+    """A file with other names (hard links): changing its mode or owner would change theirs; left as it is."""
 
 
 class Raced(OSError):
@@ -114,6 +119,8 @@ def set_perms(directory_fd: int, name: str, snack: Snack, *, mode: bool, owner: 
         info = os.fstat(fd)
         if not _IS_KIND[snack.type](info.st_mode):
             raise Raced(40, f"no longer a {snack.type}", name)
+        if snack.type == "file" and info.st_nlink > 1:  # as systemd-tmpfiles: the other names share the inode
+            raise HardLinked(errno.EPERM, f"has {info.st_nlink} hard links: its mode and owner are not changed", name)
         uid = (snack.owner if snack.owner is not None else os.geteuid()) if owner else info.st_uid
         gid = snack.group if group and snack.group is not None else info.st_gid
         if snack.type == "symlink":

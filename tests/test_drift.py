@@ -353,3 +353,16 @@ def test_a_chmod_storm_beside_an_enforced_file_mutes_only_the_change_events(tmp_
     finally:
         watcher.close()
         dirty.close()
+
+
+def test_a_hard_linked_file_never_gets_an_enforced_mode_through_its_link(tmp_path: Path) -> None:
+    desired = desired_of(tmp_path, "  - name: key\n    mode: '0600'\n    enforce: [mode]\n")
+    reconcile_all(desired)
+    key, other = tmp_path / "p" / "key", tmp_path / "other"
+    other.write_text("someone else's\n")
+    other.chmod(0o644)
+    key.unlink()
+    os.link(other, key)
+    [outcome] = changed(desired, "key")
+    assert outcome.status is Status.FAILED and "2 hard links" in str(outcome.error)
+    assert stat.S_IMODE(other.stat().st_mode) == 0o644  # as systemd-tmpfiles: not changed through a hard link

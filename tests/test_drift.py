@@ -366,3 +366,28 @@ def test_a_hard_linked_file_never_gets_an_enforced_mode_through_its_link(tmp_pat
     [outcome] = changed(desired, "key")
     assert outcome.status is Status.FAILED and "2 hard links" in str(outcome.error)
     assert stat.S_IMODE(other.stat().st_mode) == 0o644  # as systemd-tmpfiles: not changed through a hard link
+
+
+class Recorded:
+    """The ownership record of a pruning spec, as reconcile sees it: what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int]] = []
+
+    def record_before_publish(self, created: list[tuple[str, os.stat_result, Path]]) -> None:
+        self.told += [(path, info.st_ino) for path, info, _ in created]
+
+    def forget(self, path: str) -> None:
+        self.told.append((path, -1))
+
+
+def test_a_pruning_specs_file_rewritten_by_enforce_is_recorded_before_it_replaces_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "snacks.yaml"
+    path.write_text('pantry: ./p\nprune: true\nsnacks:\n  - name: a\n    content: "x\\n"\n    enforce: [content]\n')
+    desired = merge([load_spec(path)])
+    recorder = Recorded()
+    reconcile_all(desired, recorder=recorder)
+    (tmp_path / "p" / "a").write_text("theirs\n")
+    [outcome] = reconcile_names(desired, str(tmp_path / "p"), ["a"], recorder=recorder, changed=True)
+    assert outcome.status is Status.CORRECTED
+    assert recorder.told[-1] == (str(tmp_path / "p" / "a"), (tmp_path / "p" / "a").stat().st_ino)

@@ -148,7 +148,7 @@ class Health:
             return None
         recovered = self._recover(name, state) if state is not None else None
         window = self.fight.quiet if state is not None and state.fighting else self.fight.window
-        if last is None or changed_at - last > window:
+        if last is None or not last <= changed_at <= last + window:  # a change before our last one: handled by it
             if state is None:
                 return None
             state.flaps = 0
@@ -303,6 +303,8 @@ class Health:
         """Forget one name entirely (it no longer needs watching)."""
         self.snacks.pop(name, None)
         self.restored_at.pop(name, None)
+        self.corrected_at.pop(name, None)
+        self.changed_at.pop(name, None)
         self._failing.discard(name)
 
     def forget(self, keep: set[str]) -> None:

@@ -466,12 +466,13 @@ def _prune(config: Path, desired: Desired, *, confirmed: bool) -> int:
 
 
 def _once(desired: Desired, *, dry_run: bool) -> int:
+    from snackwatch.drift import changes, put_back, split
     from snackwatch.errors import error_text
     from snackwatch.reconcile import Status, reconcile_all
 
     unrepaired = 0
     outcomes = reconcile_all(desired, dry_run=dry_run)
-    if not any(outcome.status is not Status.PRESENT for outcome in outcomes):
+    if not any(outcome.status is not Status.PRESENT or outcome.drift for outcome in outcomes):
         _say(f"nothing to do: all {desired.count} snacks are in place")
     blocked: dict[str, list[str]] = {}  # what is in the way -> the snacks it keeps out: said once
     for outcome in outcomes:
@@ -492,6 +493,15 @@ def _once(desired: Desired, *, dry_run: bool) -> int:
         elif outcome.status is Status.FAILED:
             print(f"cannot create {name}: {error_text(outcome.error)}", file=sys.stderr)
             unrepaired += 1
+        elif outcome.status is Status.CORRECTED:
+            _say(f"corrected {name}: {put_back(outcome.corrected)}")
+        if outcome.drift and outcome.status is not Status.FAILED:
+            enforced, reported = split(outcome.entry.snack, outcome.drift)
+            if enforced:  # a dry run: put back by a real one
+                _say(f"would correct {name}: {changes(enforced)}")
+                unrepaired += 1
+            if reported:
+                _say(f"~ {name}: {changes(reported)} (not enforced: left as is)")
     for what, names in blocked.items():
         from snackwatch.text import name_list
 

@@ -4,9 +4,11 @@ O_NOFOLLOW fd of the entry, a target by a new symlink renamed over, a wrong kind
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import time
+from collections.abc import Callable
 
 from snackwatch.apply import create_snack, make_symlink, stage, temp_name
 from snackwatch.drift import Aspect
@@ -22,13 +24,24 @@ _OPEN_FLAGS = {
 _IS_KIND = {"file": stat.S_ISREG, "directory": stat.S_ISDIR, "symlink": stat.S_ISLNK}
 
 
+class HardLinked(OSError):
+    """A file with other names (hard links): changing its mode or owner would change theirs; left as it is."""
+
+
 class Raced(OSError):
     """The entry changed kind or identity between the look and the correction: nothing was changed."""
 
 
-def correct(directory_fd: int, name: str, snack: Snack, aspects: list[Aspect]) -> str:
+def correct(
+    directory_fd: int,
+    name: str,
+    snack: Snack,
+    aspects: list[Aspect],
+    before_publish: Callable[[os.stat_result], None] | None = None,
+) -> str:
     """Put `aspects` (enforced, drifting) of the entry `name` back; returns the name a wrong kind was moved aside
-    to ("" if none). Raises OSError (Raced if the entry changed under us: the next event looks again)."""
+    to ("" if none). Raises OSError (Raced if the entry changed under us: the next event looks again).
+    `before_publish`: told the identity of a new file before it replaces the old one (a pruning spec's record)."""
     wanted = {aspect.name for aspect in aspects}
     if "type" in wanted:
         displaced = displace(directory_fd, name)
@@ -36,7 +49,7 @@ def correct(directory_fd: int, name: str, snack: Snack, aspects: list[Aspect]) -
             raise Raced(17, "the name was taken again right after the entry was moved aside", name)
         return displaced
     if "content" in wanted:
-        replace_file(directory_fd, name, snack)  # the new file has the declared mode and owner too
+        replace_file(directory_fd, name, snack, before_publish)  # the new file has the declared mode and owner
         return ""
     if "target" in wanted:
         replace_symlink(directory_fd, name, snack)
@@ -68,12 +81,16 @@ def _rename_noreplace(directory_fd: int, old: str, new: str) -> None:
     os.unlink(old, dir_fd=directory_fd)
 
 
-def replace_file(directory_fd: int, name: str, snack: Snack) -> None:
+def replace_file(
+    directory_fd: int, name: str, snack: Snack, before_publish: Callable[[os.stat_result], None] | None = None
+) -> None:
     """Write the declared bytes to a new temp file (mode, owner and group set on its fd, fsynced), then rename it
     over `name`: a reader sees the old file or the new one, whole; a hard link at the name keeps its other names
     and bytes (the name is replaced, nothing is written through it)."""
     staged = stage(directory_fd, snack)
     try:
+        if before_publish is not None:
+            before_publish(staged.identity)
         os.rename(staged.temp, name, src_dir_fd=directory_fd, dst_dir_fd=directory_fd)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -102,6 +119,8 @@ def set_perms(directory_fd: int, name: str, snack: Snack, *, mode: bool, owner: 
         info = os.fstat(fd)
         if not _IS_KIND[snack.type](info.st_mode):
             raise Raced(40, f"no longer a {snack.type}", name)
+        if snack.type == "file" and info.st_nlink > 1:  # as systemd-tmpfiles: the other names share the inode
+            raise HardLinked(errno.EPERM, f"has {info.st_nlink} hard links: its mode and owner are not changed", name)
         uid = (snack.owner if snack.owner is not None else os.geteuid()) if owner else info.st_uid
         gid = snack.group if group and snack.group is not None else info.st_gid
         if snack.type == "symlink":

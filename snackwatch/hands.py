@@ -74,6 +74,7 @@ class Hands:
             recorder=p.pruner,
             held=held or (),
             lookup=held is not None,
+            owners=held is None,  # a scan every 20 ms skips the owner lstat of name-only snacks
         )
 
     def sorted_directories(self) -> list[str]:

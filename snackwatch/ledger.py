@@ -241,6 +241,7 @@ class Ledger:
         trigger: Trigger,
     ) -> Change | None:
         """We created a snack: a first creation, or a repair (which the fight and backoff rules hear of)."""
+        self.health.looked(path)
         self.missing.discard(path)
         self.conflicts.pop(path, None)
         self.squatted.pop(path, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,7 +53,7 @@ class WatchSource(Protocol):
 
     def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None: ...
 
-    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None: ...
+    def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None: ...
 
     def watch_attributes(self, on: bool) -> None: ...
 

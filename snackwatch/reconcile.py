@@ -150,13 +150,17 @@ def reconcile_directory(
     recorder: Recorder | None = None,
     held: Container[str] = (),
     lookup: bool = False,
+    owners: bool = True,
 ) -> list[Outcome]:
     """One directory's full pass: one scan, then creates; cheaper than per-name repairs for a burst.
 
     `held`: paths waiting out a backoff or a fight, left alone here (their schedule retries them). `lookup`: a
-    burst or storm scan, which looks its snacks up by name when the directory holds far more than them."""
+    burst or storm scan, which looks its snacks up by name when the directory holds far more than them.
+    `owners`: compare the owner of name-only snacks too (one lstat each); a storm's scans, every 20 ms, do not."""
     removed: dict[str, int] = {}
-    outcomes = _reconcile_directory(desired, directory, dry_run, recorder, removed, held=held, lookup=lookup)
+    outcomes = _reconcile_directory(
+        desired, directory, dry_run, recorder, removed, held=held, lookup=lookup, owners=owners
+    )
     log_removed(removed)
     return outcomes
 
@@ -170,6 +174,7 @@ def _reconcile_directory(
     *,
     held: Container[str] = (),
     lookup: bool = False,
+    owners: bool = True,
 ) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
     if held:
@@ -194,7 +199,7 @@ def _reconcile_directory(
             outcome: Outcome | None = None  # None: filled in below, keeping the spec's order
             if isinstance(action, Conflict):
                 conflict = Outcome(entry, Status.CONFLICT, kind=action.kind, reason=action.detail)
-                outcome = settle(fd, conflict, dry_run)
+                outcome = settle(fd, conflict, dry_run, recorder)
             elif dry_run:
                 outcome = Outcome(entry, Status.WOULD_CREATE)
             elif recorder is not None and entry.spec.prune and entry.snack.type == "file":
@@ -204,7 +209,11 @@ def _reconcile_directory(
             else:
                 outcome = _create(fd, entry, recorder)
             outcomes.append(outcome)
-        outcomes.extend(_drifting(fd, wanted, observed, {action.name for action in actions}, dry_run))
+        outcomes.extend(
+            _drifting(
+                fd, wanted, observed, {a.name for a in actions}, dry_run=dry_run, owners=owners, recorder=recorder
+            )
+        )
         _create_plain(fd, outcomes, plain)
         if recorder is not None and owned:
             _create_recorded(fd, outcomes, owned, recorder)
@@ -224,7 +233,14 @@ def _remove_leftovers(fd: int, directory: str, observed: Iterable[str], removed:
 
 
 def _drifting(
-    fd: int, wanted: dict[str, Entry], observed: dict[str, Kind], acted: set[str], dry_run: bool
+    fd: int,
+    wanted: dict[str, Entry],
+    observed: dict[str, Kind],
+    acted: set[str],
+    *,
+    dry_run: bool,
+    owners: bool,
+    recorder: Recorder | None,
 ) -> list[Outcome]:
     """The entries in place that drift (or were put back): a full pass compares every one. An entry that declares
     nothing but its name costs one lstat (its owner: a squatted name); the others are compared aspect by aspect."""
@@ -235,7 +251,7 @@ def _drifting(
             continue
         snack = entry.snack
         if snack.is_plain and not snack.enforce:
-            if observed.get(name) is not file:
+            if not owners or observed.get(name) is not file:
                 continue
             try:
                 if lstat(name, dir_fd=fd).st_uid == euid:
@@ -244,7 +260,7 @@ def _drifting(
                 continue
         elif observed.get(name) is not EXPECTED[snack.type]:
             continue
-        drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
+        drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run, recorder)
         if drifted.status is not Status.PRESENT or drifted.drift:
             outcomes.append(drifted)
     return outcomes
@@ -270,7 +286,7 @@ def reconcile_names(
         return fd
     try:
         if changed:
-            looked = [settle(fd, _look(fd, entry), dry_run) for entry in entries]
+            looked = [settle(fd, _look(fd, entry), dry_run, recorder) for entry in entries]
             gone = [o.entry for o in looked if o.status is Status.WOULD_CREATE]
             if not gone or dry_run:
                 return looked
@@ -283,7 +299,9 @@ def reconcile_names(
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
         for entry in entries:
             outcome: Outcome | None = (
-                settle(fd, _look(fd, entry), dry_run) if _recorded(entry) else _ensure(fd, entry, dry_run, recorder)
+                settle(fd, _look(fd, entry), dry_run, recorder)
+                if _recorded(entry)
+                else _ensure(fd, entry, dry_run, recorder)
             )
             if _recorded(entry) and outcome is not None and outcome.status is Status.WOULD_CREATE:
                 owned.append((len(outcomes), entry))
@@ -325,13 +343,15 @@ def _ensure(fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = No
             return outcome
         looked = _look(fd, entry)
         if looked.status is not Status.WOULD_CREATE:  # keeps who took the name first
-            return settle(fd, outcome if looked.status is Status.PRESENT else looked, dry_run)
+            return settle(fd, outcome if looked.status is Status.PRESENT else looked, dry_run, recorder)
     return Outcome(entry, Status.FAILED, error=FileExistsError(errno.EEXIST, "the name keeps appearing and vanishing"))
 
 
-def settle(fd: int, outcome: Outcome, dry_run: bool) -> Outcome:
+def settle(fd: int, outcome: Outcome, dry_run: bool, recorder: Recorder | None = None) -> Outcome:
     """An entry found in place (PRESENT) or a wrong kind or target in its place (CONFLICT): compare its declared
-    aspects with the disk and put back those `enforce` covers (not in a dry run); other outcomes as they are."""
+    aspects with the disk and put back those `enforce` covers (not in a dry run); other outcomes as they are.
+    With a `recorder`, a pruning spec's file rewritten whole is in the ownership record before it replaces the
+    old one (it is ours, as the old one was)."""
     entry = outcome.entry
     snack = entry.snack
     if outcome.status is Status.CONFLICT:
@@ -349,8 +369,14 @@ def settle(fd: int, outcome: Outcome, dry_run: bool) -> Outcome:
     enforced, reported = split(snack, aspects)
     if not enforced or dry_run:
         return outcome._replace(drift=tuple(aspects)) if outcome.status is Status.PRESENT else outcome
+    record = None
+    if recorder is not None and _recorded(entry):
+
+        def record(identity: os.stat_result) -> None:
+            recorder.record_before_publish([(entry.path, identity, entry.spec.path)])
+
     try:
-        displaced = correct(fd, entry.name, snack, enforced)
+        displaced = correct(fd, entry.name, snack, enforced, record)
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error, drift=tuple(aspects))
     with contextlib.suppress(OSError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ class FakeWatcher:
         self.armed: list[set[str]] = []
         self.attributes = False
         self.relevant: Mapping[str, Container[str]] = {}
-        self.enforced: Mapping[str, Container[str]] = {}
+        self.enforced: Mapping[str, Collection[str]] = {}
         self.scans: set[str] = set()
         self.fd: int | None = None  # a pipe's read end, for read pacing
         self.meaningful = True
@@ -39,7 +39,7 @@ class FakeWatcher:
     def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None:
         pass
 
-    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+    def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None:
         self.enforced = enforced
 
     def watch_attributes(self, on: bool) -> None:

@@ -20,6 +20,7 @@ SCENARIOS = {
     "nearby": "scenarios.nearby",
     "stall": "scenarios.stall",
     "junk": "scenarios.junk",
+    "drift": "scenarios.drift",
 }
 
 

@@ -14,7 +14,7 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Container, Mapping
+from collections.abc import Collection, Mapping
 
 from loguru import logger
 
@@ -99,19 +99,22 @@ class InotifyWatches(Source):
         self.links_only: dict[int, frozenset[bytes]] = {}  # parents: only these names in them matter
         self.attributes = False
         self.storm = StormGuard()  # its storms in force set the muted masks
+        self.change_storm = StormGuard()  # writes/chmods of other names where enforced entries are: muted apart
 
     def fileno(self) -> int | None:
         return self.fd
 
-    def _mask(self, roles: Roles, *, muted: bool = False, enforced: bool = False) -> int:
+    def _mask(self, roles: Roles, *, muted: bool = False, enforced: bool = False, changes_muted: bool = False) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
         if enforced and roles.snacks:
             snacks |= _CHANGE_MASK
         links = _LINK_MASK if roles.links else 0
         if muted:
-            snacks &= ~_SNACK_GONE
+            snacks &= ~(_SNACK_GONE | _CHANGED)  # scanned instead: enforced entries are put back by the scans
             if not roles.primary:  # a parent in a storm: looked at on schedule (a mask is never empty)
                 links = _PARENT_SELF
+        if changes_muted:
+            snacks &= ~_CHANGED  # removals still heard; the enforced names are checked on the guard's schedule
         return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | links)
 
     def _union(self, wd: int) -> Roles:
@@ -125,7 +128,10 @@ class InotifyWatches(Source):
         reaches it (or that the walk now refuses) is dropped."""
         aliases = self.by_wd[wd]
         roles = self._union(wd)
-        mask = self._mask(roles, muted=wd in self.storm.muted, enforced=any(d in self.enforced for d in aliases))
+        enforced = any(d in self.enforced for d in aliases)
+        mask = self._mask(
+            roles, muted=wd in self.storm.muted, enforced=enforced, changes_muted=wd in self.change_storm.muted
+        )
         for directory, own in list(aliases.items()):
             try:
                 fd = open_watched(directory, own, self.roots)
@@ -164,7 +170,7 @@ class InotifyWatches(Source):
             if wd in self.by_wd:
                 self._readd(wd)
 
-    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+    def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None:
         """Widen (or narrow again) the masks of the directories that gain (or lose) enforced entries."""
         before, self.enforced = set(self.enforced), enforced
         for directory in before.symmetric_difference(enforced):
@@ -235,7 +241,8 @@ class InotifySource(InotifyWatches):
         return self.noise
 
     def next_due(self) -> float | None:
-        return self.storm.next_due()
+        due = [when for when in (self.storm.next_due(), self.change_storm.next_due()) if when is not None]
+        return min(due, default=None)
 
     def _mute_storms(self, now: float) -> None:
         """Past the storm limit of unrelated events a second in a directory, stop hearing them one by one (the
@@ -267,7 +274,18 @@ class InotifySource(InotifyWatches):
             self._readd(wd)
         for wd in [wd for wd in due if wd in self.link_ids]:
             self._look_at_links(wd)
+        self._check_changes_muted(now)
         return {self.snacks_only[wd] for wd in due if wd in self.snacks_only}
+
+    def _check_changes_muted(self, now: float) -> None:
+        """A directory whose writes and chmods are muted (another user's storm of them beside enforced entries):
+        its enforced names are marked for a check on the guard's schedule; once the storm is over, heard again."""
+        due, over = self.change_storm.scans(now, self.snacks_only)
+        for wd in over:
+            self._readd(wd)
+        for directory in [self.snacks_only[wd] for wd in due if wd in self.snacks_only]:
+            for name in self.enforced.get(directory, ()):
+                self.sink(Mark.CHANGED, directory, name)
 
     def _link_identities(self, wd: int) -> dict[str, tuple[int, int] | None]:
         """What each watched name in a parent is now (device, inode of the entry itself), None if absent."""
@@ -298,6 +316,7 @@ class InotifySource(InotifyWatches):
         guard and dropped here, at most a nudge. Our own temp files are dropped before anything is counted. One read
         per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN."""
         removed: set[tuple[str, str]] = set()
+        changed: set[tuple[str, str]] = set()  # enforced names written or chmod'ed in place
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
         noise = quiet = 0
         other = parent_noise = False
@@ -312,6 +331,9 @@ class InotifySource(InotifyWatches):
                 wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
                 start, offset = offset + 16, offset + 16 + length
                 directory = self.snacks_only.get(wd)
+                if directory is not None and mask & _CHANGED and length and not mask & _SNACK_GONE:
+                    quiet += self._changed(wd, directory, buffer[start:offset], changed)
+                    continue
                 if directory is None or not mask & _SNACK_GONE or not length:
                     heard = self._slow_event(wd, mask, buffer[start:offset].rstrip(b"\0"))
                     other, quiet = other or heard is _MEANT, quiet + (heard is not _MEANT and heard is not _OWN)
@@ -330,15 +352,38 @@ class InotifySource(InotifyWatches):
             if end < _READ_SIZE - _EVENT_MAX or reads >= _READS_PER_WAKE:  # the queue is empty, or a storm keeps it
                 break  # full: the turn runs (repairs, the storm guard's mute) before the rest is read
         self.noise += noise + quiet
-        if noise or parent_noise:
+        return self._told(removed, changed, noise=noise, storms=bool(noise or parent_noise), other=other)
+
+    def _told(
+        self, removed: set[tuple[str, str]], changed: set[tuple[str, str]], *, noise: int, storms: bool, other: bool
+    ) -> bool:
+        """After a read: storms muted, what was seen marked; False if it was only noise."""
+        if storms:
             self._mute_storms(time.monotonic())
+        for wd in self.change_storm.storms(time.monotonic()) if self.change_storm.noise else ():
+            self._readd(wd)
+        for directory, name in changed:
+            self.sink(Mark.CHANGED, directory, name)
         if removed:
             self.marks.mark_snacks(removed)  # the burst rule is the dirty set's (dirty.split_bursts)
             return True
         if noise and self.attributes:  # something fails: a removal may have freed space for it
             self.sink(Mark.NUDGE, "", "")
             return True
-        return other
+        return other or bool(changed)
+
+    def _changed(self, wd: int, directory: str, raw: bytes, changed: set[tuple[str, str]]) -> bool:
+        """A write or attribute change in a directory holding enforced entries: an enforced name is marked for
+        a check; another name is noise (counted like an unrelated removal: a storm of it is muted); our own
+        temp files are dropped. True if it was noise."""
+        name = raw.rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
+        if self.ignore_text is not None and name.startswith(self.ignore_text):
+            return False
+        if name in self.enforced.get(directory, ()):
+            changed.add((directory, name))
+            return False
+        self.change_storm.heard(wd)
+        return True
 
     def _slow_event(self, wd: int, mask: int, raw: bytes) -> object:
         """An event off the hot path: our own name (_OWN), a name a parent does not lead through (_PARENT_NOISE,

@@ -59,9 +59,11 @@ class _Handler(FileSystemEventHandler):
         *,
         ignore_prefix: str,
         is_spec_name: Callable[[str, str], bool],
+        is_enforced: Callable[[str, str], bool] = lambda directory, name: False,
     ) -> None:
         self.sink = sink
         self.is_spec_name = is_spec_name
+        self.is_enforced = is_enforced
         self.ignore = ignore_prefix
         self.roles = roles  # shared with the source, which updates them on arm()
         self.aliases = aliases  # real path -> the watched paths that reach it (watches follow symlinks)
@@ -110,6 +112,8 @@ class _Handler(FileSystemEventHandler):
                 self.sink(Mark.SPEC, parent, name)
         if roles.snacks and kind in ("deleted", "moved"):
             self.sink(Mark.SNACK, parent, name)
+        elif roles.snacks and kind in ("closed", "modified", "attrib") and self.is_enforced(parent, name):
+            self.sink(Mark.CHANGED, parent, name)  # an enforced entry written or chmod'ed in place
 
 
 class ObserverSource(Source):
@@ -125,7 +129,13 @@ class ObserverSource(Source):
         self.roles: dict[str, Roles] = {}
         self.aliases: dict[str, set[str]] = {}
         self.handler = _Handler(
-            sink, self.roles, self.aliases, self.dead, ignore_prefix=ignore_prefix, is_spec_name=self.is_spec_name
+            sink,
+            self.roles,
+            self.aliases,
+            self.dead,
+            ignore_prefix=ignore_prefix,
+            is_spec_name=self.is_spec_name,
+            is_enforced=lambda directory, name: name in self.enforced.get(directory, ()),
         )
         self.watches: dict[str, tuple[str, ObservedWatch]] = {}  # path -> (real path, its watch)
         self.observer.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,13 +84,13 @@ class Source:
         self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
         self.relevant: Mapping[str, Container[str]] = {}
         self.spec_names: Mapping[str, Container[str]] = {}  # per spec directory; absent: every name matters
-        self.enforced: Mapping[str, Container[str]] = {}  # per snack directory: names whose changes in place matter
+        self.enforced: Mapping[str, Collection[str]] = {}  # per snack directory: names whose changes in place matter
 
     def is_spec_name(self, directory: str, name: str) -> bool:
         wanted = self.spec_names.get(directory)
         return wanted is None or name in wanted
 
-    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+    def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None:
         """The enforced names per snack directory (the inotify source widens those directories' masks)."""
         self.enforced = enforced
 

@@ -7,7 +7,7 @@ nothing else; the daemon decides what it means.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 
 from loguru import logger
 
@@ -32,7 +32,7 @@ class Watcher:
         self.ignore_prefix = ignore_prefix
         self.relevant: Mapping[str, Container[str]] = {}
         self.spec_names: Mapping[str, Container[str]] = {}
-        self.enforced: Mapping[str, Container[str]] = {}
+        self.enforced: Mapping[str, Collection[str]] = {}
         self.attributes = False
         self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
         self._source: Source | None = None
@@ -49,7 +49,7 @@ class Watcher:
         if self._source is not None:
             self._source.spec_names = spec_names
 
-    def track_enforced(self, enforced: Mapping[str, Container[str]]) -> None:
+    def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None:
         """The enforced names in each snack directory: their writes and attribute changes are heard (only there)."""
         self.enforced = enforced
         if self._source is not None:

@@ -54,20 +54,33 @@ if shutil.which("vim") or shutil.which("ex"):
     EDITORS["vim"] = vim_edit
 
 
+@pytest.fixture
+def cli(
+    daemon_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., tuple[int, str]]:
+    """The CLI in-process, with the runtime and state directories of the daemon under test."""
+    for name in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
+        monkeypatch.setenv(name, daemon_env[name])
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        return code, capsys.readouterr().out
+
+    return run
+
+
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
 @pytest.mark.skipif(not IS_LINUX, reason="inotify: the change events of an enforced file are Linux's")
+@pytest.mark.parametrize("backend", ["inotify", "observer"])
 def test_editors_on_an_enforced_file_get_it_back_and_on_a_free_one_keep_their_edit(
-    spec_path: Path,
-    start_daemon: Callable[..., Running],
-    daemon_env: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    backend: str, spec_path: Path, start_daemon: Callable[..., Running], cli: Callable[..., tuple[int, str]]
 ) -> None:
     write_spec(spec_path, SNACKS)
-    running = start_daemon(spec_path)
+    running = start_daemon(spec_path, "--watcher", backend)
     enforced, free = running.pantry / "app.conf", running.pantry / "free.conf"
     enforced.chmod(0o644)
     wait_until(lambda: mode_of(enforced) == 0o600, 2.0, "the mode put back after chmod")
@@ -78,20 +91,17 @@ def test_editors_on_an_enforced_file_get_it_back_and_on_a_free_one_keep_their_ed
     assert corrected[0]["message"] == "corrected app.conf: mode 0644 -> 0600"
     assert running.events("fight") == []
     sed_edit(free)
-    for name in ("RUNTIME_DIRECTORY", "STATE_DIRECTORY"):
-        monkeypatch.setenv(name, daemon_env[name])
 
     def drifting() -> dict[str, Any] | None:
-        capsys.readouterr()
-        code = main(["status", "--json", "-c", str(spec_path)])
-        data: dict[str, Any] = json.loads(capsys.readouterr().out) if code == 0 else {}
+        code, out = cli("status", "--json", "-c", str(spec_path))
+        data: dict[str, Any] = json.loads(out) if code == 0 else {}
         info = data.get("snacks", {}).get(str(free), {})
         return info if info.get("state") == "drift" else None
 
     info = wait_until(drifting, 2.0, "free.conf drifting in status")
     assert [aspect["aspect"] for aspect in info["drift"]] == ["content"]  # sed keeps the mode
     assert free.read_text() == "port=8080\n"  # the edit is kept
-    assert main(["diff", "-c", str(spec_path)]) == 1
-    assert "~ free.conf: content differs (not enforced)" in capsys.readouterr().out
+    code, out = cli("diff", "-c", str(spec_path))
+    assert code == 1 and "~ free.conf: content differs (not enforced)" in out
     assert [line for line in running.logs() if line.get("snack") == "free.conf" and line["level"] != "DEBUG"] == []
     assert sorted(os.listdir(running.pantry)) == ["app.conf", "free.conf"]  # no temp file or backup left

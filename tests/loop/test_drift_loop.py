@@ -70,7 +70,7 @@ def test_an_enforced_mode_and_content_are_put_back_on_the_event_and_count_as_rep
     loop.watcher.changed(loop.pantry, "app.conf")  # our own change, heard back: nothing to do, nothing said
     loop.turn(advance=1.0)
     loop.until_idle()
-    assert len(events(log_lines, "corrected")) == 2
+    assert len(events(log_lines, "corrected")) == 2 and loop.parts.next_due() is None  # idle: nothing polled
 
 
 def test_an_editor_that_keeps_rewriting_an_enforced_file_is_a_fight_told_once_and_backed_off(

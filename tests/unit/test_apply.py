@@ -47,7 +47,7 @@ def test_content_and_mode_are_published_atomically(tmp_path: Path) -> None:
     assert not [name for name in os.listdir(tmp_path) if name.startswith(RESERVED_PREFIX)]
 
 
-def test_existing_file_is_never_modified_or_touched(tmp_path: Path) -> None:
+def test_existing_file_is_never_modified_or_touched_only_seen_drifting(tmp_path: Path) -> None:
     target = tmp_path / "StringCheese"
     target.write_text("cheddar")
     os.utime(target, (1_000_000, 1_000_000))

@@ -115,12 +115,13 @@ def test_zsh_script_defines_the_completion_function(tmp_path: Path) -> None:
         subprocess.run(["zsh", "-n", str(tmp_path / "_snackwatch")], check=True, timeout=10)
 
 
-def test_bash_completes_directories_symlinks_and_copies_but_not_their_other_keys(tmp_path: Path) -> None:
+def test_bash_completes_directories_symlinks_and_copies_but_not_their_other_keys_nor_enforce(tmp_path: Path) -> None:
     spec = tmp_path / "snacks.yaml"
     spec.write_text(
-        "pantry: ./p\ndefaults:\n  owner: root\n  mode: '0640'\nsnacks:\n  - Goldfish\n"
+        "pantry: ./p\ndefaults:\n  owner: root\n  mode: '0640'\n  enforce: [mode]\nsnacks:\n  - Goldfish\n"
         "  - name: logs\n    type: directory\n  - logs/today\n  - type: symlink\n    name: current\n"
-        "    target: releases/v2\n  - name: app.conf\n    source: templates/app.conf\n    group: adm\n"
+        "    target: releases/v2\n    enforce: true\n  - name: app.conf\n    source: templates/app.conf\n"
+        "    group: adm\n    enforce: [content, type]\n"
     )
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "app.conf").write_text("port=80\n")  # a source that is not there is a spec error

@@ -7,16 +7,23 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import needs_root_linux
+from conftest import IS_LINUX, needs_root_linux
+from test_storms import inotify_mask
 
+from snackwatch.backoff import Change, FightPolicy, Health
 from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
+from snackwatch.dirty import DirtySet
 from snackwatch.drift import Aspect, drift_of
 from snackwatch.errors import SpecError
 from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_names
 from snackwatch.spec import Snack, load_spec, parse_spec
+from snackwatch.watch import HAVE_INOTIFY, Watcher
+from snackwatch.watch.inotify import InotifySource
+from snackwatch.watch.storm import StormGuard, StormPolicy
 
 NOBODY = 65534
+IN_ATTRIB, IN_DELETE = 0x4, 0x200
 EUID = os.geteuid()
 
 
@@ -233,3 +240,154 @@ def test_diff_and_why_show_each_drifting_aspect_and_whether_it_is_enforced(
     _, out = cli(capsys, "why", "-c", str(spec), "key")
     assert "  drift: mode 0644, spec says 0600 (enforced: the daemon puts it back)\n" in out
     assert (tmp_path / "p" / "app.conf").read_text() == "port=8080\n"  # diff and why change nothing
+
+
+# --- fights over enforced aspects (pure) -----------------------------------------------------------------------
+
+
+def test_a_correction_fight_counts_changes_right_after_our_corrections_never_our_own_echo() -> None:
+    health = Health(fight=FightPolicy(window=0.05, threshold=3))
+    now = 0.0
+    for _ in range(10):  # a human: a change now and then, our change heard back right after each correction
+        now += 5.0
+        assert health.changed("a", now) == 0.0
+        assert health.corrected("a", now + 0.001) is None
+        assert health.changed("a", now + 0.002) == 0.0  # the echo: looked at, nothing to put back
+        health.looked("a")
+    changes = []
+    for _ in range(3):  # a tool rewriting it 1 ms after each correction
+        now += 0.002
+        health.changed("a", now)
+        changes.append(health.corrected("a", now + 0.001))
+    assert changes == [None, None, Change.FIGHT_STARTED]
+    assert health.changed("a", now + 0.01) > 0  # held back: the schedule looks again
+    now = health.next_due() or 0.0
+    assert health.pop_due(now) == ["a"]
+    assert health.present("a", now) is None  # nothing changed meanwhile, but the quiet period is not over
+    quiet = health.next_due() or 0.0
+    assert health.pop_due(quiet) == ["a"] and health.present("a", quiet) is Change.FIGHT_OVER
+    assert health.next_due() is None  # idle again
+
+
+# --- the kernel's part: only directories holding enforced entries hear changes in place -------------------------
+
+
+@pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
+def test_only_a_directory_holding_enforced_entries_hears_writes_and_chmods_of_them(tmp_path: Path) -> None:
+    enforced, plain = tmp_path / "enforced", tmp_path / "plain"
+    for directory in (enforced, plain):
+        directory.mkdir()
+        for name in ("app.conf", "other"):
+            (directory / name).write_text("x\n")
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    try:
+        watcher.track({str(enforced): frozenset({"app.conf", "other"}), str(plain): frozenset({"app.conf"})})
+        watcher.track_enforced({str(enforced): frozenset({"app.conf"})})
+        watcher.arm([str(enforced), str(plain)], [])
+        for directory in (enforced, plain):
+            (directory / "app.conf").chmod(0o600)
+            (directory / "app.conf").write_text("y\n")
+            (directory / "other").chmod(0o600)
+        (enforced / ".snackwatch-1-abc.tmp").write_text("ours\n")
+        assert watcher.read_events() is True
+        assert dirty.take().changed == {(str(enforced), "app.conf")}
+        watcher.track_enforced({})  # a reload that enforces nothing: the mask narrows again
+        (enforced / "app.conf").chmod(0o644)
+        assert watcher.read_events() is False and dirty.take().changed == set()
+    finally:
+        watcher.close()
+        dirty.close()
+
+
+def test_once_puts_enforced_aspects_back_and_says_what_it_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "snacks.yaml"
+    spec.write_text(
+        "pantry: ./p\nsnacks:\n  - name: key\n    mode: '0600'\n    enforce: [mode]\n  - name: free\n    mode: '0600'\n"
+    )
+    assert cli(capsys, "once", "-c", str(spec))[0] == 0
+    for name in ("key", "free"):
+        (tmp_path / "p" / name).chmod(0o644)
+    assert cli(capsys, "once", "--dry-run", "-c", str(spec)) == (
+        1,
+        "would correct key: mode 0644 -> 0600\n~ free: mode 0644 -> 0600 (not enforced: left as is)\n",
+    )
+    assert cli(capsys, "once", "-c", str(spec)) == (
+        0,
+        "corrected key: mode 0644 -> 0600\n~ free: mode 0644 -> 0600 (not enforced: left as is)\n",
+    )
+    assert stat.S_IMODE((tmp_path / "p" / "key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "p" / "free").stat().st_mode) == 0o644
+
+
+@pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
+def test_a_chmod_storm_beside_an_enforced_file_mutes_only_the_change_events(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    for name in ("app.conf", "Goldfish", "junk0", "junk1"):
+        (pantry / name).write_text("x\n")
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    try:
+        watcher.track({str(pantry): frozenset({"app.conf", "Goldfish"})})
+        watcher.track_enforced({str(pantry): frozenset({"app.conf"})})
+        watcher.arm([str(pantry)], [])
+        source = watcher._source
+        assert isinstance(source, InotifySource)
+        source.change_storm = StormGuard(StormPolicy(noise=100))
+        for index in range(150):  # another user's chmod loop on unrelated names (alike events in a row are one)
+            (pantry / f"junk{index & 1}").chmod(0o600 if index & 2 else 0o644)
+        watcher.read_events()
+        mask = inotify_mask(source.fd, pantry)
+        assert not mask & IN_ATTRIB and mask & IN_DELETE  # deletions still heard one by one
+        dirty.take()
+        (pantry / "Goldfish").unlink()
+        watcher.read_events()
+        assert dirty.take().names == {(str(pantry), "Goldfish")}
+        due = source.next_due()
+        assert due is not None
+        watcher.storm_scans(due)  # on the guard's schedule: the enforced names are checked
+        assert dirty.take().changed == {(str(pantry), "app.conf")}
+    finally:
+        watcher.close()
+        dirty.close()
+
+
+def test_a_hard_linked_file_never_gets_an_enforced_mode_through_its_link(tmp_path: Path) -> None:
+    desired = desired_of(tmp_path, "  - name: key\n    mode: '0600'\n    enforce: [mode]\n")
+    reconcile_all(desired)
+    key, other = tmp_path / "p" / "key", tmp_path / "other"
+    other.write_text("someone else's\n")
+    other.chmod(0o644)
+    key.unlink()
+    os.link(other, key)
+    [outcome] = changed(desired, "key")
+    assert outcome.status is Status.FAILED and "2 hard links" in str(outcome.error)
+    assert stat.S_IMODE(other.stat().st_mode) == 0o644  # as systemd-tmpfiles: not changed through a hard link
+
+
+class Recorded:
+    """The ownership record of a pruning spec, as reconcile sees it: what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, int]] = []
+
+    def record_before_publish(self, created: list[tuple[str, os.stat_result, Path]]) -> None:
+        self.told += [(path, info.st_ino) for path, info, _ in created]
+
+    def forget(self, path: str) -> None:
+        self.told.append((path, -1))
+
+
+def test_a_pruning_specs_file_rewritten_by_enforce_is_recorded_before_it_replaces_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "snacks.yaml"
+    path.write_text('pantry: ./p\nprune: true\nsnacks:\n  - name: a\n    content: "x\\n"\n    enforce: [content]\n')
+    desired = merge([load_spec(path)])
+    recorder = Recorded()
+    reconcile_all(desired, recorder=recorder)
+    (tmp_path / "p" / "a").write_text("theirs\n")
+    [outcome] = reconcile_names(desired, str(tmp_path / "p"), ["a"], recorder=recorder, changed=True)
+    assert outcome.status is Status.CORRECTED
+    assert recorder.told[-1] == (str(tmp_path / "p" / "a"), (tmp_path / "p" / "a").stat().st_ino)

@@ -58,8 +58,8 @@ class Changes:
         return not any(lists) and not any(told[event] for event in TOLD)
 
 
-class Ledger:
-    """Folds outcomes into per-snack health, history and conflicts; says when to look again."""
+class Book:
+    """The ledger's state, and what the loop asks of it: when to look again, and the fight gate for deletions."""
 
     def __init__(
         self,
@@ -85,8 +85,6 @@ class Ledger:
         self.all_touched = True  # ...or every snack's (a new desired state)
         self.drift: dict[str, tuple[Aspect, ...]] = {}  # path -> its aspects not in line with the spec, left as is
         self.last_reconcile = 0.0
-
-    # --- when to look again ---------------------------------------------------------------------
 
     def next_due(self) -> float | None:
         return self.health.next_due()
@@ -155,7 +153,24 @@ class Ledger:
                 todo[directory].append(entry)
         return todo
 
-    # --- outcomes in, changes out -------------------------------------------------------------------
+    def spec_applied(self, desired: Desired) -> set[str]:
+        """A new desired state is in force: forget everything about snacks that left it; returns the paths kept."""
+        old = self.desired.by_path()
+        self.desired = desired
+        self.all_touched = True
+        keep = set(desired.by_path())
+        self.fresh = (keep - old.keys()) | (self.fresh & keep)
+        self.health.forget(keep)
+        self.missing &= keep
+        for table in (self.conflicts, self.history, self.squatted, self.drift):
+            for path in [path for path in table if path not in keep]:
+                del table[path]
+        return keep
+
+
+class Ledger(Book):
+    """Folds outcomes into the book: per-snack health, history, conflicts and drift; every fold returns what
+    changed (`Changes`), for the narrator to tell."""
 
     def fold(
         self,
@@ -336,19 +351,3 @@ class Ledger:
                 del table[path]
         for path in [path for path in self.fresh if swept(path)]:
             self.fresh.discard(path)
-
-    # --- the spec changed -------------------------------------------------------------------------
-
-    def spec_applied(self, desired: Desired) -> set[str]:
-        """A new desired state is in force: forget everything about snacks that left it; returns the paths kept."""
-        old = self.desired.by_path()
-        self.desired = desired
-        self.all_touched = True
-        keep = set(desired.by_path())
-        self.fresh = (keep - old.keys()) | (self.fresh & keep)
-        self.health.forget(keep)
-        self.missing &= keep
-        for table in (self.conflicts, self.history, self.squatted, self.drift):
-            for path in [path for path in table if path not in keep]:
-                del table[path]
-        return keep

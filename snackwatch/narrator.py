@@ -60,58 +60,20 @@ class Narrator:
         """One line per kind of thing that happened (names listed, the rest counted)."""
         if changes.nothing():
             return
-        for entry in changes.fights:
-            shown = desired.display(entry)
-            logger.bind(event="fight", snack=shown).warning(
-                "{} is removed again right after each restore ({} times in a row): something else keeps "
-                "deleting it; backing off (retrying at most every {:g} s)",
-                shown,
-                self.fight.threshold,
-                self.fight.backoff.cap,
-            )
-        for entry in changes.drift_fights:
-            shown = desired.display(entry)
-            logger.bind(event="fight", snack=shown).warning(
-                "{} is changed again right after each correction ({} times in a row): something else keeps "
-                "rewriting it; backing off (correcting at most every {:g} s)",
-                shown,
-                self.fight.threshold,
-                self.fight.backoff.cap,
-            )
-        for entry, unlogged in changes.fights_over:
-            shown = desired.display(entry)
-            logger.bind(event="fight_over", snack=shown).info(
-                "{} stays in place again: the fight is over ({} restores not logged one by one)", shown, unlogged
-            )
+        self._tell_fights(changes, desired)
         for path, delay in changes.held:
             logger.bind(event="held", snack=path).debug("{} deleted while held back: repair in {:.3f} s", path, delay)
         for entry, what in changes.conflicts:
             self._conflict(desired.display(entry), entry.path, what, now)
-        trigger = changes.trigger.value
-        fixed_on = Trigger.CHANGED.value if changes.trigger is Trigger.DELETED else trigger  # a file renamed over
-        for entry, aspects, displaced in changes.corrected:
-            shown = desired.display(entry)
-            moved = f" (what stood there was moved aside to {displaced})" if displaced else ""
-            self._say(
-                logger.bind(event="corrected", snack=shown, aspects=[a.name for a in aspects], trigger=fixed_on).info,
-                "corrected {}: {}{}",
-                shown,
-                put_back(aspects),
-                moved,
-            )
-        for entry, aspects in changes.left:
-            shown = desired.display(entry)
-            self._say(
-                logger.bind(event="drift", snack=shown, aspects=[a.name for a in aspects]).info,
-                "{} left as is: {} ({} keeps it in line)",
-                shown,
-                ", ".join(aspect.against() for aspect in aspects),
-                enforce_hint(aspects),
-            )
+        self._tell_drift(changes, desired)
         for event in TOLD:
             names = changes.told[event]
             if names:
-                self._say(logger.bind(event=event, snacks=names, trigger=trigger).info, _LINES[event], name_list(names))
+                self._say(
+                    logger.bind(event=event, snacks=names, trigger=changes.trigger.value).info,
+                    _LINES[event],
+                    name_list(names),
+                )
         for error, names in changes.failing.items():
             self._say(
                 logger.bind(event="failing", snacks=names, error=error).error,
@@ -136,6 +98,56 @@ class Narrator:
                 shown,
                 who,
                 "created" if first else "restored",
+            )
+
+    def _tell_fights(self, changes: Changes, desired: Desired) -> None:
+        """Fights that started (over a deletion or an enforced aspect) and fights that are over."""
+        for entry in changes.fights:
+            shown = desired.display(entry)
+            logger.bind(event="fight", snack=shown).warning(
+                "{} is removed again right after each restore ({} times in a row): something else keeps "
+                "deleting it; backing off (retrying at most every {:g} s)",
+                shown,
+                self.fight.threshold,
+                self.fight.backoff.cap,
+            )
+        for entry in changes.drift_fights:
+            shown = desired.display(entry)
+            logger.bind(event="fight", snack=shown).warning(
+                "{} is changed again right after each correction ({} times in a row): something else keeps "
+                "rewriting it; backing off (correcting at most every {:g} s)",
+                shown,
+                self.fight.threshold,
+                self.fight.backoff.cap,
+            )
+        for entry, unlogged in changes.fights_over:
+            shown = desired.display(entry)
+            logger.bind(event="fight_over", snack=shown).info(
+                "{} stays in place again: the fight is over ({} restores not logged one by one)", shown, unlogged
+            )
+
+    def _tell_drift(self, changes: Changes, desired: Desired) -> None:
+        """Aspects put back, and drift a reload left as it is."""
+        trigger = changes.trigger.value
+        fixed_on = Trigger.CHANGED.value if changes.trigger is Trigger.DELETED else trigger  # a file renamed over
+        for entry, aspects, displaced in changes.corrected:
+            shown = desired.display(entry)
+            moved = f" (what stood there was moved aside to {displaced})" if displaced else ""
+            self._say(
+                logger.bind(event="corrected", snack=shown, aspects=[a.name for a in aspects], trigger=fixed_on).info,
+                "corrected {}: {}{}",
+                shown,
+                put_back(aspects),
+                moved,
+            )
+        for entry, aspects in changes.left:
+            shown = desired.display(entry)
+            self._say(
+                logger.bind(event="drift", snack=shown, aspects=[a.name for a in aspects]).info,
+                "{} left as is: {} ({} keeps it in line)",
+                shown,
+                ", ".join(aspect.against() for aspect in aspects),
+                enforce_hint(aspects),
             )
 
     def _conflict(self, shown: str, path: str, what: str, now: float) -> None:

@@ -18,7 +18,7 @@ from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.perms import user_name
-from snackwatch.plan import EXPECTED, Conflict, Kind, plan, target_detail
+from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
 
 CREATE_TRIES = 3  # a place flipping under us: create, look, create again at most this often
@@ -189,26 +189,9 @@ def _reconcile_directory(
             observed = observe_names(fd, wanted)
         else:
             observed = observe(fd, desired.files.get(directory, {}))
-        outcomes: list[Outcome | None] = []
-        plain: list[tuple[int, Entry]] = []  # empty default-mode files of non-pruning specs: one tight loop
-        owned: list[tuple[int, Entry]] = []  # files of pruning specs: recorded together before they are published
         snacks = {name: entry.snack for name, entry in wanted.items()}
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
-        for action in actions:
-            entry = wanted[action.name]
-            outcome: Outcome | None = None  # None: filled in below, keeping the spec's order
-            if isinstance(action, Conflict):
-                conflict = Outcome(entry, Status.CONFLICT, kind=action.kind, reason=action.detail)
-                outcome = settle(fd, conflict, dry_run, recorder)
-            elif dry_run:
-                outcome = Outcome(entry, Status.WOULD_CREATE)
-            elif recorder is not None and entry.spec.prune and entry.snack.type == "file":
-                owned.append((len(outcomes), entry))
-            elif entry.snack.is_plain:
-                plain.append((len(outcomes), entry))
-            else:
-                outcome = _create(fd, entry, recorder)
-            outcomes.append(outcome)
+        outcomes, plain, owned = _act(fd, wanted, actions, dry_run, recorder)
         outcomes.extend(
             _drifting(
                 fd, wanted, observed, {a.name for a in actions}, dry_run=dry_run, owners=owners, recorder=recorder
@@ -222,6 +205,35 @@ def _reconcile_directory(
         return [outcome for outcome in outcomes if outcome is not None]
     finally:
         os.close(fd)
+
+
+Places = list[tuple[int, Entry]]  # entries whose outcome is filled in later, by their place in the outcomes
+
+
+def _act(
+    fd: int, wanted: dict[str, Entry], actions: list[Action], dry_run: bool, recorder: Recorder | None
+) -> tuple[list[Outcome | None], Places, Places]:
+    """Each planned action's outcome in the spec's order; the plain snacks (created in one tight loop) and the
+    pruning specs' files (recorded together before they are published) are left as places to fill in."""
+    outcomes: list[Outcome | None] = []
+    plain: Places = []
+    owned: Places = []
+    for action in actions:
+        entry = wanted[action.name]
+        outcome: Outcome | None = None
+        if isinstance(action, Conflict):
+            conflict = Outcome(entry, Status.CONFLICT, kind=action.kind, reason=action.detail)
+            outcome = settle(fd, conflict, dry_run, recorder)
+        elif dry_run:
+            outcome = Outcome(entry, Status.WOULD_CREATE)
+        elif recorder is not None and entry.spec.prune and entry.snack.type == "file":
+            owned.append((len(outcomes), entry))
+        elif entry.snack.is_plain:
+            plain.append((len(outcomes), entry))
+        else:
+            outcome = _create(fd, entry, recorder)
+        outcomes.append(outcome)
+    return outcomes, plain, owned
 
 
 def _remove_leftovers(fd: int, directory: str, observed: Iterable[str], removed: dict[str, int]) -> None:

@@ -276,8 +276,9 @@ def _fit(enforce: frozenset[str] | None, kind: str) -> frozenset[str]:
     return frozenset(aspect for aspect in enforce if aspect == "type" or aspect in _ASPECTS_OF[kind])
 
 
-class _Validator:
-    """Walks the composed YAML nodes (they carry line marks) and builds a Spec or raises."""
+class _Reader:
+    """The parts of a spec's checking that read one value: scalars, mappings, modes, users and groups, sources,
+    targets, names; every error located at its node's line, independent errors collected."""
 
     def __init__(self, path: Path, last_line: int, read_source: Callable[[Path], bytes]) -> None:
         self.path = path
@@ -336,6 +337,97 @@ class _Validator:
             raise self.fail(node, f"{what} must be a single value, not a list or mapping")
         return str(node.value)
 
+    def mode(self, node: yaml.Node) -> int:
+        mode = parse_mode(self.scalar(node, "mode"))
+        if mode is None:
+            raise self.fail(node, 'mode must be an octal string such as "0640"')
+        return mode
+
+    def user(self, node: yaml.Node) -> int:
+        """A user name or numeric uid; an unknown name is an error here, not at creation."""
+        text = self.scalar(node, "owner")
+        if text not in self.uids:
+            if text.isdigit() and len(text) <= 10:
+                self.uids[text] = int(text)
+            else:
+                try:
+                    self.uids[text] = pwd.getpwnam(text).pw_uid
+                except (KeyError, UnicodeEncodeError):
+                    raise self.fail(node, f"unknown user {text!r} (owner: a user name or a numeric uid)") from None
+        return self.uids[text]
+
+    def group(self, node: yaml.Node) -> int:
+        """A group name or numeric gid; an unknown name is an error here, not at creation."""
+        text = self.scalar(node, "group")
+        if text not in self.gids:
+            if text.isdigit() and len(text) <= 10:
+                self.gids[text] = int(text)
+            else:
+                try:
+                    self.gids[text] = grp.getgrnam(text).gr_gid
+                except (KeyError, UnicodeEncodeError):
+                    raise self.fail(node, f"unknown group {text!r} (group: a group name or a numeric gid)") from None
+        return self.gids[text]
+
+    def enforce(self, node: yaml.Node, kind: str | None) -> frozenset[str]:
+        """`enforce: true | false | [aspects]`: the aspects of a `kind` of entry (None: any kind, for defaults)
+        put back when they drift. An aspect unknown, or one the kind has not (`target` of a file), is an error."""
+        if isinstance(self.visit(node), yaml.ScalarNode):
+            text = str(node.value)
+            if text not in ("true", "false"):
+                raise self.fail(node, f"enforce must be true, false or a list of {', '.join(ENFORCEABLE)}")
+            if text == "false":
+                return frozenset()
+            return _ASPECTS_OF[kind] if kind is not None else frozenset(ENFORCEABLE) - {"type"}
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.fail(node, f"enforce must be true, false or a list of {', '.join(ENFORCEABLE)}")
+        aspects: set[str] = set()
+        for item in node.value:
+            aspect = self.scalar(item, "an enforce aspect")
+            if aspect not in ENFORCEABLE:
+                hint = difflib.get_close_matches(aspect, ENFORCEABLE, n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(ENFORCEABLE)})"
+                raise self.fail(item, f"unknown enforce aspect {aspect!r}{suggestion}")
+            if kind is not None and aspect != "type" and aspect not in _ASPECTS_OF[kind]:
+                raise self.fail(item, f"enforce {aspect!r} is not an aspect of a {kind}")
+            aspects.add(aspect)
+        return frozenset(aspects)
+
+    def source(self, node: yaml.Node) -> tuple[str, bytes]:
+        """A `source:` file, relative to the spec's directory, read now with the spec's care (regular file, no FIFO,
+        16 MiB): any problem is this line's error."""
+        text = self.scalar(node, "source")
+        problem = _text_problem(text, "source") if text else "source is empty (a file path)"
+        if problem is not None:
+            raise self.fail(node, problem)
+        path = Path(os.path.abspath(self.path.parent / os.path.expanduser(text)))
+        try:
+            return str(path), self.read_source(path)
+        except SpecError as error:
+            raise self.fail(node, f"source {error}") from None
+
+    def target(self, node: yaml.Node) -> str:
+        text = self.scalar(node, "target")
+        if not text:
+            raise self.fail(node, "target is empty (the text the symlink holds)")
+        problem = _text_problem(text, "target")
+        if problem is not None:
+            raise self.fail(node, problem)
+        if len(text.encode("utf-8")) >= PATH_MAX:
+            raise self.fail(node, f"target is longer than {PATH_MAX - 1} bytes")
+        return text
+
+    def name(self, node: yaml.Node) -> str:
+        name = self.scalar(node, "a snack name")
+        problem = name_problem(name, self.pantry_bytes)
+        if problem is not None:
+            raise self.fail(node, problem)
+        return name
+
+
+class _Validator(_Reader):
+    """Walks the composed YAML nodes (they carry line marks) and builds a Spec or raises."""
+
     def spec(self, root: yaml.Node) -> Spec:
         """The whole spec; every independent problem is collected (a key, the pantry, each snack), then the first
         raised with the others."""
@@ -369,62 +461,6 @@ class _Validator:
         directory_mode = self.mode(fields["directory_mode"]) if "directory_mode" in fields else None
         enforce = self.enforce(fields["enforce"], None) if "enforce" in fields else None
         return Defaults(owner, group, mode, directory_mode, enforce)
-
-    def enforce(self, node: yaml.Node, kind: str | None) -> frozenset[str]:
-        """`enforce: true | false | [aspects]`: the aspects of a `kind` of entry (None: any kind, for defaults)
-        put back when they drift. An aspect unknown, or one the kind has not (`target` of a file), is an error."""
-        if isinstance(self.visit(node), yaml.ScalarNode):
-            text = str(node.value)
-            if text not in ("true", "false"):
-                raise self.fail(node, f"enforce must be true, false or a list of {', '.join(ENFORCEABLE)}")
-            if text == "false":
-                return frozenset()
-            return _ASPECTS_OF[kind] if kind is not None else frozenset(ENFORCEABLE) - {"type"}
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.fail(node, f"enforce must be true, false or a list of {', '.join(ENFORCEABLE)}")
-        aspects: set[str] = set()
-        for item in node.value:
-            aspect = self.scalar(item, "an enforce aspect")
-            if aspect not in ENFORCEABLE:
-                hint = difflib.get_close_matches(aspect, ENFORCEABLE, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else f" (allowed: {', '.join(ENFORCEABLE)})"
-                raise self.fail(item, f"unknown enforce aspect {aspect!r}{suggestion}")
-            if kind is not None and aspect != "type" and aspect not in _ASPECTS_OF[kind]:
-                raise self.fail(item, f"enforce {aspect!r} is not an aspect of a {kind}")
-            aspects.add(aspect)
-        return frozenset(aspects)
-
-    def mode(self, node: yaml.Node) -> int:
-        mode = parse_mode(self.scalar(node, "mode"))
-        if mode is None:
-            raise self.fail(node, 'mode must be an octal string such as "0640"')
-        return mode
-
-    def user(self, node: yaml.Node) -> int:
-        """A user name or numeric uid; an unknown name is an error here, not at creation."""
-        text = self.scalar(node, "owner")
-        if text not in self.uids:
-            if text.isdigit() and len(text) <= 10:
-                self.uids[text] = int(text)
-            else:
-                try:
-                    self.uids[text] = pwd.getpwnam(text).pw_uid
-                except (KeyError, UnicodeEncodeError):
-                    raise self.fail(node, f"unknown user {text!r} (owner: a user name or a numeric uid)") from None
-        return self.uids[text]
-
-    def group(self, node: yaml.Node) -> int:
-        """A group name or numeric gid; an unknown name is an error here, not at creation."""
-        text = self.scalar(node, "group")
-        if text not in self.gids:
-            if text.isdigit() and len(text) <= 10:
-                self.gids[text] = int(text)
-            else:
-                try:
-                    self.gids[text] = grp.getgrnam(text).gr_gid
-                except (KeyError, UnicodeEncodeError):
-                    raise self.fail(node, f"unknown group {text!r} (group: a group name or a numeric gid)") from None
-        return self.gids[text]
 
     def pantry(self, node: yaml.Node) -> Path:
         text = self.scalar(node, "pantry")
@@ -522,34 +558,3 @@ class _Validator:
         group = self.group(fields["group"]) if "group" in fields else group
         enforced = self.enforce(fields["enforce"], kind) if "enforce" in fields else _fit(enforce, kind)
         return Snack(name, line, content, mode, kind, target, source, data, owner, group, enforced)
-
-    def source(self, node: yaml.Node) -> tuple[str, bytes]:
-        """A `source:` file, relative to the spec's directory, read now with the spec's care (regular file, no FIFO,
-        16 MiB): any problem is this line's error."""
-        text = self.scalar(node, "source")
-        problem = _text_problem(text, "source") if text else "source is empty (a file path)"
-        if problem is not None:
-            raise self.fail(node, problem)
-        path = Path(os.path.abspath(self.path.parent / os.path.expanduser(text)))
-        try:
-            return str(path), self.read_source(path)
-        except SpecError as error:
-            raise self.fail(node, f"source {error}") from None
-
-    def target(self, node: yaml.Node) -> str:
-        text = self.scalar(node, "target")
-        if not text:
-            raise self.fail(node, "target is empty (the text the symlink holds)")
-        problem = _text_problem(text, "target")
-        if problem is not None:
-            raise self.fail(node, problem)
-        if len(text.encode("utf-8")) >= PATH_MAX:
-            raise self.fail(node, f"target is longer than {PATH_MAX - 1} bytes")
-        return text
-
-    def name(self, node: yaml.Node) -> str:
-        name = self.scalar(node, "a snack name")
-        problem = name_problem(name, self.pantry_bytes)
-        if problem is not None:
-            raise self.fail(node, problem)
-        return name

@@ -241,3 +241,12 @@ def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         os.environ.clear()
         os.environ.update(saved)
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def inotify_mask(fd: int, directory: Path) -> int:
+    """The mask the kernel holds for an inotify fd's watch on `directory` (from /proc/self/fdinfo)."""
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        fields = dict(field.split(":", 1) for field in line.split()[1:] if ":" in field)
+        if line.startswith("inotify") and int(fields["ino"], 16) == directory.stat().st_ino:
+            return int(fields["mask"], 16)
+    raise AssertionError(f"no watch on {directory}")

@@ -13,7 +13,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AS_NOBODY, IS_LINUX, Running, needs_root_linux, require_nobody_runs, wait_until, write_spec
+from conftest import (
+    AS_NOBODY,
+    IS_LINUX,
+    Running,
+    inotify_mask,
+    needs_root_linux,
+    require_nobody_runs,
+    wait_until,
+    write_spec,
+)
 
 from snackwatch.desired import merge
 from snackwatch.dirty import DirtySet, Mark
@@ -50,15 +59,6 @@ def watched(tmp_path: Path) -> Iterator[tuple[Watcher, DirtySet, Path]]:
     yield watcher, dirty, pantry
     watcher.close()
     dirty.close()
-
-
-def inotify_mask(fd: int, directory: Path) -> int:
-    """The mask the kernel holds for an inotify fd's watch on `directory` (from /proc/self/fdinfo)."""
-    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
-        fields = dict(field.split(":", 1) for field in line.split()[1:] if ":" in field)
-        if line.startswith("inotify") and int(fields["ino"], 16) == directory.stat().st_ino:
-            return int(fields["mask"], 16)
-    raise AssertionError(f"no watch on {directory}")
 
 
 def test_removals_of_unrelated_names_are_dropped_in_the_read_loop(watched: tuple[Watcher, DirtySet, Path]) -> None:

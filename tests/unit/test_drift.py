@@ -7,8 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import IS_LINUX, needs_root_linux
-from test_storms import inotify_mask
+from conftest import IS_LINUX, inotify_mask, needs_root_linux
 
 from snackwatch.backoff import Change, FightPolicy, Health
 from snackwatch.cli import main

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from loguru import logger
 
 from snackwatch.backoff import BackoffPolicy, Change, Health
-from snackwatch.chase import BlockedPath
+from snackwatch.chase import BlockedPath, WalkRules
 from snackwatch.desired import Desired
 from snackwatch.errors import error_text
 from snackwatch.text import name_list
@@ -19,7 +19,9 @@ from snackwatch.watch import Armed, Blocked
 class Watches(Protocol):
     """What the armer needs of a watcher: watch exactly these directories."""
 
-    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed: ...
+    def arm(
+        self, snack_dirs: Iterable[str], spec_dirs: Iterable[str], rules: Mapping[str, WalkRules] | None = None
+    ) -> Armed: ...
 
 
 class DirectoryArmer:
@@ -65,7 +67,7 @@ class DirectoryArmer:
                 blocked.add(directory)
             except OSError as error:
                 failures[directory] = error_text(error)
-        armed = self.watcher.arm(desired.roots, self.spec_dirs())
+        armed = self.watcher.arm(desired.roots, self.spec_dirs(), desired.rules)
         if self.after_arm is not None:
             self.after_arm()
         for directory, problem in armed.failures.items():

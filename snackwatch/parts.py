@@ -11,6 +11,7 @@ from typing import Protocol
 
 from snackwatch.arming import DirectoryArmer
 from snackwatch.backoff import BackoffPolicy, FightPolicy
+from snackwatch.chase import WalkRules
 from snackwatch.dirty import DirtySet
 from snackwatch.ledger import Ledger
 from snackwatch.mounts import MountTable
@@ -61,7 +62,9 @@ class WatchSource(Protocol):
 
     def next_due(self) -> float | None: ...
 
-    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed: ...
+    def arm(
+        self, snack_dirs: Iterable[str], spec_dirs: Iterable[str], rules: Mapping[str, WalkRules] | None = None
+    ) -> Armed: ...
 
     def fileno(self) -> int | None: ...
 

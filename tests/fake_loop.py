@@ -8,6 +8,7 @@ from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from snackwatch.chase import WalkRules
 from snackwatch.daemon import Daemon, Signals
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.notify import Notifier
@@ -52,7 +53,9 @@ class FakeWatcher:
     def next_due(self) -> float | None:
         return None
 
-    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
+    def arm(
+        self, snack_dirs: Iterable[str], spec_dirs: Iterable[str], rules: Mapping[str, WalkRules] | None = None
+    ) -> Armed:
         self.armed.append(set(snack_dirs))
         missing = [d for d in [*snack_dirs, *spec_dirs] if not os.path.isdir(d)]  # as a real watch would fail
         return Armed(failures={d: FileNotFoundError(2, "No such file or directory", d) for d in missing})

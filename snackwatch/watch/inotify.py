@@ -134,7 +134,7 @@ class InotifyWatches(Source):
         )
         for directory, own in list(aliases.items()):
             try:
-                fd = open_watched(directory, own, self.roots)
+                fd = open_watched(directory, own, self.roots, self.rules)
             except OSError:
                 self._alias_gone(wd, directory)
                 continue

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from snackwatch.chase import BlockedPath, open_directory
+from snackwatch.chase import BlockedPath, WalkRules, open_directory
 from snackwatch.dirty import Mark
 from snackwatch.watch.roles import Roles
 
@@ -50,12 +50,16 @@ class Blocked(OSError):
     """The safe walk refused the way to a snack directory: it is not watched (nor anything it leads to)."""
 
 
-def open_watched(directory: str, roles: Roles, roots: Mapping[str, str]) -> int:
+def open_watched(
+    directory: str, roles: Roles, roots: Mapping[str, str], rules: Mapping[str, WalkRules] | None = None
+) -> int:
     """An fd for a directory about to be watched. A snack directory is reached by the safe walk from its pantry
-    (`roots`); a spec directory or a parent is the user's own path, followed as given."""
+    (`roots`), with that pantry's ownership rules (`rules`, per pantry: the same refusals as creation); a spec
+    directory or a parent is the user's own path, followed as given."""
     if roles.snacks:
+        pantry = roots.get(directory, directory)
         try:
-            return open_directory(directory, roots.get(directory, directory), create=False)
+            return open_directory(directory, pantry, create=False, rules=(rules or {}).get(pantry))
         except BlockedPath as blocked:
             raise Blocked(errno.ELOOP, f"a {blocked.kind.value} is in the way", directory) from None
     return os.open(directory, _FOLLOWING)
@@ -82,6 +86,7 @@ class Source:
         self.armed: dict[str, tuple[tuple[int, int], Roles]] = {}
         self.dead: set[str] = set()
         self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
+        self.rules: Mapping[str, WalkRules] = {}  # pantry -> the walk's ownership rules
         self.relevant: Mapping[str, Container[str]] = {}
         self.spec_names: Mapping[str, Container[str]] = {}  # per spec directory; absent: every name matters
         self.enforced: Mapping[str, Collection[str]] = {}  # per snack directory: names whose changes in place matter
@@ -112,7 +117,7 @@ class Source:
         self._roles_changed(wanted)
         for directory, roles in wanted.items():
             try:
-                fd = open_watched(directory, roles, self.roots)
+                fd = open_watched(directory, roles, self.roots, self.rules)
             except OSError as error:
                 if directory in self.armed:  # it led somewhere else, or nowhere: not watched any more
                     self._unwatch(directory)

@@ -11,6 +11,7 @@ from collections.abc import Collection, Container, Iterable, Mapping
 
 from loguru import logger
 
+from snackwatch.chase import WalkRules
 from snackwatch.choices import BACKENDS
 from snackwatch.watch.inotify import HAVE_INOTIFY, InotifySource
 from snackwatch.watch.observer import POLL_INTERVAL, ObserverSource
@@ -35,6 +36,7 @@ class Watcher:
         self.enforced: Mapping[str, Collection[str]] = {}
         self.attributes = False
         self.roots: Mapping[str, str] = {}  # snack directory -> its pantry, for the safe walk
+        self.rules: Mapping[str, WalkRules] = {}  # pantry -> the walk's ownership rules (as for creation)
         self._source: Source | None = None
 
     def track(self, relevant: Mapping[str, Container[str]]) -> None:
@@ -75,13 +77,17 @@ class Watcher:
         """How often the daemon must run a full pass on this backend: polling snapshots can miss a change."""
         return POLL_INTERVAL if self.backend == "polling" else None
 
-    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
+    def arm(
+        self, snack_dirs: Iterable[str], spec_dirs: Iterable[str], rules: Mapping[str, WalkRules] | None = None
+    ) -> Armed:
         """Watch exactly these directories, re-creating any watch whose directory was replaced or died. A mapping
-        of snack directories gives each one's pantry: it is reached by the safe walk from there (else from "/")."""
+        of snack directories gives each one's pantry: it is reached by the safe walk from there (else from "/"),
+        with that pantry's `rules`, so a watch never sits where creation would refuse to go."""
         wanted = roles_for(snack_dirs, spec_dirs)
         self.roots = snack_dirs if isinstance(snack_dirs, Mapping) else {}
+        self.rules = rules or {}
         try:
-            return self._ensure_source(self.roots).arm(wanted)
+            return self._ensure_source().arm(wanted)
         except WatchLimitError as error:
             if self.backend == "polling":
                 raise
@@ -93,9 +99,9 @@ class Watcher:
             )
             self.close()
             self.backend = "polling"
-            return self._ensure_source(self.roots).arm(wanted)
+            return self._ensure_source().arm(wanted)
 
-    def _ensure_source(self, roots: Mapping[str, str]) -> Source:
+    def _ensure_source(self) -> Source:
         if self._source is None:
             inotify = self.backend == "inotify"
             self._source = (
@@ -107,7 +113,8 @@ class Watcher:
             self._source.spec_names = self.spec_names
             self._source.track_enforced(self.enforced)
             self._source.watch_attributes(self.attributes)
-        self._source.roots = roots
+        self._source.roots = self.roots
+        self._source.rules = self.rules
         return self._source
 
     def fileno(self) -> int | None:

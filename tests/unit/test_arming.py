@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from conftest import events
 
 from snackwatch.arming import DirectoryArmer
 from snackwatch.backoff import BackoffPolicy
+from snackwatch.chase import WalkRules
 from snackwatch.desired import Desired, merge
 from snackwatch.spec import Snack, Spec
 from snackwatch.watch import Armed
@@ -24,7 +25,9 @@ class StubWatcher:
         self.fail: dict[str, OSError] = {}
         self.replaced: set[str] = set()
 
-    def arm(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
+    def arm(
+        self, snack_dirs: Iterable[str], spec_dirs: Iterable[str], rules: Mapping[str, WalkRules] | None = None
+    ) -> Armed:
         self.watched.append(set(snack_dirs) | set(spec_dirs))
         readded, self.replaced = self.replaced, set()
         return Armed(failures=dict(self.fail), readded=readded)

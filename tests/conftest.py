@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -250,3 +251,15 @@ def inotify_mask(fd: int, directory: Path) -> int:
         if line.startswith("inotify") and int(fields["ino"], 16) == directory.stat().st_ino:
             return int(fields["mask"], 16)
     raise AssertionError(f"no watch on {directory}")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """setup_logging() replaces loguru's sinks and patcher and the root logger's handlers: put the defaults back."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logger.remove()
+    logger.configure(patcher=lambda record: None)
+    logger.add(sys.stderr)
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)

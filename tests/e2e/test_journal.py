@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import socket
@@ -120,17 +119,6 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
     journal = Journal(tmp_path / "j.sock")
     yield journal
     journal.socket.close()
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    handlers, level = logging.root.handlers[:], logging.root.level
-    yield
-    logger.remove()
-    logger.configure(patcher=lambda record: None)
-    logger.add(sys.stderr)
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
 
 
 def under_journal(path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> None:

@@ -8,7 +8,6 @@ import re
 import secrets
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -167,17 +166,6 @@ def test_daemon_notifies_ready_status_watchdog_reloading_and_stopping(
 
 
 # --- journald's <N> prefix -------------------------------------------------------------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """setup_logging() replaces loguru's sinks and the root logger's handlers: put the defaults back."""
-    handlers, level = logging.root.handlers[:], logging.root.level
-    yield
-    logger.remove()
-    logger.add(sys.stderr)
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
 
 
 def log_through_setup_logging(path: Path, monkeypatch: pytest.MonkeyPatch, journal_stream: str | None) -> list[str]:

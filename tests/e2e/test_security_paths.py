@@ -6,9 +6,8 @@ import logging
 import os
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -241,18 +240,6 @@ def test_a_file_on_the_way_to_the_pantry_is_a_conflict_and_missing_parts_are_mad
 
 
 # --- item 7: log lines carry no control characters and no priority the daemon did not choose ---------------
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """setup_logging() replaces loguru's sinks and patcher and the root logger's handlers: put the defaults back."""
-    handlers, level = logging.root.handlers[:], logging.root.level
-    yield
-    logger.remove()
-    logger.configure(patcher=lambda record: None)
-    logger.add(sys.stderr)
-    logging.root.handlers[:] = handlers
-    logging.root.setLevel(level)
 
 
 def log_hostile_lines(path: Path, monkeypatch: pytest.MonkeyPatch, *, journald: bool) -> list[str]:

@@ -20,6 +20,15 @@ from conftest import IS_LINUX, IS_ROOT, Running, SnackEntry, wait_until, write_s
 
 from snackwatch import units
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy/ansible/molecule/default"))
+from private_manager import (  # one copy of the cgroup plumbing, shared with the molecule scenario
+    IGNORED_ENV,
+    JOIN_CGROUPS_AND_EXEC,
+    ROOT_MANAGER_TRACES,
+    own_cgroup_dirs,
+    procs_pids,
+)
+
 SYSTEMD = shutil.which("systemd") or next(
     (path for path in ("/usr/lib/systemd/systemd", "/lib/systemd/systemd") if os.access(path, os.X_OK)), None
 )
@@ -29,8 +38,6 @@ SHIPPED = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = "snackwatch.service"
 HARDENED_UNIT = "snackwatch-hardened.service"
 WATCHDOG_SEC = 1  # the ping schedule itself is tested in-process (test_notify.py)
-IGNORED_ENV = ("NOTIFY_SOCKET", "WATCHDOG_", "JOURNAL_STREAM", "LISTEN_", "INVOCATION_ID", "MANAGERPID", "DBUS_")
-ROOT_MANAGER_TRACES = ("system", "unit-root", "systemd-units-load")  # in /run/systemd
 
 
 def _manager_missing() -> str:
@@ -46,12 +53,6 @@ needs_analyze = pytest.mark.skipif(not HAVE_ANALYZE, reason="systemd is not inst
 WITH_JOURNAL_STREAM = (
     "import os, sys; st = os.fstat(2); os.environ['JOURNAL_STREAM'] = f'{st.st_dev}:{st.st_ino}'; "
     "os.execv(sys.argv[1], sys.argv[1:])"
-)
-# `python -c` launcher: join the cgroups (their cgroup.procs files) listed before "--", then exec what follows
-JOIN_CGROUPS_AND_EXEC = (
-    "import os, sys; from pathlib import Path; cut = sys.argv.index('--'); "
-    "[Path(procs).write_text(str(os.getpid())) for procs in sys.argv[1:cut]]; "
-    "os.execv(sys.argv[cut + 1], sys.argv[cut + 1 :])"
 )
 
 
@@ -69,36 +70,6 @@ def snackwatch_unit(*args: str, python: str = sys.executable) -> str:
 
 
 # --- a private cgroup and a private systemd --user manager -------------------------------------
-
-
-def own_cgroup_dirs() -> list[Path]:
-    """This process's cgroup directory in every mounted hierarchy (cgroup v1 controllers and v2)."""
-    own = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        own[controllers] = path
-    dirs = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        fstype, options = fields[fields.index("-") + 1], set(fields[fields.index("-") + 3].split(","))
-        if fstype == "cgroup2":
-            key: str | None = ""
-        elif fstype == "cgroup":
-            key = next((name for name in own if name and set(name.split(",")) <= options), None)
-        else:
-            continue
-        if key is not None and key in own:
-            dirs.append(Path(fields[4]) / os.path.relpath(own[key], fields[3]))
-    return dirs
-
-
-def procs_pids(procs: Path) -> list[int]:
-    """The pids in one cgroup.procs file; none if that cgroup went away while we looked (systemd removes
-    its units' cgroups as they stop)."""
-    try:
-        return [int(pid) for pid in procs.read_text().split()]
-    except FileNotFoundError:
-        return []
 
 
 class PrivateCgroup:

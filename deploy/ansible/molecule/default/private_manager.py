@@ -3,7 +3,7 @@
 The manager lives in a child of our cgroup in every hierarchy: in the root cgroup, `systemd --user` would move
 every process on the machine into its init.scope. Its XDG_RUNTIME_DIR, XDG_CONFIG_HOME and XDG_STATE_HOME come
 from the environment (molecule.yml sets them); the record of what was started and added is kept in RECORD.
-Same approach as tests/test_systemd.py (UserManager, PrivateCgroup), usable across separate playbook runs.
+tests/system/test_systemd.py imports its cgroup plumbing from here (one copy); this one works across playbook runs.
 """
 
 from __future__ import annotations

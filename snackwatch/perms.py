@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import grp
 import os
@@ -101,21 +100,3 @@ def owner_text(uid: int) -> str:
 def trusted_owners(declared: Collection[int]) -> list[int]:
     """Who may own a directory on the walk: root, the daemon's euid, and the owners the spec declares."""
     return list(dict.fromkeys([0, os.geteuid(), *sorted(declared)]))
-
-
-def owner_mismatch(uid: int, declared: int | None) -> str:
-    """Why an existing entry's owner is not what it should be ("" if it is): `owner nobody, spec says alice`, or,
-    with no owner declared, `owner nobody, expected root` (the daemon's user). Pure: the caller did the lstat."""
-    expected = declared if declared is not None else os.geteuid()
-    if uid == expected:
-        return ""
-    if declared is not None:
-        return f"owner {user_name(uid)}, spec says {user_name(declared)}"
-    return f"owner {user_name(uid)}, expected {user_name(expected)}"
-
-
-def entry_owner_problem(directory_fd: int, name: str, declared: int | None) -> str:
-    """owner_mismatch() for the entry `name` of a directory, by lstat from its fd ("" if missing or fine)."""
-    with contextlib.suppress(OSError):
-        return owner_mismatch(os.lstat(name, dir_fd=directory_fd).st_uid, declared)
-    return ""

@@ -112,22 +112,6 @@ def observe_targets(directory_fd: int, wanted: dict[str, Snack], observed: dict[
     return targets
 
 
-def observe_desired(desired: Desired) -> dict[str, dict[str, Kind]]:
-    """What is on disk in every desired directory (nothing for a missing one): the input of `diff`."""
-    observed: dict[str, dict[str, Kind]] = {}
-    for directory in desired.directories:
-        try:
-            fd = desired.open_directory(directory, create=False)
-        except (FileNotFoundError, BlockedPath):
-            observed[directory] = {}
-            continue
-        try:
-            observed[directory] = observe(fd, desired.files.get(directory, {}))
-        finally:
-            os.close(fd)
-    return observed
-
-
 def reconcile_all(desired: Desired, *, dry_run: bool = False, recorder: Recorder | None = None) -> list[Outcome]:
     """Make every directory match; outcomes for every snack that was not simply present.
 

@@ -11,7 +11,6 @@ from conftest import needs_root_linux
 from snackwatch.cli import main
 from snackwatch.ledger import Ledger
 from snackwatch.owned import OwnershipRecord
-from snackwatch.perms import owner_mismatch
 from snackwatch.prune import remove_owned
 from snackwatch.reconcile import Status, reconcile_all
 from snackwatch.specset import SpecSet
@@ -108,14 +107,6 @@ def test_a_name_another_user_owns_and_a_directory_in_the_way_are_named_once(
         f"snackwatch: {spec}:1: pantry {tmp_path / 'p'}: {tmp_path / 'p'} is owned by nobody (uid 65534), "
         "not by root: not used\n"
     )
-
-
-def test_owner_mismatch_is_a_pure_comparison() -> None:
-    me = os.geteuid()
-    assert owner_mismatch(me, None) == "" and owner_mismatch(NOBODY, NOBODY) == ""
-    assert owner_mismatch(0, NOBODY) == "owner root, spec says nobody"
-    if me == 0:
-        assert owner_mismatch(NOBODY, None) == "owner nobody, expected root"
 
 
 def test_status_carries_each_entrys_type_and_shows_directories_with_a_slash(spec: Path) -> None:

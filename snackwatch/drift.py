@@ -10,7 +10,6 @@ from typing import NamedTuple
 from snackwatch.perms import group_name, user_name
 from snackwatch.spec import Snack
 
-ASPECTS = ("type", "content", "mode", "owner", "group", "target")  # in the order lines name them
 _KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
 
 

@@ -14,13 +14,14 @@ import os
 import struct
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Container, Mapping
 
 from loguru import logger
 
 from snackwatch.dirty import Mark
 from snackwatch.watch.roles import Roles
-from snackwatch.watch.source import Marks, Sink, Source, WatchLimitError, open_watched
+from snackwatch.watch.source import Armed, Marks, Sink, Source, WatchLimitError, open_watched
+from snackwatch.watch.specfiles import SpecFiles
 from snackwatch.watch.storm import StormGuard
 
 try:  # Linux only; absent elsewhere.
@@ -44,17 +45,23 @@ if HAVE_INOTIFY:
     # our own restores would wake us for nothing.
     # IN_ATTRIB only while something fails (watch_attributes): a touch/chmod storm then costs nothing.
     _SNACK_MASK = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO | C.IN_DELETE_SELF | C.IN_MOVE_SELF
+    # A spec directory is heard for names only (a spec made, replaced, re-pointed, removed); each spec file's
+    # own inode for writes in place (SpecFiles): a log appended beside the spec is not heard at all.
     # IN_MODIFY: a spec being written is not read until its writer closes it (IN_CLOSE_WRITE).
-    _SPEC_MASK = (
-        C.IN_CLOSE_WRITE | C.IN_MODIFY | C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE | C.IN_ATTRIB
-    )
+    _SPEC_MASK = C.IN_CREATE | C.IN_MOVED_TO | C.IN_MOVED_FROM | C.IN_DELETE
+    _SPEC_CONTENT = C.IN_CLOSE_WRITE | C.IN_MODIFY | C.IN_ATTRIB  # on the file's inode, or a wide directory's
+    _SPEC_FILE_MASK = _SPEC_CONTENT | C.IN_DELETE_SELF | C.IN_MOVE_SELF
     _SNACK_GONE = C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO
     _SELF_GONE = C.IN_DELETE_SELF | C.IN_MOVE_SELF | C.IN_IGNORED
     # Only where enforced entries are: their writes (closed) and attribute changes (chmod, chown) in place.
     _CHANGE_MASK = C.IN_CLOSE_WRITE | C.IN_ATTRIB | C.IN_MOVED_TO
     _CHANGED = C.IN_CLOSE_WRITE | C.IN_ATTRIB
     _LINK_MASK = C.IN_CREATE | C.IN_DELETE | C.IN_MOVED_FROM | C.IN_MOVED_TO  # a name replaced in a parent
-    _PARENT_SELF = C.IN_DELETE_SELF | C.IN_MOVE_SELF  # what a muted parent still hears
+    _PARENT_SELF = C.IN_DELETE_SELF | C.IN_MOVE_SELF  # what every watched directory hears of itself
+    # A parent whose links are all steady (plain directories, each watched): a removal (IN_DELETE: an rmdir
+    # while someone holds the directory open delays its IN_DELETE_SELF), not the creates and renames of an
+    # app saving beside it.
+    _STEADY_MASK = C.IN_DELETE
     _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
     _READ_SIZE = 65536
     # A parent's unrelated name counts for this many: muting a parent loses nothing (its watched names are looked
@@ -100,22 +107,65 @@ class InotifyWatches(Source):
         self.attributes = False
         self.storm = StormGuard()  # its storms in force set the muted masks
         self.change_storm = StormGuard()  # writes/chmods of other names where enforced entries are: muted apart
+        self.spec_files = SpecFiles(self._add_file_watch, lambda wd: inotify_rm_watch(self.fd, WatchDescriptor(wd)))
 
     def fileno(self) -> int | None:
         return self.fd
 
-    def _mask(self, roles: Roles, *, muted: bool = False, enforced: bool = False, changes_muted: bool = False) -> int:
+    def _mask(
+        self,
+        roles: Roles,
+        *,
+        muted: bool = False,
+        enforced: bool = False,
+        changes_muted: bool = False,
+        wide: bool = False,
+    ) -> int:
         snacks = (_SNACK_MASK | (C.IN_ATTRIB if self.attributes else 0)) if roles.snacks else 0
         if enforced and roles.snacks:
             snacks |= _CHANGE_MASK
-        links = _LINK_MASK if roles.links else 0
+        links = _LINK_MASK if roles.named else _STEADY_MASK if roles.links else 0
         if muted:
             snacks &= ~(_SNACK_GONE | _CHANGED)  # scanned instead: enforced entries are put back by the scans
-            if not roles.primary:  # a parent in a storm: looked at on schedule (a mask is never empty)
-                links = _PARENT_SELF
+            if not roles.primary:  # a parent in a storm: looked at on schedule
+                links = 0
         if changes_muted:
             snacks &= ~_CHANGED  # removals still heard; the enforced names are checked on the guard's schedule
-        return int(C.IN_ONLYDIR | snacks | (_SPEC_MASK if roles.specs else 0) | links)
+        specs = (_SPEC_MASK | (_SPEC_CONTENT if wide else 0)) if roles.specs else 0
+        return int(C.IN_ONLYDIR | _PARENT_SELF | snacks | specs | links)
+
+    def _add_file_watch(self, fd: int) -> int:
+        wd = inotify_add_watch(self.fd, _on_fd(fd), _SPEC_FILE_MASK)
+        if wd < 0:
+            raise _libc_error("spec file")
+        return wd
+
+    def arm(self, wanted: dict[str, Roles]) -> Armed:
+        """The directories, then each spec file's own inode."""
+        result = super().arm(wanted)
+        self._refresh_spec_files()
+        return result
+
+    def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None:
+        """New spec names (a reload: a spec symlink may lead elsewhere now): their files are watched anew."""
+        super().track_specs(spec_names)
+        self._refresh_spec_files()
+
+    def _refresh_spec_files(self, only: str | None = None) -> None:
+        """Watch the spec files as they are now; a directory holding one that cannot be watched is heard whole."""
+        for directory in self.spec_files.refresh(self.spec_names, only):
+            wd = self.by_dir.get(directory)
+            if wd is not None and wd in self.by_wd:
+                self._readd(wd)
+
+    def _spec_file_event(self, wd: int, mask: int, keys: set[tuple[str, str]]) -> bool:
+        """A spec file written, closed, chmod'ed, moved or removed: told for every name that reaches it."""
+        mark = Mark.SPEC_WRITE if mask & C.IN_MODIFY else Mark.SPEC
+        for directory, name in list(keys):
+            self.sink(mark, directory, name)
+        if mask & _SELF_GONE:
+            self.spec_files.gone(wd, moved=bool(mask & C.IN_MOVE_SELF))
+        return True
 
     def _union(self, wd: int) -> Roles:
         roles = Roles(False, False)
@@ -130,7 +180,11 @@ class InotifyWatches(Source):
         roles = self._union(wd)
         enforced = any(d in self.enforced for d in aliases)
         mask = self._mask(
-            roles, muted=wd in self.storm.muted, enforced=enforced, changes_muted=wd in self.change_storm.muted
+            roles,
+            muted=wd in self.storm.muted,
+            enforced=enforced,
+            changes_muted=wd in self.change_storm.muted,
+            wide=any(d in self.spec_files.wide for d in aliases),
         )
         for directory, own in list(aliases.items()):
             try:
@@ -179,7 +233,8 @@ class InotifyWatches(Source):
                 self._readd(wd)
 
     def _watch(self, directory: str, roles: Roles, fd: int) -> None:
-        wd = inotify_add_watch(self.fd, _on_fd(fd), self._mask(roles, enforced=directory in self.enforced))
+        mask = self._mask(roles, enforced=directory in self.enforced, wide=directory in self.spec_files.wide)
+        wd = inotify_add_watch(self.fd, _on_fd(fd), mask)
         if wd < 0:
             raise _libc_error(directory)
         aliases = self.by_wd.setdefault(wd, {})
@@ -211,9 +266,8 @@ class InotifyWatches(Source):
             inotify_rm_watch(self.fd, WatchDescriptor(wd))  # fails harmlessly if the kernel dropped it
         self.by_dir.pop(directory, None)
         self.dead.add(directory)
-        if roles.snacks:
-            self.sink(Mark.GONE, directory, "")
-        if roles.specs:
+        self.sink(Mark.GONE, directory, "")  # re-armed: the way to it (and below) is walked and watched again
+        if roles.specs or not roles.primary:  # the way to a spec may lead elsewhere now
             self.sink(Mark.SPEC, directory, "")
 
     def _parent_only(self, wd: int) -> bool:
@@ -401,6 +455,8 @@ class InotifySource(InotifyWatches):
         if mask & C.IN_Q_OVERFLOW:
             self.sink(Mark.OVERFLOW, "", "")
             return True
+        if (keys := self.spec_files.names.get(wd)) is not None:
+            return self._spec_file_event(wd, mask, keys)
         aliases = self.by_wd.get(wd)
         if aliases is None:
             return False  # a watch we already dropped
@@ -423,6 +479,8 @@ class InotifySource(InotifyWatches):
                 meant = True
             if roles.specs and self.is_spec_name(directory, text):
                 self.sink(Mark.SPEC_WRITE if mask & C.IN_MODIFY else Mark.SPEC, directory, text)
+                if mask & _LINK_MASK:  # a spec made, replaced or re-pointed: its inode (or another's) is watched
+                    self._refresh_spec_files(directory)
                 meant = True
             if roles.snacks and mask & _CHANGED and text in self.enforced.get(directory, ()):
                 self.sink(Mark.CHANGED, directory, text)  # an enforced entry written or chmod'ed in place

@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Collection, Container, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from snackwatch.chase import BlockedPath, WalkRules, open_directory
@@ -108,14 +108,20 @@ class Source:
     def next_due(self) -> float | None:
         return None
 
+    def track_specs(self, spec_names: Mapping[str, Container[str]]) -> None:
+        """The names that matter in each spec directory (the inotify source watches those files' inodes)."""
+        self.spec_names = spec_names
+
     def arm(self, wanted: dict[str, Roles]) -> Armed:
-        """Failures and re-created watches are told only for primary directories (parents are best effort)."""
+        """Failures and re-created watches are told only for primary directories (parents are best effort).
+        The deepest directories first: a parent's link is steady only if the directory it names is watched."""
         result = Armed()
         for directory in [d for d in self.armed if d not in wanted]:
             self._unwatch(directory)
             del self.armed[directory]
         self._roles_changed(wanted)
-        for directory, roles in wanted.items():
+        for directory in sorted(wanted, key=lambda d: d.rstrip(os.sep).count(os.sep), reverse=True):
+            roles = self._watched_steady(directory, wanted[directory])
             try:
                 fd = open_watched(directory, roles, self.roots, self.rules)
             except OSError as error:
@@ -130,6 +136,15 @@ class Source:
             finally:
                 os.close(fd)
         return result
+
+    def _watched_steady(self, directory: str, roles: Roles) -> Roles:
+        """`roles` with only the steady links whose directory is watched now (else heard by name)."""
+        steady = frozenset(
+            name
+            for name in roles.steady
+            if (child := os.path.join(directory, name)) in self.armed and child not in self.dead
+        )
+        return roles if steady == roles.steady else replace(roles, steady=steady)
 
     def _arm_one(self, directory: str, roles: Roles, fd: int, result: Armed) -> None:
         info = os.fstat(fd)

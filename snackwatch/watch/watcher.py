@@ -18,6 +18,8 @@ from snackwatch.watch.observer import POLL_INTERVAL, ObserverSource
 from snackwatch.watch.roles import roles_for
 from snackwatch.watch.source import Armed, Marks, Source, WatchLimitError
 
+_SETTLE_TRIES = 3
+
 
 class Watcher:
     """Watches snack directories and spec directories with the chosen backend, falling back to polling."""
@@ -49,7 +51,7 @@ class Watcher:
         """The names that matter in each spec directory: changes to other files there are not spec changes."""
         self.spec_names = spec_names
         if self._source is not None:
-            self._source.spec_names = spec_names
+            self._source.track_specs(spec_names)
 
     def track_enforced(self, enforced: Mapping[str, Collection[str]]) -> None:
         """The enforced names in each snack directory: their writes and attribute changes are heard (only there)."""
@@ -83,11 +85,13 @@ class Watcher:
         """Watch exactly these directories, re-creating any watch whose directory was replaced or died. A mapping
         of snack directories gives each one's pantry: it is reached by the safe walk from there (else from "/"),
         with that pantry's `rules`, so a watch never sits where creation would refuse to go."""
-        wanted = roles_for(snack_dirs, spec_dirs)
+        if not isinstance(snack_dirs, Mapping):
+            snack_dirs = list(snack_dirs)  # looked at twice (see _arm_settled)
+        spec_dirs = list(spec_dirs)
         self.roots = snack_dirs if isinstance(snack_dirs, Mapping) else {}
         self.rules = rules or {}
         try:
-            return self._ensure_source().arm(wanted)
+            return self._arm_settled(snack_dirs, spec_dirs)
         except WatchLimitError as error:
             if self.backend == "polling":
                 raise
@@ -99,7 +103,21 @@ class Watcher:
             )
             self.close()
             self.backend = "polling"
-            return self._ensure_source().arm(wanted)
+            return self._ensure_source().arm(roles_for(snack_dirs, spec_dirs))
+
+    def _arm_settled(self, snack_dirs: Iterable[str], spec_dirs: Iterable[str]) -> Armed:
+        """Arm, then look again: a directory made, moved or re-pointed on the way while the watches were being
+        added (before a parent heard it) changes the roles; armed again until they hold (a few times at most)."""
+        wanted = roles_for(snack_dirs, spec_dirs)
+        armed = self._ensure_source().arm(wanted)
+        for _ in range(_SETTLE_TRIES):
+            again = roles_for(snack_dirs, spec_dirs)
+            if again == wanted:
+                break
+            wanted, more = again, self._ensure_source().arm(again)
+            armed.failures = more.failures
+            armed.readded |= more.readded
+        return armed
 
     def _ensure_source(self) -> Source:
         if self._source is None:

@@ -7,6 +7,7 @@ world-writable `jail`, where the watched ancestors stop (no other test's churn c
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shutil
@@ -22,6 +23,7 @@ from conftest import IS_LINUX, Running, inotify_mask, write_spec
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.specset import SpecSet
 from snackwatch.watch import HAVE_INOTIFY, Watcher
+from snackwatch.watch.inotify import InotifySource
 
 pytestmark = pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
 
@@ -129,6 +131,25 @@ def test_a_spec_being_written_in_place_waits_for_its_close(home: tuple[Path, Wat
         writer.write(text[10:])
     watched.watcher.read_events()
     assert watched.dirty.take(drain=False).spec_writes == {str(spec): False}
+
+
+def test_a_spec_file_that_cannot_be_watched_has_its_directory_heard_whole(home: tuple[Path, Watched]) -> None:
+    spec, watched = home
+    source = watched.watcher._source
+    assert isinstance(source, InotifySource)
+    works = source.spec_files.add
+
+    def exhausted(fd: int) -> int:
+        raise OSError(errno.ENOSPC, "no watches left")
+
+    source.spec_files.add = exhausted
+    watched.watcher.track_specs(watched.specs.spec_names())
+    assert inotify_mask(watched.fd, spec.parent) & IN_MODIFY  # as before spec files had watches of their own
+    spec.write_text(spec.read_text().replace("Goldfish", "Popcorn"))
+    assert watched.heard() and watched.snacks() == {"Popcorn"}
+    source.spec_files.add = works
+    watched.watcher.track_specs(watched.specs.spec_names())
+    assert not inotify_mask(watched.fd, spec.parent) & IN_MODIFY  # narrow again once the file is watched
 
 
 def _atomic(spec: Path, text: str) -> None:

@@ -294,16 +294,19 @@ def test_an_app_saving_ten_times_a_second_in_a_watched_parent_wakes_the_daemon_z
     spec = home / ".config" / "snackwatch" / "snacks.yaml"
     spec.parent.mkdir(parents=True)
     write_spec(spec, ["Goldfish"], pantry=str(home / "pantry"))
-    running = start_daemon(spec)
+    running = start_daemon(spec, "--log-level", "debug")
     saver = subprocess.Popen(
         [sys.executable, "-c", SAVER, str(home / ".config"), str(home)], stdout=subprocess.PIPE, env=daemon_env
     )
     try:
         assert saver.stdout is not None and saver.stdout.readline().strip() == b"ready"
         time.sleep(0.3)  # the daemon's own start-up (status write) is over
-        before = _wakeups(running.proc.pid)
+        before, lines = _wakeups(running.proc.pid), len(running.logs())
         assert saver.stdout.readline().strip() == b"done"  # ten saves a second in ~/.config and in ~, for 1 s
-        assert _wakeups(running.proc.pid) - before == 0
+        woken = _wakeups(running.proc.pid) - before
+        told = running.logs()[lines:]
+        # other test runs on this machine mount and unmount: a mount table change wakes every daemon (and says so)
+        assert woken == 0 or any(line.get("event") == "mounts" for line in told), (woken, told)
     finally:
         saver.kill()
         saver.wait()

@@ -258,6 +258,28 @@ def test_a_re_pointed_spec_symlink_and_a_configmap_swap_reload(jail: Path) -> No
         watched.close()
 
 
+def test_a_symlinked_directory_on_the_way_re_pointed_reloads(jail: Path) -> None:
+    """~/.config -> dotfiles/a (a dotfile manager): ~ hears that name, re-pointed, though saves there are quiet."""
+    home = jail / "home"
+    for which, snack in (("a", "Goldfish"), ("b", "Popcorn")):
+        (home / "dotfiles" / which / "snackwatch").mkdir(parents=True)
+        write_spec(home / "dotfiles" / which / "snackwatch" / "snacks.yaml", [snack], pantry=str(home / "pantry"))
+    (home / ".config").symlink_to("dotfiles/a")
+    (home / "pantry").mkdir()
+    watched = Watched(home / ".config" / "snackwatch" / "snacks.yaml", home / "pantry")
+    try:
+        save(home / "dotfiles" / "a" / "app.json", "x")  # a save beside the real spec directory: quiet
+        assert not watched.woken()
+        (home / "link_tmp").symlink_to("dotfiles/b")
+        os.rename(home / "link_tmp", home / ".config")
+        assert watched.heard() and watched.snacks() == {"Popcorn"}
+        spec = home / "dotfiles" / "b" / "snackwatch" / "snacks.yaml"
+        spec.write_text(spec.read_text().replace("Popcorn", "Pretzel"))
+        assert watched.heard() and watched.snacks() == {"Pretzel"}
+    finally:
+        watched.close()
+
+
 def test_a_conf_d_file_added_and_written_in_place_reloads(jail: Path) -> None:
     confd = jail / "snacks.d"
     confd.mkdir()

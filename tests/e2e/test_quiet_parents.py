@@ -280,6 +280,37 @@ def test_a_symlinked_directory_on_the_way_re_pointed_reloads(jail: Path) -> None
         watched.close()
 
 
+def test_a_directory_made_a_symlink_while_arming_is_armed_again_by_name(
+    jail: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """~/.config is a plain directory when the roles are decided, a symlink by the time the watches are added: the
+    roles are looked at again after arming, so ~ hears that name (a later re-point is not missed)."""
+    home = jail / "home"
+    real = home / "dotfiles" / "snackwatch"
+    real.mkdir(parents=True)
+    (home / ".config" / "snackwatch").mkdir(parents=True)
+    dirty = DirtySet()
+    watcher = Watcher(dirty, "inotify")
+    arm, calls = InotifySource.arm, []
+
+    def swapped_meanwhile(source: InotifySource, wanted: dict[str, object]) -> object:
+        if not calls:
+            shutil.rmtree(home / ".config")
+            (home / ".config").symlink_to("dotfiles")
+        calls.append(wanted)
+        return arm(source, wanted)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InotifySource, "arm", swapped_meanwhile)
+    try:
+        watcher.arm({}, [str(home / ".config" / "snackwatch")])
+        fd = watcher.fileno()
+        assert fd is not None and inotify_mask(fd, home) & IN_CREATE  # ~ hears ".config" by name now
+        assert len(calls) == 2  # armed again once, then the roles held
+    finally:
+        watcher.close()
+        dirty.close()
+
+
 def test_a_conf_d_file_added_and_written_in_place_reloads(jail: Path) -> None:
     confd = jail / "snacks.d"
     confd.mkdir()

@@ -272,7 +272,7 @@ def test_dry_run_only_logs(spec_path: Path, start_daemon: Callable[..., Running]
 
 def test_polling_backend_restores_too(spec_path: Path, start_daemon: Callable[..., Running]) -> None:
     write_spec(spec_path, ["Goldfish"])
-    running = start_daemon(spec_path, "--polling")
+    running = start_daemon(spec_path, "--polling", "--poll-interval", "0.1")  # not the default 1 s wait per look
     assert "watcher polling" in running.events("start")[0]["message"]
     (running.pantry / "Goldfish").unlink()
     wait_until(lambda: (running.pantry / "Goldfish").exists(), 4.0, "Goldfish restored by polling")

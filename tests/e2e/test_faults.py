@@ -406,9 +406,9 @@ def test_second_instance_exits_1_and_lock_survives_sigkill(
 def test_inotify_limits_fall_back_to_polling(spec_path: Path, start_daemon: Callable[..., Running], knob: str) -> None:
     write_spec(spec_path, ["Goldfish"])
     with sysctl(knob, 0):
-        running = start_daemon(spec_path)
+        running = start_daemon(spec_path, "--poll-interval", "0.1")  # the fallback's interval too
     assert "watcher polling" in running.events("start")[0]["message"]
-    warnings = [entry for entry in running.logs() if "falling back to polling" in entry["message"]]
+    warnings = [entry for entry in running.logs() if "falling back to polling every 0.1 s" in entry["message"]]
     assert len(warnings) == 1 and warnings[0]["level"] == "WARNING"
     if knob == "fs.inotify.max_user_watches":  # the fallback made mid-arm: its polling really restores
         (running.pantry / "Goldfish").unlink()

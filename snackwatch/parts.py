@@ -12,6 +12,7 @@ from typing import Protocol
 from snackwatch.arming import DirectoryArmer
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.chase import WalkRules
+from snackwatch.choices import POLL_INTERVAL
 from snackwatch.dirty import DirtySet
 from snackwatch.ledger import Ledger
 from snackwatch.mounts import MountTable
@@ -35,6 +36,7 @@ class Options:
     dry_run: bool = False
     watcher: str = "auto"
     resync: float | None = None
+    poll_interval: float = POLL_INTERVAL  # the polling watcher's looks and full passes (chosen or the fallback)
     metrics_file: Path | None = None
     metrics_mode: int = 0o644
     backoff: BackoffPolicy = BackoffPolicy()
@@ -115,7 +117,9 @@ class Parts:
         mounts = MountTable()
         mounts.register(poller)
         source = (
-            watcher(dirty) if watcher is not None else Watcher(dirty, options.watcher, ignore_prefix=RESERVED_PREFIX)
+            watcher(dirty)
+            if watcher is not None
+            else Watcher(dirty, options.watcher, ignore_prefix=RESERVED_PREFIX, poll_interval=options.poll_interval)
         )
         source.track(specs.desired.relevant_names())
         source.track_specs(specs.spec_names())

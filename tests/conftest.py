@@ -141,19 +141,23 @@ def spec_path(tmp_path: Path) -> Path:
     return config / "snacks.yaml"
 
 
-@pytest.fixture
-def daemon_env(tmp_path: Path) -> dict[str, str]:
-    """The daemon's own runtime and state directories (0700, ours) the way systemd hands them over: root
-    ignores XDG variables. Nothing inherited from a service manager around the test run."""
+def daemon_environment(base: Path) -> dict[str, str]:
+    """The daemon's own runtime and state directories (0700, ours, under `base`) the way systemd hands them
+    over: root ignores XDG variables. Nothing inherited from a service manager around the test run."""
     env = dict(os.environ)
     for name, folder in (("RUNTIME_DIRECTORY", "run"), ("STATE_DIRECTORY", "state")):
-        (tmp_path / folder).mkdir(mode=0o700, exist_ok=True)
-        env[name] = str(tmp_path / folder)
+        (base / folder).mkdir(mode=0o700, exist_ok=True)
+        env[name] = str(base / folder)
     inherited = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "SNACKWATCH_CONFIG")
     for name in (*inherited, "XDG_RUNTIME_DIR", "XDG_STATE_HOME"):
         env.pop(name, None)
-    env["SNACKWATCH_JOURNAL_SOCKET"] = str(tmp_path / "no-journal")  # never the host's journald
+    env["SNACKWATCH_JOURNAL_SOCKET"] = str(base / "no-journal")  # never the host's journald
     return env
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path) -> dict[str, str]:
+    return daemon_environment(tmp_path)
 
 
 @pytest.fixture
@@ -164,9 +168,10 @@ def own_state_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, str(tmp_path / folder))
 
 
-@pytest.fixture
-def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callable[..., Running]]:
-    """Start `python -m snackwatch run` on a spec; wait until it is running; kill leftovers at teardown."""
+@contextlib.contextmanager
+def daemon_starter(base: Path, base_env: dict[str, str]) -> Iterator[Callable[..., Running]]:
+    """Start `python -m snackwatch run` on a spec (logs under `base`); wait until it is running; kill leftovers
+    when the block ends."""
     started: list[Running] = []
 
     def start(
@@ -177,23 +182,32 @@ def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callabl
         prefix: Sequence[str] = (),
         launcher: Sequence[str] = (sys.executable, "-m", "snackwatch"),
     ) -> Running:
-        log_path = tmp_path / f"daemon-{len(started)}.log"
+        log_path = base / f"daemon-{len(started)}.log"
         command = [*prefix, *launcher, "run", "-c", str(spec), "--log-format", "json", *args]
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=log, env=env or daemon_env)
+            proc = subprocess.Popen(command, stdout=log, stderr=log, env=env or base_env)
         running = Running(proc, log_path, spec.parent / "pantry")
         started.append(running)
         if wait:
             running.wait_event("start", timeout=10)
-            _wait_first_status(running, spec, env or daemon_env)
+            _wait_first_status(running, spec, env or base_env)
         return running
 
-    yield start
-    for running in started:
-        print(f"--- daemon log {running.log_path.name} ---\n{running.log_path.read_text(errors='replace')}")
-        if running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.wait(5)
+    try:
+        yield start
+    finally:
+        for running in started:
+            print(f"--- daemon log {running.log_path.name} ---\n{running.log_path.read_text(errors='replace')}")
+            if running.proc.poll() is None:
+                running.proc.kill()
+                running.proc.wait(5)
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path, daemon_env: dict[str, str]) -> Iterator[Callable[..., Running]]:
+    """Start `python -m snackwatch run` on a spec; wait until it is running; kill leftovers at teardown."""
+    with daemon_starter(tmp_path, daemon_env) as start:
+        yield start
 
 
 def needs_root_linux(reason: str) -> pytest.MarkDecorator:

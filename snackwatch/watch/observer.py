@@ -16,6 +16,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
+from snackwatch.choices import POLL_INTERVAL
 from snackwatch.dirty import Mark
 from snackwatch.watch.roles import Roles
 from snackwatch.watch.source import Sink, Source, WatchLimitError, is_limit, resolved_path
@@ -27,7 +28,6 @@ try:  # Linux only
 except (ImportError, OSError):  # pragma: no cover - exercised on macOS
     HAVE_GROUPER = False
 
-POLL_INTERVAL = 1.0
 # Overflow: watchdog's Observer only logs IN_Q_OVERFLOW as a warning and never tells handlers, so on this path its
 # log record is the signal (_OverflowLogHandler). The daemon logs one "full resync" line of its own.
 _INOTIFY_LOG = logging.getLogger("watchdog.observers.inotify_c")
@@ -117,9 +117,9 @@ class _Handler(FileSystemEventHandler):
 
 
 class ObserverSource(Source):
-    def __init__(self, sink: Sink, backend: str, ignore_prefix: str) -> None:
+    def __init__(self, sink: Sink, backend: str, ignore_prefix: str, poll_interval: float = POLL_INTERVAL) -> None:
         super().__init__()
-        self.observer: BaseObserver = PollingObserver(timeout=POLL_INTERVAL) if backend == "polling" else Observer()
+        self.observer: BaseObserver = PollingObserver(timeout=poll_interval) if backend == "polling" else Observer()
         self.overflow = _OverflowLogHandler(sink)
         _INOTIFY_LOG.addHandler(self.overflow)
         if HAVE_GROUPER:

@@ -12,9 +12,9 @@ from collections.abc import Collection, Container, Iterable, Mapping
 from loguru import logger
 
 from snackwatch.chase import WalkRules
-from snackwatch.choices import BACKENDS
+from snackwatch.choices import BACKENDS, POLL_INTERVAL
 from snackwatch.watch.inotify import HAVE_INOTIFY, InotifySource
-from snackwatch.watch.observer import POLL_INTERVAL, ObserverSource
+from snackwatch.watch.observer import ObserverSource
 from snackwatch.watch.roles import roles_for
 from snackwatch.watch.source import Armed, Marks, Source, WatchLimitError
 
@@ -24,8 +24,11 @@ _SETTLE_TRIES = 3
 class Watcher:
     """Watches snack directories and spec directories with the chosen backend, falling back to polling."""
 
-    def __init__(self, marks: Marks, backend: str = "auto", *, ignore_prefix: str = "") -> None:
-        """`ignore_prefix`: names starting with it are our own temp files and never marked."""
+    def __init__(
+        self, marks: Marks, backend: str = "auto", *, ignore_prefix: str = "", poll_interval: float = POLL_INTERVAL
+    ) -> None:
+        """`ignore_prefix`: names starting with it are our own temp files and never marked; `poll_interval`: how
+        often polling (chosen, or the fallback) looks, with a full pass."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown watcher backend {backend!r}")
         if backend == "auto":
@@ -33,6 +36,7 @@ class Watcher:
         self.marks = marks
         self.backend = backend
         self.ignore_prefix = ignore_prefix
+        self.poll_interval = poll_interval
         self.relevant: Mapping[str, Container[str]] = {}
         self.spec_names: Mapping[str, Container[str]] = {}
         self.enforced: Mapping[str, Collection[str]] = {}
@@ -77,7 +81,7 @@ class Watcher:
     @property
     def resync_interval(self) -> float | None:
         """How often the daemon must run a full pass on this backend: polling snapshots can miss a change."""
-        return POLL_INTERVAL if self.backend == "polling" else None
+        return self.poll_interval if self.backend == "polling" else None
 
     def arm(
         self, snack_dirs: Iterable[str], spec_dirs: Iterable[str], rules: Mapping[str, WalkRules] | None = None
@@ -99,7 +103,7 @@ class Watcher:
                 "inotify limit reached ({}); falling back to polling every {:g} s "
                 "(raise fs.inotify.max_user_watches / max_user_instances to fix)",
                 error.strerror,
-                POLL_INTERVAL,
+                self.poll_interval,
             )
             self.close()
             self.backend = "polling"
@@ -125,7 +129,7 @@ class Watcher:
             self._source = (
                 InotifySource(self.marks, self.ignore_prefix)
                 if inotify
-                else ObserverSource(self.marks.mark, self.backend, self.ignore_prefix)
+                else ObserverSource(self.marks.mark, self.backend, self.ignore_prefix, self.poll_interval)
             )
             self._source.relevant = self.relevant
             self._source.spec_names = self.spec_names

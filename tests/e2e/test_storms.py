@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,10 +37,12 @@ from snackwatch.watch.storm import STORM_MUTE, STORM_SCAN, StormPolicy
 pytestmark = pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
 
 CHURN = """
-import os, sys, time
+import os, signal, sys, time
 pantry, seconds = sys.argv[1], float(sys.argv[2])
-end, i = time.monotonic() + seconds, 0
-while time.monotonic() < end:
+end, i, stop = time.monotonic() + seconds, 0, []
+signal.signal(signal.SIGINT, lambda *_: stop.append(True))  # the test has seen what it needed: finish a round
+print("churning", flush=True)
+while time.monotonic() < end and not stop:
     path = f"{pantry}/junk{i % 50}"
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
     os.utime(path)
@@ -185,13 +188,15 @@ def test_another_users_churn_in_a_shared_pantry_hides_no_real_deletion(
     write_spec(spec_path, snacks)
     running = start_daemon(spec_path)
     require_nobody_runs(code="pass")
-    churn = subprocess.Popen([*AS_NOBODY, sys.executable, "-c", CHURN, str(pantry), "1.0"], stdout=subprocess.PIPE)
+    churn = subprocess.Popen([*AS_NOBODY, sys.executable, "-c", CHURN, str(pantry), "10"], stdout=subprocess.PIPE)
+    assert churn.stdout is not None and churn.stdout.readline() == b"churning\n"  # it runs, as nobody
     restored = 0
     while churn.poll() is None and restored < 20:
         snack = pantry / snacks[restored * 7]
         snack.unlink()
         wait_until(snack.exists, 2.0, f"{snack.name} restored during the churn")
         restored += 1
+    churn.send_signal(signal.SIGINT)  # 20 restores seen during the churn: it may stop (10 s at most)
     out, _ = churn.communicate(timeout=10)
     assert restored == 20 and int(out) > 0  # the churner really ran meanwhile (its pace is the machine's)
     assert sorted(os.listdir(pantry)) == sorted(snacks)

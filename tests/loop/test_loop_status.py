@@ -15,6 +15,7 @@ from fake_loop import Loop, start_loop
 from snackwatch import status_view
 from snackwatch.dirty import Mark
 from snackwatch.ledger import HISTORY_KEPT
+from snackwatch.parts import Options
 from snackwatch.state_writer import HOLD_MAX, STATE_SETTLE, StateWriter
 
 pytestmark = pytest.mark.usefixtures("own_state_dirs")  # the daemon's runtime and state directories, ours
@@ -146,3 +147,28 @@ def test_a_held_status_write_waits_at_most_hold_max(tmp_path: Path) -> None:
     assert writer.next_due() == 10.0 + STATE_SETTLE and not writer.status_file.exists()
     writer.write_if_due(10.0 + STATE_SETTLE + HOLD_MAX, lambda: snapshot, hold=True)  # endless churn: now anyway
     assert writer.next_due() is None and json.loads(writer.status_file.read_text()) == {"counts": {}}
+
+
+def test_the_metrics_file_is_rewritten_only_when_something_changed(spec_path: Path, tmp_path: Path) -> None:
+    """Noise and a spec saved with the same bytes change nothing: no metrics write at all (e2e: test_beyond.py
+    shows the file replaced atomically on a real repair)."""
+    write_spec(spec_path, ["Goldfish"])
+    metrics = tmp_path / "snackwatch.prom"
+    loop = start_loop(spec_path, Options(metrics_file=metrics))
+    try:
+        loop.until_idle()
+        written = metrics.stat().st_ino
+        loop.watcher.mark(Mark.NUDGE, loop.pantry)  # an unrelated name created and removed beside the snacks
+        loop.turn(advance=0.001)
+        spec_path.write_bytes(spec_path.read_bytes())  # saved with the same bytes
+        loop.watcher.mark(Mark.SPEC, spec_path.parent, spec_path.name)
+        loop.until_idle()
+        assert metrics.stat().st_ino == written and loop.parts.next_due() is None
+        (loop.pantry / "Goldfish").unlink()
+        loop.watcher.removed(loop.pantry, "Goldfish")
+        loop.turn()
+        loop.until_idle()
+        assert metrics.stat().st_ino != written
+        assert f'snackwatch_repairs_total{{spec="{spec_path}",snack="Goldfish"}} 1' in metrics.read_text()
+    finally:
+        loop.close()

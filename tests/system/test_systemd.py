@@ -37,7 +37,9 @@ HAVE_ANALYZE = IS_LINUX and shutil.which("systemd-analyze") is not None
 SHIPPED = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = "snackwatch.service"
 HARDENED_UNIT = "snackwatch-hardened.service"
-WATCHDOG_SEC = 1  # the ping schedule itself is tested in-process (test_notify.py)
+WATCHDOG_SEC = 0.5  # the ping schedule itself is tested in-process (test_notify.py)
+# The test unit restarts after 100 ms, not the shipped 2 s: the point is that Restart=on-failure restarts it at all.
+RESTART_SEC = 0.1
 
 
 def _manager_missing() -> str:
@@ -228,11 +230,13 @@ def manager(systemd_marker: None, box: Path) -> Iterator[UserManager]:
 
 @pytest.fixture(scope="module")
 def user_unit(manager: UserManager) -> str:
-    """The user unit as `snackwatch unit --user` prints it, installed with WatchdogSec=1s. The manager runs as
+    """The user unit as `snackwatch unit --user` prints it, installed with a short WatchdogSec and RestartSec (the
+    watchdog and the restart are what is tested here, not the shipped delays). The manager runs as
     root here, and root ignores XDG_STATE_HOME: STATE_DIRECTORY keeps its state in the box, not /var/lib."""
     state = f"Environment=STATE_DIRECTORY={manager.state_home / 'snackwatch'}\n"
     output = f"StandardOutput=append:{manager.unit_log}\nStandardError=append:{manager.unit_log}\n"
-    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\nWatchdogSec={WATCHDOG_SEC}s\n{state}{output}")
+    timing = f"WatchdogSec={int(WATCHDOG_SEC * 1000)}ms\nRestartSec={int(RESTART_SEC * 1000)}ms\n"
+    manager.install(UNIT, snackwatch_unit("--user"), f"[Service]\n{timing}{state}{output}")
     return UNIT
 
 
@@ -293,21 +297,21 @@ def test_reload_applies_an_edited_spec(manager: UserManager, user_spec: Path) ->
 
 
 @needs_manager
-def test_watchdog_pings_keep_a_healthy_service_running(manager: UserManager, user_spec: Path) -> None:
+def test_watchdog_pings_keep_a_healthy_service_running_and_a_hung_daemon_is_restarted(
+    manager: UserManager, user_spec: Path
+) -> None:
+    """One start for both sides of the watchdog: pings keep the service past its period; once the loop stops
+    pinging, the watchdog kills it and Restart=on-failure starts it again."""
     before = start(manager, UNIT)
     first_ping = int(manager.show(UNIT, "WatchdogTimestampMonotonic")["WatchdogTimestampMonotonic"])
     time.sleep(1.6 * WATCHDOG_SEC)  # deliberate: outlive the watchdog period (the ping schedule: test_notify.py)
     after = manager.show(UNIT, "ActiveState", "MainPID", "NRestarts", "WatchdogTimestampMonotonic")
     assert (after["ActiveState"], after["MainPID"], after["NRestarts"]) == ("active", before["MainPID"], "0")
     assert int(after["WatchdogTimestampMonotonic"]) > first_ping
-
-
-@needs_manager
-def test_watchdog_restarts_a_hung_daemon(manager: UserManager, user_spec: Path) -> None:
-    hung = int(start(manager, UNIT)["MainPID"])
+    hung = int(before["MainPID"])
     os.kill(hung, signal.SIGSTOP)  # the loop stops: no more WATCHDOG=1
     try:
-        wait_until(lambda: manager.show(UNIT, "Result")["Result"] == "watchdog", 3 * WATCHDOG_SEC, "the watchdog")
+        wait_until(lambda: manager.show(UNIT, "Result")["Result"] == "watchdog", 10 * WATCHDOG_SEC, "the watchdog")
     finally:
         with contextlib.suppress(ProcessLookupError):  # systemd's SIGABRT (+SIGCONT) may have ended it already
             os.kill(hung, signal.SIGKILL)

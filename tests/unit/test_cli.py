@@ -87,7 +87,7 @@ def test_once_exits_1_when_something_is_left_unrepaired(spec_path: Path) -> None
 
 
 def test_usage_errors_exit_2_with_one_line() -> None:
-    for args in (["frobnicate"], ["run", "--resync", "0"], ["status", "--jsn"]):
+    for args in (["frobnicate"], ["run", "--resync", "0"], ["run", "--poll-interval", "0.01"], ["status", "--jsn"]):
         result = snackwatch(*args)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and "error:" in result.stderr
 

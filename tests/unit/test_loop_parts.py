@@ -8,9 +8,12 @@ import select
 import pytest
 
 from snackwatch.backoff import BackoffPolicy
+from snackwatch.choices import POLL_INTERVAL
+from snackwatch.dirty import DirtySet
 from snackwatch.reads import READ_GAP, PacePolicy, WatchReads
 from snackwatch.resync import Resync
 from snackwatch.trigger import Trigger
+from snackwatch.watch import Watcher
 
 
 def test_no_resync_unless_asked_for_so_idle_stays_idle() -> None:
@@ -30,6 +33,16 @@ def test_a_periodic_resync_runs_only_when_nothing_else_does_and_an_error_resync_
     assert resync.due(90.7, Trigger.OVERFLOW) is Trigger.AFTER_ERROR
     resync.succeeded()
     assert resync.failed(100.0) == 0.1
+
+
+def test_the_polling_watcher_asks_for_a_full_pass_every_poll_interval() -> None:
+    dirty = DirtySet()
+    try:
+        assert Watcher(dirty, "polling").resync_interval == POLL_INTERVAL == 1.0
+        assert Watcher(dirty, "polling", poll_interval=0.25).resync_interval == 0.25  # --poll-interval
+        assert Watcher(dirty, "observer", poll_interval=0.25).resync_interval is None  # events, not snapshots
+    finally:
+        dirty.close()
 
 
 def test_reads_are_paced_only_past_the_storm_rate_and_while_it_lasts() -> None:

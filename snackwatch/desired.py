@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from snackwatch.chase import WalkRules, open_directory
@@ -15,11 +16,19 @@ from snackwatch.perms import Perms, trusted_owners
 from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
 
 
+class SpecRef(NamedTuple):
+    """What an entry needs of the spec that declares it: its file and whether it prunes. A value, equal across
+    reloads that change only snacks, so an unchanged entry is reused as it is (reload O(changed))."""
+
+    path: Path
+    prune: bool
+
+
 class Entry(NamedTuple):
     """One desired file: the snack, the spec that declares it, and where it lives."""
 
     snack: Snack
-    spec: Spec
+    spec: SpecRef
     directory: str  # absolute path of the directory holding the file
     name: str  # the file's name in that directory
     path: str  # directory/name, computed once: it keys every per-snack table
@@ -60,14 +69,20 @@ class Desired:
     def by_path(self) -> dict[str, Entry]:
         return {entry.path: entry for entry in self.entries()}
 
+    def paths(self) -> Paths:
+        """Every desired path, as a container asked in O(1) (no set of 100k paths built)."""
+        return Paths(self.files)
+
     @functools.cached_property
     def count(self) -> int:
         """How many snacks: counted once (the status line asks on every turn of the loop; 100k directories)."""
         return sum(len(entries) for entries in self.files.values())
 
-    def relevant_names(self) -> dict[str, frozenset[str]]:
-        """Per snack directory, the names whose removal matters: its snacks and its nested snack directories."""
-        return {d: frozenset(entries).union(self.children.get(d, ())) for d, entries in self.files.items()}
+    def relevant_names(self) -> dict[str, Names]:
+        """Per snack directory, the names whose removal matters: its snacks and its nested snack directories
+        (views of this desired state's tables, nothing copied)."""
+        children = self.children
+        return {d: Names(entries, children.get(d, _NONE)) for d, entries in self.files.items()}
 
     def enforced_names(self) -> dict[str, frozenset[str]]:
         """Per snack directory holding enforced entries, their names: only these directories hear changes in place
@@ -83,6 +98,42 @@ class Desired:
         """How logs name a snack: its spec name, or its full path when several pantries are kept; quoted when
         its plain text would hide a difference (`'Goldfish '`, a name NFC normalisation changes)."""
         return shown_name(entry.snack.name if len(self.specs) <= 1 else entry.path)
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+class Names:
+    """The names that matter in one directory (its snacks and nested directories), asked by `in`."""
+
+    __slots__ = ("children", "entries")
+
+    def __init__(self, entries: Mapping[str, Entry], children: Container[str]) -> None:
+        self.entries = entries
+        self.children = children
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries or name in self.children
+
+
+class Paths:
+    """Every desired path (directory/name), asked by `in`."""
+
+    __slots__ = ("files",)
+
+    def __init__(self, files: Mapping[str, Mapping[str, Entry]]) -> None:
+        self.files = files
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        directory, _, name = path.rpartition(os.sep)
+        entries = self.files.get(directory or os.sep)
+        return entries is not None and name in entries
+
+
+def spec_ref(spec: Spec) -> SpecRef:
+    return SpecRef(spec.path, spec.prune)
 
 
 def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
@@ -104,15 +155,16 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
         files.setdefault(pantry, {})
         in_pantry = files[pantry]
         prefix = os.path.join(pantry, "")
+        ref = spec_ref(spec)
         for snack in spec.snacks:
             name = snack.name
             if "/" not in name:  # the common case, kept cheap: 100k snacks merge in a fraction of a second
-                entry = Entry(snack, spec, pantry, name, prefix + name)
+                entry = Entry(snack, ref, pantry, name, prefix + name)
                 in_pantry[name] = entry
             else:
                 parent, _, name = name.rpartition("/")
                 directory = prefix + parent
-                entry = Entry(snack, spec, directory, name, os.path.join(directory, name))
+                entry = Entry(snack, ref, directory, name, os.path.join(directory, name))
                 files.setdefault(directory, {})[name] = entry
                 _need_parents(entry, pantry, needed_dirs, roots, children)
             other = claimed.setdefault(entry.path, entry)
@@ -130,6 +182,94 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
     for directory in ordered:
         files.setdefault(directory, {})
     return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, claimed))
+
+
+class Delta(NamedTuple):
+    """What a reload changed, entry by entry, when the new desired state was built from the old one."""
+
+    added: tuple[Entry, ...]  # names new to the spec
+    removed: tuple[Entry, ...]  # names gone from it (the old entries)
+    changed: tuple[Entry, ...]  # names declared otherwise (the new entries)
+    moved: int = 0  # entries only moved to another line (replaced, nothing to look at)
+
+    def to_look_at(self) -> tuple[Entry, ...]:
+        """The entries a reload must look at on disk: new ones and those declared otherwise."""
+        return self.added + self.changed
+
+
+class DeclaredIn:
+    """A spec's names in a desired state, for patch.patch_spec: its snack of a name, and the needed directories."""
+
+    def __init__(self, desired: Desired, spec: Spec) -> None:
+        self.files, self.roots = desired.files, desired.roots
+        self.pantry, self.path = str(spec.pantry), spec.path
+
+    def snack(self, name: str) -> Snack | None:
+        directory, _, base = name.rpartition("/")
+        entries = self.files.get(os.path.join(self.pantry, directory) if directory else self.pantry)
+        entry = entries.get(base) if entries is not None else None
+        return entry.snack if entry is not None and entry.spec.path == self.path else None
+
+    def is_directory(self, name: str) -> bool:
+        return os.path.join(self.pantry, name) in self.roots
+
+
+def patch(old: Desired, spec: Spec, gone: Iterable[Snack], came: Iterable[Snack]) -> tuple[Desired, Delta] | None:
+    """`old` with `spec` in place of the spec of its path, built from it in O(changed): `gone` are the old spec's
+    snacks replaced, `came` their replacements (patch.Patched). Only the directories they touch are copied.
+    None when the change reaches further (a clash, a new or emptied directory): merge() then."""
+    index = next((i for i, known in enumerate(old.specs) if known.path == spec.path), None)
+    if (
+        old.clashes
+        or index is None
+        or (old.specs[index].pantry, old.specs[index].defaults)
+        != (
+            spec.pantry,
+            spec.defaults,
+        )
+    ):
+        return None
+    pantry, ref = str(spec.pantry), spec_ref(spec)
+    files, copied = dict(old.files), set()
+    removed: dict[str, Entry] = {}
+    for snack in gone:
+        directory, name = _place(pantry, snack.name)
+        if directory not in copied:
+            files[directory] = dict(files[directory])
+            copied.add(directory)
+        removed[snack.name] = files[directory].pop(name)
+    added: list[Entry] = []
+    changed: list[Entry] = []
+    moved = 0
+    for snack in came:
+        directory, name = _place(pantry, snack.name)
+        if directory not in files or name in files[directory] or os.path.join(directory, name) in old.roots:
+            return None  # a new directory, a name another spec holds, or a file where a directory is needed
+        if directory not in copied:
+            files[directory] = dict(files[directory])
+            copied.add(directory)
+        entry = Entry(snack, ref, directory, name, os.path.join(directory, name))
+        files[directory][name] = entry
+        before = removed.pop(snack.name, None)
+        if before is None:
+            added.append(entry)
+        elif before.snack[2:] != snack[2:]:  # all but name and line
+            changed.append(entry)
+        else:
+            moved += 1
+    if any(not files[directory] and directory != pantry for directory in copied):
+        return None  # a directory left empty: whether it is still needed is merge()'s to say
+    specs = (*old.specs[:index], spec, *old.specs[index + 1 :])
+    desired = Desired(specs, files, old.directories, old.roots, old.children, (), old.rules)
+    return desired, Delta(tuple(added), tuple(removed.values()), tuple(changed), moved)
+
+
+def _place(pantry: str, name: str) -> tuple[str, str]:
+    """The directory and file name of a snack name in a pantry."""
+    if "/" not in name:
+        return pantry, name
+    parent, _, base = name.rpartition("/")
+    return os.path.join(pantry, parent), base
 
 
 def _walk_rules(specs: tuple[Spec, ...], claimed: dict[str, Entry]) -> dict[str, WalkRules]:

@@ -16,7 +16,7 @@ from types import FrameType
 from loguru import logger
 
 from snackwatch import __version__
-from snackwatch.desired import Desired
+from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
@@ -203,7 +203,7 @@ class Daemon:
             p.reloader.request()
         if turn.spec_changed:
             p.reloader.changed(now, turn.spec_writes)
-        reloaded = self._reload(now)
+        reloaded, looks = self._reload(now)
         affected = p.armer.check(self.desired, set(turn.rearm), now)
         if turn.overflow:
             self._overflowed(now)
@@ -215,6 +215,7 @@ class Daemon:
             p.ledger.skip_due(now)
         else:
             swept = self.hands.sweep(now, affected, turn.scan)
+            self.hands.looked(now, looks)  # what a reload patched in: new entries and those declared otherwise
             self.hands.deleted([(d, n) for d, n in removed if d not in swept], now)
             self.hands.changed([(d, n) for d, n in turn.changed if d not in swept], now)
             self.hands.repair(now, p.ledger.due(now), Trigger.RETRY)
@@ -236,34 +237,44 @@ class Daemon:
 
     # --- specs ------------------------------------------------------------------------------------
 
-    def _reload(self, now: float) -> bool:
-        """Re-read the specs if due; True if a new desired state was taken."""
+    def _reload(self, now: float) -> tuple[bool, tuple[Entry, ...]]:
+        """Re-read the specs if due. (True, ()) if a new desired state was merged: a full pass follows; (False,
+        entries) if it was built from the old one (O(changed)): only those entries need a look."""
         p = self.parts
         if p.reloader.requested and not self.reloading:
             self.reloading = True
             p.notifier.reloading()
         if not p.reloader.is_due(now):
-            return False
+            return False, ()
         self.collector.pause()  # a big spec's parse, merge and full pass without it; collected once after
         reloaded = p.reloader.due(now)
         if reloaded is None:
             self.collector.resume()
-            return False
+            return False, ()
         p.watcher.track_specs(p.specs.spec_names())  # a spec symlink may lead elsewhere now
         if reloaded.desired is not None:
-            kept = p.ledger.spec_applied(reloaded.desired)
-            p.narrator.forget(kept)
-            p.state.changed(now)
-            p.watcher.track(reloaded.desired.relevant_names())
-            p.watcher.track_enforced(reloaded.desired.enforced_names())
-            p.armer.arm(self.desired, now)
-            self._prune(confirmed=p.pruner.take_confirmation())
+            self._take(reloaded.desired, reloaded.delta, now)
         elif reloaded.forced and p.pruner.take_confirmation():
             self._prune(confirmed=True)
         if reloaded.forced:
             self.reloading = False
             p.notifier.ready(self.status_line())
-        return reloaded.desired is not None
+        if reloaded.delta is not None:
+            return False, reloaded.delta.to_look_at()
+        return reloaded.desired is not None, ()
+
+    def _take(self, desired: Desired, delta: Delta | None, now: float) -> None:
+        """A new desired state is in force: the ledger, the watches, the directories, pruning. With a `delta` the
+        directories are those of the old state and only the enforced names it touches may change."""
+        p = self.parts
+        p.narrator.forget(p.ledger.spec_applied(desired, delta))
+        p.state.changed(now)
+        p.watcher.track(desired.relevant_names())
+        if delta is None or any(entry.snack.enforce for entry in delta.removed + delta.to_look_at()):
+            p.watcher.track_enforced(desired.enforced_names())
+        if delta is None:
+            p.armer.arm(desired, now)
+        self._prune(confirmed=p.pruner.take_confirmation())
 
     def _prune(self, *, confirmed: bool) -> None:
         if not self.options.dry_run:

@@ -49,6 +49,14 @@ class Hands:
         p.narrator.tell(changes, self.desired, now)
         self.repair(now, todo, Trigger.CHANGED, changed=True)
 
+    def looked(self, now: float, entries: Collection[Entry]) -> None:
+        """Entries a reload added or declared otherwise: each looked at (created if missing, its drift told), the
+        rest of the desired state left as it was known (a reload in O(changed))."""
+        todo: dict[str, list[Entry]] = {}
+        for entry in entries:
+            todo.setdefault(entry.directory, []).append(entry)
+        self.repair(now, todo, Trigger.SPEC_RELOAD)
+
     def sweep(self, now: float, affected: set[str], scan: Collection[str]) -> set[str]:
         """Directories the armer re-armed (and every snack directory below them) are looked at whole; so are
         directories in a burst or a storm, leaving snacks held back by a backoff or a fight to their schedule.

@@ -220,6 +220,8 @@ class Daemon:
             self.hands.changed([(d, n) for d, n in turn.changed if d not in swept], now)
             self.hands.repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
+        if p.specs.unsaved:
+            p.specs.save_last_good()  # after the repairs: an edit is applied first
         p.state.write_if_due(now, lambda: self.rows.file(p, self.started), hold=p.dirty.pending)  # repairs first
         if p.notifier.wanted:
             p.notifier.status(self.status_line())

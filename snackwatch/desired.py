@@ -94,6 +94,13 @@ class Desired:
                 enforced[directory] = names
         return enforced
 
+    def line_of(self, entry: Entry) -> int:
+        """The line that declares an entry now (lines move under an O(changed) reload: Spec.line_of)."""
+        for spec in self.specs:
+            if spec.path == entry.spec.path:
+                return spec.line_of(entry.snack)
+        return entry.snack.line
+
     def display(self, entry: Entry) -> str:
         """How logs name a snack: its spec name, or its full path when several pantries are kept; quoted when
         its plain text would hide a difference (`'Goldfish '`, a name NFC normalisation changes)."""
@@ -141,6 +148,7 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
     that had it in `previous`, else the first file) and the clash is listed, so one bad file does not freeze
     the others. A file where another spec needs a directory is an error."""
     specs = tuple(specs)
+    by_path = {spec.path: spec for spec in specs}
     owners = {entry.path: entry.spec.path for entry in previous.entries()} if previous is not None else {}
     clashes: list[SpecError] = []
     files: dict[str, dict[str, Entry]] = {}
@@ -172,11 +180,14 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
                 if owners.get(entry.path) == entry.spec.path:  # it had the name first: the newcomer gives way
                     claimed[entry.path], entry, other = entry, other, entry
                 files[entry.directory][entry.name] = other
-                clashes.append(_clash(entry, other, "is also declared"))
+                clashes.append(_clash(entry, other, "is also declared", by_path))
     for directory, needer in needed_dirs.items():
         if directory in claimed and needer is not None and claimed[directory].snack.type != "directory":
             raise _clash(
-                needer, claimed[directory], f"needs a directory where a {claimed[directory].snack.type} is declared"
+                needer,
+                claimed[directory],
+                f"needs a directory where a {claimed[directory].snack.type} is declared",
+                by_path,
             )
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
@@ -187,10 +198,10 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
 class Delta(NamedTuple):
     """What a reload changed, entry by entry, when the new desired state was built from the old one."""
 
+    spec_path: Path  # the one spec file it changed
     added: tuple[Entry, ...]  # names new to the spec
     removed: tuple[Entry, ...]  # names gone from it (the old entries)
     changed: tuple[Entry, ...]  # names declared otherwise (the new entries)
-    moved: int = 0  # entries only moved to another line (replaced, nothing to look at)
 
     def to_look_at(self) -> tuple[Entry, ...]:
         """The entries a reload must look at on disk: new ones and those declared otherwise."""
@@ -215,9 +226,13 @@ class DeclaredIn:
 
 
 def patch(old: Desired, spec: Spec, gone: Iterable[Snack], came: Iterable[Snack]) -> tuple[Desired, Delta] | None:
-    """`old` with `spec` in place of the spec of its path, built from it in O(changed): `gone` are the old spec's
-    snacks replaced, `came` their replacements (patch.Patched). Only the directories they touch are copied.
-    None when the change reaches further (a clash, a new or emptied directory): merge() then."""
+    """`old` with `spec` in place of the spec of its path, in O(changed): `gone` are the old spec's snacks replaced,
+    `came` their replacements (patch.Patched). None, `old` untouched, when the change reaches further (a clash,
+    a new or emptied directory): merge() then.
+
+    The directories' tables are updated in place and shared with `old`, which is superseded: copying a pantry of
+    100,000 names (and freeing the copy) would cost more than the whole edit. The watcher's `relevant_names()`
+    views see the new names at once."""
     index = next((i for i, known in enumerate(old.specs) if known.path == spec.path), None)
     if (
         old.clashes
@@ -229,25 +244,38 @@ def patch(old: Desired, spec: Spec, gone: Iterable[Snack], came: Iterable[Snack]
         )
     ):
         return None
-    pantry, ref = str(spec.pantry), spec_ref(spec)
-    files, copied = dict(old.files), set()
-    removed: dict[str, Entry] = {}
-    for snack in gone:
-        directory, name = _place(pantry, snack.name)
-        if directory not in copied:
-            files[directory] = dict(files[directory])
-            copied.add(directory)
-        removed[snack.name] = files[directory].pop(name)
+    pantry = str(spec.pantry)
+    leaving = {snack.name: _place(pantry, snack.name) for snack in gone}
+    arriving = [(snack, *_place(pantry, snack.name)) for snack in came]
+    sizes: dict[str, int] = {}
+    for directory, name in leaving.values():
+        if old.entry(directory, name) is None:
+            return None
+        sizes[directory] = sizes.get(directory, len(old.files[directory])) - 1
+    for snack, directory, name in arriving:
+        path = os.path.join(directory, name)
+        taken = directory not in old.files or (name in old.files[directory] and snack.name not in leaving)
+        if taken or path in old.roots:
+            return None  # a new directory, a name another spec holds, or a file where a directory is needed
+        sizes[directory] = sizes.get(directory, len(old.files[directory])) + 1
+    if any(not size and directory != pantry for directory, size in sizes.items()):
+        return None  # a directory left empty: whether it is still needed is merge()'s to say
+    return _patched(old, spec, index, leaving, arriving)
+
+
+def _patched(
+    old: Desired,
+    spec: Spec,
+    index: int,
+    leaving: dict[str, tuple[str, str]],
+    arriving: list[tuple[Snack, str, str]],
+) -> tuple[Desired, Delta]:
+    """patch(), once it is known to apply."""
+    files, ref = old.files, spec_ref(spec)
+    removed = {name: files[directory].pop(place) for name, (directory, place) in leaving.items()}
     added: list[Entry] = []
     changed: list[Entry] = []
-    moved = 0
-    for snack in came:
-        directory, name = _place(pantry, snack.name)
-        if directory not in files or name in files[directory] or os.path.join(directory, name) in old.roots:
-            return None  # a new directory, a name another spec holds, or a file where a directory is needed
-        if directory not in copied:
-            files[directory] = dict(files[directory])
-            copied.add(directory)
+    for snack, directory, name in arriving:
         entry = Entry(snack, ref, directory, name, os.path.join(directory, name))
         files[directory][name] = entry
         before = removed.pop(snack.name, None)
@@ -255,13 +283,9 @@ def patch(old: Desired, spec: Spec, gone: Iterable[Snack], came: Iterable[Snack]
             added.append(entry)
         elif before.snack[2:] != snack[2:]:  # all but name and line
             changed.append(entry)
-        else:
-            moved += 1
-    if any(not files[directory] and directory != pantry for directory in copied):
-        return None  # a directory left empty: whether it is still needed is merge()'s to say
     specs = (*old.specs[:index], spec, *old.specs[index + 1 :])
     desired = Desired(specs, files, old.directories, old.roots, old.children, (), old.rules)
-    return desired, Delta(tuple(added), tuple(removed.values()), tuple(changed), moved)
+    return desired, Delta(spec.path, tuple(added), tuple(removed.values()), tuple(changed))
 
 
 def _place(pantry: str, name: str) -> tuple[str, str]:
@@ -309,9 +333,8 @@ def _need_parents(
         directory = parent
 
 
-def _clash(entry: Entry, other: Entry, what: str) -> SpecError:
+def _clash(entry: Entry, other: Entry, what: str, specs: Mapping[Path, Spec]) -> SpecError:
+    line, other_line = (specs[e.spec.path].line_of(e.snack) for e in (entry, other))
     return SpecError(
-        entry.spec.path,
-        entry.snack.line,
-        f"snack {entry.snack.name!r} ({entry.path}) {what} at {other.spec.path}:{other.snack.line}",
+        entry.spec.path, line, f"snack {entry.snack.name!r} ({entry.path}) {what} at {other.spec.path}:{other_line}"
     )

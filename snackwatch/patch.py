@@ -10,7 +10,6 @@ always the full parser's, so an invalid save is told and refused exactly as befo
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -18,8 +17,9 @@ from typing import NamedTuple, Protocol
 import yaml
 
 from snackwatch.errors import SpecError
-from snackwatch.spec import Snack, Spec, _Loader, _Validator, read_source_bytes
+from snackwatch.spec import LineMap, Snack, Spec, _Loader, _Validator, read_source_bytes
 
+MAX_MOVES = 256  # snacks parsed by patches, or line moves, kept before a full parse starts the map again
 _STEPS = (1 << 16, 1 << 12, 1 << 8, 1 << 4, 1)  # chunk sizes for the common prefix and suffix
 
 
@@ -79,41 +79,63 @@ def patch_spec(
     first_line = old_data.count(b"\n", 0, span.start) + 1
     old_lines = old_data.count(b"\n", span.start, span.old_end)
     shift = new_data.count(b"\n", span.start, span.new_end) - old_lines
-    snacks = old.snacks
-    first = bisect.bisect_right(snacks, first_line, key=_line) - 1  # the item the edit starts in
-    after = bisect.bisect_left(snacks, first_line + old_lines, key=_line)  # the first item it leaves alone
+    snacks, line_of = old.snacks, old.line_of
+    first = bisect.bisect_right(snacks, first_line, key=line_of) - 1  # the item the edit starts in
+    after = bisect.bisect_left(snacks, first_line + old_lines, key=line_of)  # the first item it leaves alone
     if first < 0:
         return None  # the edit starts above the list: the header may have changed
-    item_start = _line_offset(old_data, span.start, first_line - snacks[first].line)
+    item_start = _line_offset(old_data, span.start, first_line - line_of(snacks[first]))
     indent = _item_indent(old_data, item_start)
     if indent is None or not new_data.startswith(indent, item_start):
         return None  # not a block list item, or the edit made its first line something else
     if after < len(snacks):
-        old_stop = _next_lines(old_data, span.old_end, snacks[after].line - (first_line + old_lines))
+        old_stop = _next_lines(old_data, span.old_end, line_of(snacks[after]) - (first_line + old_lines))
         new_stop = span.new_end + (old_stop - span.old_end)
+    elif _items(old_data[item_start:]) is None:
+        return None  # the old list was followed by keys (`prune: true`) the edit may have changed
     else:
         new_stop = len(new_data)  # to the end: whatever follows the list must parse as part of it, or fail
-    fragment = _parse_items(old, new_data[item_start:new_stop], snacks[first].line, read_source)
-    if fragment is None or not _fits(fragment, snacks[first:after], declared):
+    fragment = _parse_items(old, new_data[item_start:new_stop], line_of(snacks[first]), read_source)
+    replaced = snacks[first:after]
+    if fragment is None or not _fits(fragment, replaced, declared):
         return None
-    tail = snacks[after:]
-    moved = tuple(snack._replace(line=snack.line + shift) for snack in tail) if shift else ()
-    new_snacks = snacks[:first] + fragment + (moved or tail)
-    spec = dataclasses.replace(old, snacks=new_snacks)
-    return Patched(spec, snacks[first:after] + (tail if shift else ()), fragment + moved)
+    lines = _moved(old, replaced, fragment, snacks[after:], (first_line + old_lines, shift))
+    if lines is None:
+        return None
+    spec = old.with_snacks(snacks[:first] + fragment + snacks[after:], lines, old.source_files)
+    return Patched(spec, replaced, fragment)
+
+
+def _moved(
+    old: Spec, replaced: tuple[Snack, ...], fragment: tuple[Snack, ...], tail: tuple[Snack, ...], move: tuple[int, int]
+) -> LineMap | None:
+    """The spec's line map after a patch: the fragment's snacks are where they were parsed; the lines from
+    `move[0]` on moved by `move[1]`. None past MAX_MOVES (then parse it whole: the map starts again)."""
+    below, shift = move
+    gone = {snack.name for snack in replaced}
+    born = [(name, line + shift if line >= below else line) for name, line in old.lines.born if name not in gone]
+    born += [(snack.name, snack.line) for snack in fragment]
+    steps = old.lines.steps
+    if shift:
+        first_parsed = next((snack.line for snack in tail if not _is_born(snack.name, born)), None)
+        if first_parsed is not None:
+            steps = (*steps, (first_parsed, shift))
+    if not steps:
+        return old.lines  # nothing moved yet: every snack is on the line it was parsed on
+    if len(born) > MAX_MOVES or len(steps) > MAX_MOVES:
+        return None
+    return LineMap(steps, tuple(born))
+
+
+def _is_born(name: str, born: list[tuple[str, int]]) -> bool:
+    return any(known == name for known, _ in born)
 
 
 def _parse_items(old: Spec, text: bytes, line: int, read_source: Callable[[Path], bytes]) -> tuple[Snack, ...] | None:
     """The list items in `text` (whose first line is line `line` of the spec), checked like the whole spec's
     with its pantry and defaults; None on any error."""
-    try:
-        root = yaml.compose("snacks:\n" + text.decode("utf-8"), Loader=_Loader)
-    except (UnicodeDecodeError, yaml.YAMLError):
-        return None
-    if not isinstance(root, yaml.MappingNode) or len(root.value) != 1:
-        return None
-    key, items = root.value[0]
-    if not isinstance(key, yaml.ScalarNode) or key.value != "snacks" or not isinstance(items, yaml.SequenceNode):
+    items = _items(text)
+    if items is None:
         return None
     validator = _Validator(old.path, 1 << 30, read_source)
     validator.pantry_bytes = len(str(old.pantry).encode("utf-8"))
@@ -128,11 +150,25 @@ def _parse_items(old: Spec, text: bytes, line: int, read_source: Callable[[Path]
     return tuple(snack._replace(line=snack.line + offset) for snack in snacks)
 
 
+def _items(text: bytes) -> yaml.SequenceNode | None:
+    """The list items in `text` composed as the value of `snacks:` (nothing else may be there), or None."""
+    try:
+        root = yaml.compose("snacks:\n" + text.decode("utf-8"), Loader=_Loader)
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(root, yaml.MappingNode) or len(root.value) != 1:
+        return None
+    key, items = root.value[0]
+    if not isinstance(key, yaml.ScalarNode) or key.value != "snacks" or not isinstance(items, yaml.SequenceNode):
+        return None
+    return items
+
+
 def _fits(fragment: tuple[Snack, ...], replaced: tuple[Snack, ...], declared: Declared) -> bool:
     """The new items agree with the names outside them: no duplicate, no file where a directory is needed.
     Directory entries (they shape the walk's rules) are left to the full parse."""
-    if any(snack.type == "directory" for snack in fragment + replaced):
-        return False
+    if any(snack.type == "directory" or snack.source is not None for snack in fragment + replaced):
+        return False  # directories shape the walk's rules; sources are read and watched: the full parse
     replaced_names = {snack.name for snack in replaced}
     for snack in fragment:
         if snack.name not in replaced_names and declared.snack(snack.name) is not None:
@@ -146,10 +182,6 @@ def _fits(fragment: tuple[Snack, ...], replaced: tuple[Snack, ...], declared: De
                 return False  # a file or symlink where this name needs a directory
             parent = parent.rpartition("/")[0]
     return True
-
-
-def _line(snack: Snack) -> int:
-    return snack.line
 
 
 def _line_start(data: bytes, offset: int) -> bool:

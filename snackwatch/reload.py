@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from snackwatch.desired import Delta, Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.lastgood import applied_text
 from snackwatch.lint import shown_name, spec_warnings
-from snackwatch.spec import Spec
+from snackwatch.spec import Snack, Spec
 from snackwatch.specset import SpecSet, is_spec_name
 from snackwatch.text import name_list
 
@@ -188,8 +188,12 @@ class SpecReloader:
             return None if busy else Reloaded(forced, None)
         told = forced and not result.problems
         changed = _log_changes(old, result.desired, result.dropped, told, result.delta)
-        known = {id(spec) for spec in old.specs}
-        _warn(spec for spec in result.desired.specs if id(spec) not in known)
+        if result.delta is not None:  # one spec patched: only its new or changed snacks are linted
+            spec = next(spec for spec in result.desired.specs if spec.path == result.delta.spec_path)
+            _warn([spec], [entry.snack for entry in result.delta.to_look_at()])
+        else:
+            known = {id(spec) for spec in old.specs}
+            _warn(spec for spec in result.desired.specs if id(spec) not in known)
         if not changed and busy:
             return None  # only the busy file's old spec again: nothing to apply yet
         return Reloaded(forced, result.desired, result.delta)
@@ -209,10 +213,11 @@ class SpecReloader:
             logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
 
 
-def _warn(specs: Iterable[Spec]) -> None:
-    """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec)."""
+def _warn(specs: Iterable[Spec], snacks: Sequence[Snack] | None = None) -> None:
+    """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec);
+    `snacks`: only about these."""
     for spec in specs:
-        for warning in spec_warnings(spec):
+        for warning in spec_warnings(spec, snacks):
             logger.bind(event="spec_warning", spec=str(spec.path)).warning("{}", warning)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import errno
 import fcntl
+import functools
 import grp
 import os
 import pwd
@@ -64,7 +66,7 @@ class Snack(NamedTuple):
     (type, target, content or source bytes, mode, owner, group) are all here."""
 
     name: str
-    line: int = 0
+    line: int = 0  # where it was parsed; after an O(changed) reload, Spec.line_of() says where it is now
     content: str | None = None
     mode: int | None = None
     type: str = "file"  # file | directory | symlink
@@ -119,6 +121,29 @@ _NO_DEFAULTS = Defaults()
 
 
 @dataclass(frozen=True)
+class LineMap:
+    """Where snacks stand now when an O(changed) reload (patch.py) moved lines since they were parsed: moving
+    the lines below an edit then costs one step, not a new Snack (and Entry) for each of 100,000 snacks."""
+
+    steps: tuple[tuple[int, int], ...] = ()  # (a line as parsed, lines added from there on), in parse order
+    born: tuple[tuple[str, int], ...] = ()  # snacks a patch parsed, and their line now
+
+    def line_of(self, snack: Snack) -> int:
+        if self.born:
+            for name, line in self.born:
+                if name == snack.name:
+                    return line
+        line = snack.line
+        for start, added in self.steps:
+            if snack.line >= start:
+                line += added
+        return line
+
+
+_NO_MOVES = LineMap()
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated spec file: where the pantry is and which snacks it must hold."""
 
@@ -128,10 +153,27 @@ class Spec:
     prune: bool = False  # delete files snackwatch created when they leave this spec (guarded)
     pantry_line: int = 0  # where `pantry:` is, for errors about the directory it names
     defaults: Defaults = _NO_DEFAULTS
+    lines: LineMap = _NO_MOVES  # lines moved since the snacks were parsed (O(changed) reloads); see line_of
+
+    def line_of(self, snack: Snack) -> int:
+        """The line a snack of this spec is on now (`snack.line` is where it was parsed)."""
+        return self.lines.line_of(snack) if self.lines is not _NO_MOVES else snack.line
 
     def sources(self) -> list[str]:
         """The `source:` files this spec's snacks were copied from (watched like the spec)."""
-        return [snack.source for snack in self.snacks if snack.source is not None]
+        return list(self.source_files)
+
+    @functools.cached_property
+    def source_files(self) -> tuple[str, ...]:
+        """sources(), found once per spec (a reload asks for them; 100k snacks take ~8 ms to look through)."""
+        return tuple(snack.source for snack in self.snacks if snack.source is not None)
+
+    def with_snacks(self, snacks: tuple[Snack, ...], lines: LineMap, sources: tuple[str, ...]) -> Spec:
+        """This spec holding other snacks, now on `lines` (an O(changed) reload, patch.py), whose `source:` files
+        the caller knows: nothing is looked through again."""
+        spec = dataclasses.replace(self, snacks=snacks, lines=lines)
+        spec.__dict__["source_files"] = sources  # source_files' cache, filled with what is known
+        return spec
 
 
 def load_spec(path: Path) -> Spec:

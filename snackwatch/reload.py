@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from snackwatch.desired import Delta, Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.lastgood import applied_text
 from snackwatch.lint import shown_name, spec_warnings
-from snackwatch.spec import Snack, Spec
+from snackwatch.spec import Spec
 from snackwatch.specset import SpecSet, is_spec_name
 from snackwatch.text import name_list
 
@@ -43,6 +43,7 @@ class SpecReloader:
         self.writing: dict[str, float] = {}  # spec files written to and not closed yet -> since when
         self.hup_deadline: float | None = None  # a SIGHUP waiting for a writer to close its spec
         self.problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
+        self.warned: set[Path] = set()  # spec files whose last lint found something to say
 
     def start(self, now: float) -> None:
         """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal; an invalid
@@ -64,7 +65,7 @@ class SpecReloader:
                 )
             else:
                 self._trouble(path, error, now)
-        _warn(self.specs.desired.specs)
+        self.warned = _warn(self.specs.desired.specs)
 
     def status_note(self) -> str:
         """What the status line adds about the specs: nothing when every file is valid and read from disk."""
@@ -188,15 +189,21 @@ class SpecReloader:
             return None if busy else Reloaded(forced, None)
         told = forced and not result.problems
         changed = _log_changes(old, result.desired, result.dropped, told, result.delta)
-        if result.delta is not None:  # one spec patched: only its new or changed snacks are linted
-            spec = next(spec for spec in result.desired.specs if spec.path == result.delta.spec_path)
-            _warn([spec], [entry.snack for entry in result.delta.to_look_at()])
-        else:
-            known = {id(spec) for spec in old.specs}
-            _warn(spec for spec in result.desired.specs if id(spec) not in known)
+        self._lint(old, result.desired, result.delta)
         if not changed and busy:
             return None  # only the busy file's old spec again: nothing to apply yet
         return Reloaded(forced, result.desired, result.delta)
+
+    def _lint(self, old: Desired, new: Desired, delta: Delta | None) -> None:
+        """Tell lint's warnings about each spec just taken, all of them once per change of its file. A spec patched
+        in O(changed) that had none and whose new snacks have none has none: its 100k names are not looked at."""
+        known = {id(spec) for spec in old.specs}
+        taken = [spec for spec in new.specs if id(spec) not in known]
+        if delta is not None and delta.spec_path not in self.warned:
+            new_snacks = [entry.snack for entry in delta.to_look_at()]
+            if not any(spec_warnings(spec, new_snacks) for spec in taken):
+                return
+        self.warned = (self.warned - {spec.path for spec in taken}) | _warn(taken)
 
     def _trouble(self, path: Path, error: SpecError, now: float, *, again: bool = False) -> None:
         """Log a spec problem once (`again`: an explicit reload asks, so say it again)."""
@@ -213,12 +220,15 @@ class SpecReloader:
             logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
 
 
-def _warn(specs: Iterable[Spec], snacks: Sequence[Snack] | None = None) -> None:
+def _warn(specs: Iterable[Spec]) -> set[Path]:
     """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec);
-    `snacks`: only about these."""
+    returns the spec files warned about."""
+    warned = set()
     for spec in specs:
-        for warning in spec_warnings(spec, snacks):
+        for warning in spec_warnings(spec):
             logger.bind(event="spec_warning", spec=str(spec.path)).warning("{}", warning)
+            warned.add(spec.path)
+    return warned
 
 
 def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool, delta: Delta | None = None) -> bool:

@@ -164,6 +164,7 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
         in_pantry = files[pantry]
         prefix = os.path.join(pantry, "")
         ref = spec_ref(spec)
+        directories: dict[str, str] = {}
         for snack in spec.snacks:
             name = snack.name
             if "/" not in name:  # the common case, kept cheap: 100k snacks merge in a fraction of a second
@@ -171,8 +172,10 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
                 in_pantry[name] = entry
             else:
                 parent, _, name = name.rpartition("/")
-                directory = prefix + parent
-                entry = Entry(snack, ref, directory, name, os.path.join(directory, name))
+                directory = directories.get(parent)
+                if directory is None:  # one string per directory, shared by its entries
+                    directory = directories[parent] = prefix + parent
+                entry = Entry(snack, ref, directory, name, f"{directory}/{name}")
                 files.setdefault(directory, {})[name] = entry
                 _need_parents(entry, pantry, needed_dirs, roots, children)
             other = claimed.setdefault(entry.path, entry)
@@ -182,13 +185,9 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
                 files[entry.directory][entry.name] = other
                 clashes.append(_clash(entry, other, "is also declared", by_path))
     for directory, needer in needed_dirs.items():
-        if directory in claimed and needer is not None and claimed[directory].snack.type != "directory":
-            raise _clash(
-                needer,
-                claimed[directory],
-                f"needs a directory where a {claimed[directory].snack.type} is declared",
-                by_path,
-            )
+        held = claimed.get(directory)
+        if held is not None and needer is not None and held.snack.type != "directory":
+            raise _clash(needer, held, f"needs a directory where a {held.snack.type} is declared", by_path)
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
         files.setdefault(directory, {})

@@ -139,6 +139,7 @@ def _parse_items(old: Spec, text: bytes, line: int, read_source: Callable[[Path]
         return None
     validator = _Validator(old.path, 1 << 30, read_source)
     validator.pantry_bytes = len(str(old.pantry).encode("utf-8"))
+    validator.anchors = b"&" in text
     validator.defaults = old.defaults
     try:
         snacks = validator.snacks(items)

@@ -138,7 +138,7 @@ class Daemon:
         self._prune(confirmed=p.pruner.take_confirmation())
         p.resync.due(now, None)  # schedules the first periodic pass, if any
         self.hands.sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
-        self.collector.settle()
+        self.collector.settle(collect=False)
         p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())

@@ -29,9 +29,15 @@ class Entry(NamedTuple):
 
     snack: Snack
     spec: SpecRef
-    directory: str  # absolute path of the directory holding the file
+    directory: str  # absolute path of the directory holding the file (one string per directory, shared)
     name: str  # the file's name in that directory
-    path: str  # directory/name, computed once: it keys every per-snack table
+
+    @property
+    def path(self) -> str:
+        """directory/name: it keys every per-snack table. Made when asked, not kept: 100,000 of them would
+        hold ~7 MB for the few that a repair, a status row or a log line needs at a time."""
+        directory = self.directory
+        return f"{directory}/{self.name}" if directory != "/" else "/" + self.name
 
 
 @dataclass(frozen=True)
@@ -149,49 +155,62 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
     the others. A file where another spec needs a directory is an error."""
     specs = tuple(specs)
     by_path = {spec.path: spec for spec in specs}
-    owners = {entry.path: entry.spec.path for entry in previous.entries()} if previous is not None else {}
     clashes: list[SpecError] = []
     files: dict[str, dict[str, Entry]] = {}
     roots: dict[str, str] = {}
-    claimed: dict[str, Entry] = {}
     needed_dirs: dict[str, Entry | None] = {}  # directory -> a snack that needs it (None: a pantry)
     children: dict[str, set[str]] = {}
     for spec in specs:
         pantry = str(spec.pantry)
         needed_dirs.setdefault(pantry, None)
         roots[pantry] = pantry
-        files.setdefault(pantry, {})
-        in_pantry = files[pantry]
+        in_pantry = files.setdefault(pantry, {})
         prefix = os.path.join(pantry, "")
         ref = spec_ref(spec)
         directories: dict[str, str] = {}
         for snack in spec.snacks:
             name = snack.name
             if "/" not in name:  # the common case, kept cheap: 100k snacks merge in a fraction of a second
-                entry = Entry(snack, ref, pantry, name, prefix + name)
-                in_pantry[name] = entry
+                entry = Entry(snack, ref, pantry, name)
+                table = in_pantry
             else:
                 parent, _, name = name.rpartition("/")
                 directory = directories.get(parent)
                 if directory is None:  # one string per directory, shared by its entries
                     directory = directories[parent] = prefix + parent
-                entry = Entry(snack, ref, directory, name, f"{directory}/{name}")
-                files.setdefault(directory, {})[name] = entry
+                entry = Entry(snack, ref, directory, name)
+                table = files.setdefault(directory, {})
                 _need_parents(entry, pantry, needed_dirs, roots, children)
-            other = claimed.setdefault(entry.path, entry)
-            if other is not entry:
-                if owners.get(entry.path) == entry.spec.path:  # it had the name first: the newcomer gives way
-                    claimed[entry.path], entry, other = entry, other, entry
-                files[entry.directory][entry.name] = other
-                clashes.append(_clash(entry, other, "is also declared", by_path))
+            other = table.setdefault(name, entry)
+            if other is not entry:  # another spec has the path (one spec cannot: its names are unique)
+                clashes.append(_clash_of(entry, other, table, previous, by_path))
     for directory, needer in needed_dirs.items():
-        held = claimed.get(directory)
+        held = _declared_at(files, directory) if needer is not None else None
         if held is not None and needer is not None and held.snack.type != "directory":
             raise _clash(needer, held, f"needs a directory where a {held.snack.type} is declared", by_path)
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
         files.setdefault(directory, {})
-    return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, claimed))
+    return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, files))
+
+
+def _clash_of(
+    entry: Entry, other: Entry, table: dict[str, Entry], previous: Desired | None, specs: Mapping[Path, Spec]
+) -> SpecError:
+    """Two specs claim one path: it stays with the one that had it in `previous`, else with the first; the clash
+    is the other one's."""
+    before = previous.entry(entry.directory, entry.name) if previous is not None else None
+    if before is not None and before.spec.path == entry.spec.path:  # it had the name first: the newcomer gives way
+        table[entry.name] = entry
+        entry, other = other, entry
+    return _clash(entry, other, "is also declared", specs)
+
+
+def _declared_at(files: Mapping[str, Mapping[str, Entry]], path: str) -> Entry | None:
+    """The entry declared at a path (a directory some snack needs), if any."""
+    parent, _, name = path.rpartition(os.sep)
+    entries = files.get(parent or os.sep)
+    return entries.get(name) if entries is not None else None
 
 
 class Delta(NamedTuple):
@@ -234,8 +253,8 @@ def patch(old: Desired, spec: Spec, gone: Iterable[Snack], came: Iterable[Snack]
     views see the new names at once."""
     index = next((i for i, known in enumerate(old.specs) if known.path == spec.path), None)
     if (
-        old.clashes
-        or index is None
+        index is None
+        or old.clashes
         or (old.specs[index].pantry, old.specs[index].defaults)
         != (
             spec.pantry,
@@ -275,7 +294,7 @@ def _patched(
     added: list[Entry] = []
     changed: list[Entry] = []
     for snack, directory, name in arriving:
-        entry = Entry(snack, ref, directory, name, os.path.join(directory, name))
+        entry = Entry(snack, ref, directory, name)
         files[directory][name] = entry
         before = removed.pop(snack.name, None)
         if before is None:
@@ -295,12 +314,12 @@ def _place(pantry: str, name: str) -> tuple[str, str]:
     return os.path.join(pantry, parent), base
 
 
-def _walk_rules(specs: tuple[Spec, ...], claimed: dict[str, Entry]) -> dict[str, WalkRules]:
+def _walk_rules(specs: tuple[Spec, ...], files: Mapping[str, Mapping[str, Entry]]) -> dict[str, WalkRules]:
     """Per pantry: the owners its directories may have (root, the euid, each spec's `defaults.owner`), and what a
     directory created on the way gets: a declared directory's own perms, else `defaults.directory_mode` (0755)
     and the defaults' owner and group (the first spec of a shared pantry decides)."""
-    declared = {path: e for path, e in claimed.items() if e.snack.type == "directory"}
-    makers = {path: Perms(e.snack.final_mode(), e.snack.owner, e.snack.group) for path, e in declared.items()}
+    declared = [e for entries in files.values() for e in entries.values() if e.snack.type == "directory"]
+    makers = {e.path: Perms(e.snack.final_mode(), e.snack.owner, e.snack.group) for e in declared}
     owners: dict[str, set[int]] = {}
     defaults: dict[str, Perms] = {}
     for spec in specs:

@@ -220,6 +220,7 @@ class Delta(NamedTuple):
     added: tuple[Entry, ...]  # names new to the spec
     removed: tuple[Entry, ...]  # names gone from it (the old entries)
     changed: tuple[Entry, ...]  # names declared otherwise (the new entries)
+    lines_moved: bool = False  # lines below the edit moved: what shows a snack's line (status rows) is redone
 
     def to_look_at(self) -> tuple[Entry, ...]:
         """The entries a reload must look at on disk: new ones and those declared otherwise."""
@@ -289,10 +290,11 @@ def _patched(
     arriving: list[tuple[Snack, str, str]],
 ) -> tuple[Desired, Delta]:
     """patch(), once it is known to apply."""
-    files, ref = old.files, spec_ref(spec)
+    files, ref, was = old.files, spec_ref(spec), old.specs[index]
     removed = {name: files[directory].pop(place) for name, (directory, place) in leaving.items()}
     added: list[Entry] = []
     changed: list[Entry] = []
+    moved = spec.lines != was.lines
     for snack, directory, name in arriving:
         entry = Entry(snack, ref, directory, name)
         files[directory][name] = entry
@@ -301,9 +303,11 @@ def _patched(
             added.append(entry)
         elif before.snack[2:] != snack[2:]:  # all but name and line
             changed.append(entry)
+        else:
+            moved = moved or was.line_of(before.snack) != spec.line_of(snack)  # parsed again, on another line
     specs = (*old.specs[:index], spec, *old.specs[index + 1 :])
     desired = Desired(specs, files, old.directories, old.roots, old.children, (), old.rules)
-    return desired, Delta(spec.path, tuple(added), tuple(removed.values()), tuple(changed))
+    return desired, Delta(spec.path, tuple(added), tuple(removed.values()), tuple(changed), moved)
 
 
 def _place(pantry: str, name: str) -> tuple[str, str]:

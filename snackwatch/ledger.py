@@ -175,6 +175,7 @@ class Book:
         gone = {entry.path for entry in delta.removed}
         came = {entry.path for entry in delta.added}
         self.touched |= gone | came | {entry.path for entry in delta.changed}
+        self.all_touched = self.all_touched or delta.lines_moved  # the status rows show lines: O(listed), capped
         self.fresh = (self.fresh - gone) | came
         keep = desired.paths()
         self.health.forget(keep)

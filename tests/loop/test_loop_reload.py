@@ -69,6 +69,7 @@ def test_a_snack_taken_out_is_pruned_and_a_line_inserted_moves_the_lines_below(
     edited(loop, spec_path, HEADER.format(extra="prune: true\n") + SNACKS.replace("  - c\n", ""))
     assert not (loop.pantry / "c").exists()  # it left the spec: pruned (the daemon created it)
     assert [line["files"] for line in events(log_lines, "pruned")] == [[str(loop.pantry / "c")]]
+    assert loop.daemon.status()["snacks"][str(loop.pantry / "d")]["line"] == 8  # type: ignore[index]
     edited(loop, spec_path, HEADER.format(extra="prune: true\n") + "  - new\n" + SNACKS.replace("  - c\n", ""))
     assert (loop.pantry / "new").exists() and not (loop.pantry / "a").exists()
     assert full_passes(log_lines) == ["start"]

@@ -1,4 +1,4 @@
-"""14. 100k edit (issue 23 item 5): one-line edits of a 100,000-snack spec saved atomically, from the rename to
+"""14. big spec edit (issue 23 item 5): one-line edits of a 100,000-snack spec saved atomically, from the rename to
 the snack appearing or (prune) being removed on disk, against a full CSafeLoader parse of the same YAML."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from pathlib import Path
 
 import yaml
 from files import create_all, names
-from harness import Bench, Row, Section, at_most, ms, percentile, ratio
+from harness import Bench, Row, Section, at_most, ms, percentile, ratio, sized
 from rawinotify import APPEARED, IN_DELETE, IN_MOVED_FROM, IN_ONLYDIR, Inotify
 
 APPLIED_P99 = at_most(0.06, "<= 60 ms")
+GOAL_SNACKS = 100_000  # the goal is set for this size; a --quick run shows its figure unjudged
 GONE = IN_DELETE | IN_MOVED_FROM
 
 
@@ -79,7 +80,7 @@ def run(bench: Bench) -> Section:
 
 
 def section(count: int, data: dict[str, list[float]], reloads: int) -> Section:
-    result = Section(f"14. 100k edit ({count:,} snacks, prune: true)", data={**data, "reload_lines": reloads})
+    result = Section(f"14. big spec edit ({count:,} snacks, prune: true)", data={**data, "reload_lines": reloads})
     parse = percentile(data["parse_s"], 50)
     everything = [*data["added_s"], *data["renamed_s"], *data["removed_s"]]
     missed = sum(math.isnan(value) for value in everything)  # nan: never seen
@@ -94,13 +95,12 @@ def section(count: int, data: dict[str, list[float]], reloads: int) -> Section:
         Row(f"a line taken out: snack pruned, p50 (n={len(values)})", ms(percentile(values, 50)), f"parse {ms(parse)}")
     )
     p99 = percentile(everything, 99)
-    result.rows.append(
-        APPLIED_P99.row(
-            f"every edit applied, p99 (n={len(everything)}, missed {missed})",
-            ms(p99),
-            f"yaml.load(CSafeLoader) of the whole spec {ms(parse)}",
-            figure=p99 if not missed else float("inf"),
-            ratio=ratio(p99, parse),
-        )
+    row = APPLIED_P99.row(
+        f"every edit applied, p99 (n={len(everything)}, missed {missed})",
+        ms(p99),
+        f"yaml.load(CSafeLoader) of the whole spec {ms(parse)}",
+        figure=p99 if not missed else float("inf"),
+        ratio=ratio(p99, parse),
     )
+    result.rows.append(sized(row, count, GOAL_SNACKS))
     return result

@@ -130,7 +130,7 @@ class Daemon:
         now = p.clock()
         p.armer.arm(self.desired, now)
         p.narrator.hold_lines()  # what the first pass did is told after the start line
-        self.hands.full_pass(now, Trigger.START)
+        self.hands.full_pass(now, Trigger.START, owners=False)  # squatted names are looked for once ready
         _log_start(p, self.options.dry_run)
         warn_about_neighbours(p.specs.config, self.desired)
         p.narrator.release_lines()
@@ -142,6 +142,7 @@ class Daemon:
         p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())
+        self.hands.owners_look(p.clock(), Trigger.START)  # a report only: after READY, before the first event
 
     def stop(self) -> None:
         p = self.parts

@@ -76,6 +76,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A name that needs no further checks: one component, no dot start (so not ., .. or the reserved prefix),
 # no control character, at most 63 characters (so at most 252 bytes: within NAME_MAX).
 _PLAIN_NAME = re.compile(r"[^./\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]{0,62}")
+# A list item that YAML can only read as the name itself (a plain scalar of these characters), for _plain_list.
+_ITEM_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+/-]*"
+_FIRST_ITEM = re.compile(rf"( *)- ({_ITEM_NAME})")
+PLAIN_LIST_LINES = 1000  # below this many lines the plain-list path is not worth it: the node tree is small
 # A pantry this short leaves room for any plain name within PATH_MAX.
 _ROOMY_PANTRY = PATH_MAX - 1 - 1 - 4 * 63
 
@@ -265,6 +269,9 @@ def parse_spec(data: bytes, path: Path, read_source: Callable[[Path], bytes] = r
         line = data.count(b"\n", 0, error.start) + 1
         raise SpecError(path, line, "spec is not valid UTF-8") from None
     last_line = max(1, text.count("\n") + (not text.endswith("\n")))  # an error at EOF is on the last line
+    plain = _plain_list(text, path, last_line, read_source)
+    if plain is not None:
+        return plain
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
@@ -278,6 +285,73 @@ def parse_spec(data: bytes, path: Path, read_source: Callable[[Path], bytes] = r
     validator = _Validator(path, last_line, read_source)
     validator.anchors = "&" in text
     return validator.spec(root)
+
+
+def _plain_list(text: str, path: Path, last_line: int, read_source: Callable[[Path], bytes]) -> Spec | None:
+    """The common big spec, read without a node tree: a header, then `snacks:` and nothing but `- name` lines of
+    letters, digits and `_.+/-` (all at one indent) to the end. The header and first item are composed and
+    checked as usual; YAML can only read the other lines as those very names, which get the same checks. None
+    when the text is not of that form, or anything fails: the full parse then says why."""
+    key = text.find("\nsnacks:\n") + 1 if not text.startswith("snacks:\n") else 0
+    if (key == 0 and not text.startswith("snacks:\n")) or text.count("\n", key) < PLAIN_LIST_LINES:
+        return None
+    first_end = text.find("\n", key + 8)
+    first = _FIRST_ITEM.fullmatch(text, key + 8, first_end) if first_end > 0 else None
+    if first is None:
+        return None
+    names, position = [first.group(2)], first_end + 1
+    for item in re.compile(rf"{first.group(1)}- ({_ITEM_NAME})\n").finditer(text, position):
+        if item.start() != position:
+            return None
+        names.append(item.group(1))
+        position = item.end()
+    head = _head_spec(text[: first_end + 1], path, last_line, read_source) if position == len(text) else None
+    if head is None or head[0].snacks[0].name != names[0]:
+        return None
+    return _with_names(*head, names)
+
+
+def _head_spec(
+    head: str, path: Path, last_line: int, read_source: Callable[[Path], bytes]
+) -> tuple[Spec, _Validator] | None:
+    """A plain list's header and first item, composed and checked; None on any problem."""
+    try:
+        root = yaml.compose(head, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    if root is None:
+        return None
+    validator = _Validator(path, last_line, read_source)
+    validator.anchors = "&" in head
+    try:
+        spec = validator.spec(root)
+    except SpecError:
+        return None
+    return (spec, validator) if len(spec.snacks) == 1 else None
+
+
+def _with_names(spec: Spec, validator: _Validator, names: list[str]) -> Spec | None:
+    """The header's spec holding every name of a plain list, each checked as snacks() checks a bare name."""
+    owner, group, mode, _, enforce = validator.defaults
+    enforced = _fit(enforce, "file")
+    line = spec.snacks[0].line
+    snacks, lines = list(spec.snacks), {names[0]: line}
+    quick, checked, pantry_bytes = validator.quick_name, validator.checked, validator.pantry_bytes
+    for offset in range(1, len(names)):
+        name = names[offset]
+        if name in lines:
+            return None  # a duplicate: the full parse names both lines
+        if not quick(name):
+            if name_problem(name, pantry_bytes) is not None:
+                return None
+            checked(name)
+        lines[name] = line + offset
+        snacks.append(Snack(name, line + offset, None, mode, "file", None, None, None, owner, group, enforced))
+    try:
+        validator.check_directories(snacks, lines)
+    except SpecError:
+        return None
+    return dataclasses.replace(spec, snacks=tuple(snacks))
 
 
 def _own(text: str) -> str:

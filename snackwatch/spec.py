@@ -299,13 +299,10 @@ def _plain_list(text: str, path: Path, last_line: int, read_source: Callable[[Pa
     first = _FIRST_ITEM.fullmatch(text, key + 8, first_end) if first_end > 0 else None
     if first is None:
         return None
-    names, position = [first.group(2)], first_end + 1
-    for item in re.compile(rf"{first.group(1)}- ({_ITEM_NAME})\n").finditer(text, position):
-        if item.start() != position:
-            return None
-        names.append(item.group(1))
-        position = item.end()
-    head = _head_spec(text[: first_end + 1], path, last_line, read_source) if position == len(text) else None
+    indent = first.group(1)
+    names = [first.group(2), *re.compile(rf"{indent}- ({_ITEM_NAME})\n").findall(text, first_end + 1)]
+    covered = sum(map(len, names)) + (len(indent) + 3) * len(names) == len(text) - key - 8  # no gap between them
+    head = _head_spec(text[: first_end + 1], path, last_line, read_source) if covered else None
     if head is None or head[0].snacks[0].name != names[0]:
         return None
     return _with_names(*head, names)

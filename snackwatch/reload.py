@@ -190,8 +190,8 @@ class SpecReloader:
         told = forced and not result.problems
         changed = _log_changes(old, result.desired, result.dropped, told, result.delta)
         self._lint(old, result.desired, result.delta)
-        if not changed and busy:
-            return None  # only the busy file's old spec again: nothing to apply yet
+        if not changed and busy and result.delta is None:
+            return None  # only the busy file's old spec again: nothing to apply yet (a patched one is taken: cheap)
         return Reloaded(forced, result.desired, result.delta)
 
     def _lint(self, old: Desired, new: Desired, delta: Delta | None) -> None:

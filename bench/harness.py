@@ -102,6 +102,15 @@ class Goal:
         return Row(measure, value, baseline, ratio, self.text, self.check(figure, base))
 
 
+def sized(row: Row, size: int, goal_size: int) -> Row:
+    """A row whose goal is set for `goal_size` (100,000 snacks): at another size (--quick) its figure is shown
+    unjudged."""
+    if size != goal_size:
+        row.met = None
+        row.goal = f"{row.goal} at {goal_size:,}"
+    return row
+
+
 def at_most(limit: float, text: str) -> Goal:
     """The figure itself is at most `limit`."""
     return Goal(text, lambda figure, _: figure <= limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Container
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
@@ -307,7 +308,7 @@ class Health:
         self.changed_at.pop(name, None)
         self._failing.discard(name)
 
-    def forget(self, keep: set[str]) -> None:
+    def forget(self, keep: Container[str]) -> None:
         """Drop the state of snacks no longer in the spec."""
         for name in [name for name in self.snacks if name not in keep]:
             del self.snacks[name]

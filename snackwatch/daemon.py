@@ -16,7 +16,7 @@ from types import FrameType
 from loguru import logger
 
 from snackwatch import __version__
-from snackwatch.desired import Desired
+from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
@@ -130,7 +130,7 @@ class Daemon:
         now = p.clock()
         p.armer.arm(self.desired, now)
         p.narrator.hold_lines()  # what the first pass did is told after the start line
-        self.hands.full_pass(now, Trigger.START)
+        self.hands.full_pass(now, Trigger.START, owners=False)  # squatted names are looked for once ready
         _log_start(p, self.options.dry_run)
         warn_about_neighbours(p.specs.config, self.desired)
         p.narrator.release_lines()
@@ -138,10 +138,11 @@ class Daemon:
         self._prune(confirmed=p.pruner.take_confirmation())
         p.resync.due(now, None)  # schedules the first periodic pass, if any
         self.hands.sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
-        self.collector.settle()
+        self.collector.settle(collect=False)
         p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())
+        self.hands.owners_look(p.clock(), Trigger.START)  # a report only: after READY, before the first event
 
     def stop(self) -> None:
         p = self.parts
@@ -203,7 +204,7 @@ class Daemon:
             p.reloader.request()
         if turn.spec_changed:
             p.reloader.changed(now, turn.spec_writes)
-        reloaded = self._reload(now)
+        reloaded, looks = self._reload(now)
         affected = p.armer.check(self.desired, set(turn.rearm), now)
         if turn.overflow:
             self._overflowed(now)
@@ -215,10 +216,13 @@ class Daemon:
             p.ledger.skip_due(now)
         else:
             swept = self.hands.sweep(now, affected, turn.scan)
+            self.hands.looked(now, looks)  # what a reload patched in: new entries and those declared otherwise
             self.hands.deleted([(d, n) for d, n in removed if d not in swept], now)
             self.hands.changed([(d, n) for d, n in turn.changed if d not in swept], now)
             self.hands.repair(now, p.ledger.due(now), Trigger.RETRY)
         p.watcher.watch_attributes(p.ledger.has_failing or p.armer.has_failing)
+        if p.specs.unsaved:
+            p.specs.save_last_good()  # after the repairs: an edit is applied first
         p.state.write_if_due(now, lambda: self.rows.file(p, self.started), hold=p.dirty.pending)  # repairs first
         if p.notifier.wanted:
             p.notifier.status(self.status_line())
@@ -236,34 +240,44 @@ class Daemon:
 
     # --- specs ------------------------------------------------------------------------------------
 
-    def _reload(self, now: float) -> bool:
-        """Re-read the specs if due; True if a new desired state was taken."""
+    def _reload(self, now: float) -> tuple[bool, tuple[Entry, ...]]:
+        """Re-read the specs if due. (True, ()) if a new desired state was merged: a full pass follows; (False,
+        entries) if it was built from the old one (O(changed)): only those entries need a look."""
         p = self.parts
         if p.reloader.requested and not self.reloading:
             self.reloading = True
             p.notifier.reloading()
         if not p.reloader.is_due(now):
-            return False
+            return False, ()
         self.collector.pause()  # a big spec's parse, merge and full pass without it; collected once after
         reloaded = p.reloader.due(now)
         if reloaded is None:
             self.collector.resume()
-            return False
+            return False, ()
         p.watcher.track_specs(p.specs.spec_names())  # a spec symlink may lead elsewhere now
         if reloaded.desired is not None:
-            kept = p.ledger.spec_applied(reloaded.desired)
-            p.narrator.forget(kept)
-            p.state.changed(now)
-            p.watcher.track(reloaded.desired.relevant_names())
-            p.watcher.track_enforced(reloaded.desired.enforced_names())
-            p.armer.arm(self.desired, now)
-            self._prune(confirmed=p.pruner.take_confirmation())
+            self._take(reloaded.desired, reloaded.delta, now)
         elif reloaded.forced and p.pruner.take_confirmation():
             self._prune(confirmed=True)
         if reloaded.forced:
             self.reloading = False
             p.notifier.ready(self.status_line())
-        return reloaded.desired is not None
+        if reloaded.delta is not None:
+            return False, reloaded.delta.to_look_at()
+        return reloaded.desired is not None, ()
+
+    def _take(self, desired: Desired, delta: Delta | None, now: float) -> None:
+        """A new desired state is in force: the ledger, the watches, the directories, pruning. With a `delta` the
+        directories are those of the old state and only the enforced names it touches may change."""
+        p = self.parts
+        p.narrator.forget(p.ledger.spec_applied(desired, delta))
+        p.state.changed(now)
+        p.watcher.track(desired.relevant_names())
+        if delta is None or any(entry.snack.enforce for entry in delta.removed + delta.to_look_at()):
+            p.watcher.track_enforced(desired.enforced_names())
+        if delta is None:
+            p.armer.arm(desired, now)
+        self._prune(confirmed=p.pruner.take_confirmation())
 
     def _prune(self, *, confirmed: bool) -> None:
         if not self.options.dry_run:

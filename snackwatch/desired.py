@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from snackwatch.chase import WalkRules, open_directory
@@ -15,14 +16,28 @@ from snackwatch.perms import Perms, trusted_owners
 from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
 
 
+class SpecRef(NamedTuple):
+    """What an entry needs of the spec that declares it: its file and whether it prunes. A value, equal across
+    reloads that change only snacks, so an unchanged entry is reused as it is (reload O(changed))."""
+
+    path: Path
+    prune: bool
+
+
 class Entry(NamedTuple):
     """One desired file: the snack, the spec that declares it, and where it lives."""
 
     snack: Snack
-    spec: Spec
-    directory: str  # absolute path of the directory holding the file
+    spec: SpecRef
+    directory: str  # absolute path of the directory holding the file (one string per directory, shared)
     name: str  # the file's name in that directory
-    path: str  # directory/name, computed once: it keys every per-snack table
+
+    @property
+    def path(self) -> str:
+        """directory/name: it keys every per-snack table. Made when asked, not kept: 100,000 of them would
+        hold ~7 MB for the few that a repair, a status row or a log line needs at a time."""
+        directory = self.directory
+        return f"{directory}/{self.name}" if directory != "/" else "/" + self.name
 
 
 @dataclass(frozen=True)
@@ -60,14 +75,20 @@ class Desired:
     def by_path(self) -> dict[str, Entry]:
         return {entry.path: entry for entry in self.entries()}
 
+    def paths(self) -> Paths:
+        """Every desired path, as a container asked in O(1) (no set of 100k paths built)."""
+        return Paths(self.files)
+
     @functools.cached_property
     def count(self) -> int:
         """How many snacks: counted once (the status line asks on every turn of the loop; 100k directories)."""
         return sum(len(entries) for entries in self.files.values())
 
-    def relevant_names(self) -> dict[str, frozenset[str]]:
-        """Per snack directory, the names whose removal matters: its snacks and its nested snack directories."""
-        return {d: frozenset(entries).union(self.children.get(d, ())) for d, entries in self.files.items()}
+    def relevant_names(self) -> dict[str, Names]:
+        """Per snack directory, the names whose removal matters: its snacks and its nested snack directories
+        (views of this desired state's tables, nothing copied)."""
+        children = self.children
+        return {d: Names(entries, children.get(d, _NONE)) for d, entries in self.files.items()}
 
     def enforced_names(self) -> dict[str, frozenset[str]]:
         """Per snack directory holding enforced entries, their names: only these directories hear changes in place
@@ -79,10 +100,53 @@ class Desired:
                 enforced[directory] = names
         return enforced
 
+    def line_of(self, entry: Entry) -> int:
+        """The line that declares an entry now (lines move under an O(changed) reload: Spec.line_of)."""
+        for spec in self.specs:
+            if spec.path == entry.spec.path:
+                return spec.line_of(entry.snack)
+        return entry.snack.line
+
     def display(self, entry: Entry) -> str:
         """How logs name a snack: its spec name, or its full path when several pantries are kept; quoted when
         its plain text would hide a difference (`'Goldfish '`, a name NFC normalisation changes)."""
         return shown_name(entry.snack.name if len(self.specs) <= 1 else entry.path)
+
+
+_NONE: frozenset[str] = frozenset()
+
+
+class Names:
+    """The names that matter in one directory (its snacks and nested directories), asked by `in`."""
+
+    __slots__ = ("children", "entries")
+
+    def __init__(self, entries: Mapping[str, Entry], children: Container[str]) -> None:
+        self.entries = entries
+        self.children = children
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.entries or name in self.children
+
+
+class Paths:
+    """Every desired path (directory/name), asked by `in`."""
+
+    __slots__ = ("files",)
+
+    def __init__(self, files: Mapping[str, Mapping[str, Entry]]) -> None:
+        self.files = files
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str):
+            return False
+        directory, _, name = path.rpartition(os.sep)
+        entries = self.files.get(directory or os.sep)
+        return entries is not None and name in entries
+
+
+def spec_ref(spec: Spec) -> SpecRef:
+    return SpecRef(spec.path, spec.prune)
 
 
 def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
@@ -90,54 +154,176 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
     that had it in `previous`, else the first file) and the clash is listed, so one bad file does not freeze
     the others. A file where another spec needs a directory is an error."""
     specs = tuple(specs)
-    owners = {entry.path: entry.spec.path for entry in previous.entries()} if previous is not None else {}
+    by_path = {spec.path: spec for spec in specs}
     clashes: list[SpecError] = []
     files: dict[str, dict[str, Entry]] = {}
     roots: dict[str, str] = {}
-    claimed: dict[str, Entry] = {}
     needed_dirs: dict[str, Entry | None] = {}  # directory -> a snack that needs it (None: a pantry)
     children: dict[str, set[str]] = {}
     for spec in specs:
         pantry = str(spec.pantry)
         needed_dirs.setdefault(pantry, None)
         roots[pantry] = pantry
-        files.setdefault(pantry, {})
-        in_pantry = files[pantry]
+        in_pantry = files.setdefault(pantry, {})
         prefix = os.path.join(pantry, "")
+        ref = spec_ref(spec)
+        directories: dict[str, str] = {}
         for snack in spec.snacks:
             name = snack.name
             if "/" not in name:  # the common case, kept cheap: 100k snacks merge in a fraction of a second
-                entry = Entry(snack, spec, pantry, name, prefix + name)
-                in_pantry[name] = entry
+                entry = Entry(snack, ref, pantry, name)
+                table = in_pantry
             else:
                 parent, _, name = name.rpartition("/")
-                directory = prefix + parent
-                entry = Entry(snack, spec, directory, name, os.path.join(directory, name))
-                files.setdefault(directory, {})[name] = entry
+                directory = directories.get(parent)
+                if directory is None:  # one string per directory, shared by its entries
+                    directory = directories[parent] = prefix + parent
+                entry = Entry(snack, ref, directory, name)
+                table = files.setdefault(directory, {})
                 _need_parents(entry, pantry, needed_dirs, roots, children)
-            other = claimed.setdefault(entry.path, entry)
-            if other is not entry:
-                if owners.get(entry.path) == entry.spec.path:  # it had the name first: the newcomer gives way
-                    claimed[entry.path], entry, other = entry, other, entry
-                files[entry.directory][entry.name] = other
-                clashes.append(_clash(entry, other, "is also declared"))
+            other = table.setdefault(name, entry)
+            if other is not entry:  # another spec has the path (one spec cannot: its names are unique)
+                clashes.append(_clash_of(entry, other, table, previous, by_path))
     for directory, needer in needed_dirs.items():
-        if directory in claimed and needer is not None and claimed[directory].snack.type != "directory":
-            raise _clash(
-                needer, claimed[directory], f"needs a directory where a {claimed[directory].snack.type} is declared"
-            )
+        held = _declared_at(files, directory) if needer is not None else None
+        if held is not None and needer is not None and held.snack.type != "directory":
+            raise _clash(needer, held, f"needs a directory where a {held.snack.type} is declared", by_path)
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
         files.setdefault(directory, {})
-    return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, claimed))
+    return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, files))
 
 
-def _walk_rules(specs: tuple[Spec, ...], claimed: dict[str, Entry]) -> dict[str, WalkRules]:
+def _clash_of(
+    entry: Entry, other: Entry, table: dict[str, Entry], previous: Desired | None, specs: Mapping[Path, Spec]
+) -> SpecError:
+    """Two specs claim one path: it stays with the one that had it in `previous`, else with the first; the clash
+    is the other one's."""
+    before = previous.entry(entry.directory, entry.name) if previous is not None else None
+    if before is not None and before.spec.path == entry.spec.path:  # it had the name first: the newcomer gives way
+        table[entry.name] = entry
+        entry, other = other, entry
+    return _clash(entry, other, "is also declared", specs)
+
+
+def _declared_at(files: Mapping[str, Mapping[str, Entry]], path: str) -> Entry | None:
+    """The entry declared at a path (a directory some snack needs), if any."""
+    parent, _, name = path.rpartition(os.sep)
+    entries = files.get(parent or os.sep)
+    return entries.get(name) if entries is not None else None
+
+
+class Delta(NamedTuple):
+    """What a reload changed, entry by entry, when the new desired state was built from the old one."""
+
+    spec_path: Path  # the one spec file it changed
+    added: tuple[Entry, ...]  # names new to the spec
+    removed: tuple[Entry, ...]  # names gone from it (the old entries)
+    changed: tuple[Entry, ...]  # names declared otherwise (the new entries)
+    lines_moved: bool = False  # lines below the edit moved: what shows a snack's line (status rows) is redone
+
+    def to_look_at(self) -> tuple[Entry, ...]:
+        """The entries a reload must look at on disk: new ones and those declared otherwise."""
+        return self.added + self.changed
+
+
+class DeclaredIn:
+    """A spec's names in a desired state, for patch.patch_spec: its snack of a name, and the needed directories."""
+
+    def __init__(self, desired: Desired, spec: Spec) -> None:
+        self.files, self.roots = desired.files, desired.roots
+        self.pantry, self.path = str(spec.pantry), spec.path
+
+    def snack(self, name: str) -> Snack | None:
+        directory, _, base = name.rpartition("/")
+        entries = self.files.get(os.path.join(self.pantry, directory) if directory else self.pantry)
+        entry = entries.get(base) if entries is not None else None
+        return entry.snack if entry is not None and entry.spec.path == self.path else None
+
+    def is_directory(self, name: str) -> bool:
+        return os.path.join(self.pantry, name) in self.roots
+
+
+def patch(old: Desired, spec: Spec, gone: Iterable[Snack], came: Iterable[Snack]) -> tuple[Desired, Delta] | None:
+    """`old` with `spec` in place of the spec of its path, in O(changed): `gone` are the old spec's snacks replaced,
+    `came` their replacements (patch.Patched). None, `old` untouched, when the change reaches further (a clash,
+    a new or emptied directory): merge() then.
+
+    The directories' tables are updated in place and shared with `old`, which is superseded: copying a pantry of
+    100,000 names (and freeing the copy) would cost more than the whole edit. The watcher's `relevant_names()`
+    views see the new names at once."""
+    index = next((i for i, known in enumerate(old.specs) if known.path == spec.path), None)
+    if (
+        index is None
+        or old.clashes
+        or (old.specs[index].pantry, old.specs[index].defaults)
+        != (
+            spec.pantry,
+            spec.defaults,
+        )
+    ):
+        return None
+    pantry = str(spec.pantry)
+    leaving = {snack.name: _place(pantry, snack.name) for snack in gone}
+    arriving = [(snack, *_place(pantry, snack.name)) for snack in came]
+    sizes: dict[str, int] = {}
+    for directory, name in leaving.values():
+        if old.entry(directory, name) is None:
+            return None
+        sizes[directory] = sizes.get(directory, len(old.files[directory])) - 1
+    for snack, directory, name in arriving:
+        path = os.path.join(directory, name)
+        taken = directory not in old.files or (name in old.files[directory] and snack.name not in leaving)
+        if taken or path in old.roots:
+            return None  # a new directory, a name another spec holds, or a file where a directory is needed
+        sizes[directory] = sizes.get(directory, len(old.files[directory])) + 1
+    if any(not size and directory != pantry for directory, size in sizes.items()):
+        return None  # a directory left empty: whether it is still needed is merge()'s to say
+    return _patched(old, spec, index, leaving, arriving)
+
+
+def _patched(
+    old: Desired,
+    spec: Spec,
+    index: int,
+    leaving: dict[str, tuple[str, str]],
+    arriving: list[tuple[Snack, str, str]],
+) -> tuple[Desired, Delta]:
+    """patch(), once it is known to apply."""
+    files, ref, was = old.files, spec_ref(spec), old.specs[index]
+    removed = {name: files[directory].pop(place) for name, (directory, place) in leaving.items()}
+    added: list[Entry] = []
+    changed: list[Entry] = []
+    moved = spec.lines != was.lines
+    for snack, directory, name in arriving:
+        entry = Entry(snack, ref, directory, name)
+        files[directory][name] = entry
+        before = removed.pop(snack.name, None)
+        if before is None:
+            added.append(entry)
+        elif before.snack[2:] != snack[2:]:  # all but name and line
+            changed.append(entry)
+        else:
+            moved = moved or was.line_of(before.snack) != spec.line_of(snack)  # parsed again, on another line
+    specs = (*old.specs[:index], spec, *old.specs[index + 1 :])
+    desired = Desired(specs, files, old.directories, old.roots, old.children, (), old.rules)
+    return desired, Delta(spec.path, tuple(added), tuple(removed.values()), tuple(changed), moved)
+
+
+def _place(pantry: str, name: str) -> tuple[str, str]:
+    """The directory and file name of a snack name in a pantry."""
+    if "/" not in name:
+        return pantry, name
+    parent, _, base = name.rpartition("/")
+    return os.path.join(pantry, parent), base
+
+
+def _walk_rules(specs: tuple[Spec, ...], files: Mapping[str, Mapping[str, Entry]]) -> dict[str, WalkRules]:
     """Per pantry: the owners its directories may have (root, the euid, each spec's `defaults.owner`), and what a
     directory created on the way gets: a declared directory's own perms, else `defaults.directory_mode` (0755)
     and the defaults' owner and group (the first spec of a shared pantry decides)."""
-    declared = {path: e for path, e in claimed.items() if e.snack.type == "directory"}
-    makers = {path: Perms(e.snack.final_mode(), e.snack.owner, e.snack.group) for path, e in declared.items()}
+    declared = [e for entries in files.values() for e in entries.values() if e.snack.type == "directory"]
+    makers = {e.path: Perms(e.snack.final_mode(), e.snack.owner, e.snack.group) for e in declared}
     owners: dict[str, set[int]] = {}
     defaults: dict[str, Perms] = {}
     for spec in specs:
@@ -169,9 +355,8 @@ def _need_parents(
         directory = parent
 
 
-def _clash(entry: Entry, other: Entry, what: str) -> SpecError:
+def _clash(entry: Entry, other: Entry, what: str, specs: Mapping[Path, Spec]) -> SpecError:
+    line, other_line = (specs[e.spec.path].line_of(e.snack) for e in (entry, other))
     return SpecError(
-        entry.spec.path,
-        entry.snack.line,
-        f"snack {entry.snack.name!r} ({entry.path}) {what} at {other.spec.path}:{other.snack.line}",
+        entry.spec.path, line, f"snack {entry.snack.name!r} ({entry.path}) {what} at {other.spec.path}:{other_line}"
     )

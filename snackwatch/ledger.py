@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Container, Iterable
 from dataclasses import dataclass, field
 
 from snackwatch.backoff import BackoffPolicy, Change, FightPolicy, Health
-from snackwatch.desired import Desired, Entry
+from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.drift import Aspect
 from snackwatch.errors import error_text
 from snackwatch.plan import Kind
@@ -153,8 +153,11 @@ class Book:
                 todo[directory].append(entry)
         return todo
 
-    def spec_applied(self, desired: Desired) -> set[str]:
-        """A new desired state is in force: forget everything about snacks that left it; returns the paths kept."""
+    def spec_applied(self, desired: Desired, delta: Delta | None = None) -> Container[str]:
+        """A new desired state is in force: forget everything about snacks that left it; returns the paths kept.
+        With a `delta` (built from the old state) only the entries it names are looked at: O(changed)."""
+        if delta is not None:
+            return self._patched(desired, delta)
         old = self.desired.by_path()
         self.desired = desired
         self.all_touched = True
@@ -165,6 +168,21 @@ class Book:
         for table in (self.conflicts, self.history, self.squatted, self.drift):
             for path in [path for path in table if path not in keep]:
                 del table[path]
+        return keep
+
+    def _patched(self, desired: Desired, delta: Delta) -> Container[str]:
+        self.desired = desired
+        gone = {entry.path for entry in delta.removed}
+        came = {entry.path for entry in delta.added}
+        self.touched |= gone | came | {entry.path for entry in delta.changed}
+        self.all_touched = self.all_touched or delta.lines_moved  # the status rows show lines: O(listed), capped
+        self.fresh = (self.fresh - gone) | came
+        keep = desired.paths()
+        self.health.forget(keep)
+        self.missing -= gone
+        for table in (self.conflicts, self.history, self.squatted, self.drift):
+            for path in gone:
+                table.pop(path, None)
         return keep
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
-from snackwatch.spec import Spec
+from snackwatch.spec import Snack, Spec
 
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _SPECIAL_BITS = 0o6000  # setuid, setgid
@@ -36,30 +37,33 @@ def shown_name(name: str) -> str:
     return quoted(name) if hides_difference(name) else name
 
 
-def spec_warnings(spec: Spec) -> list[str]:
-    """Each `path:line: warning: ...` for a spec that is valid but probably not what was meant."""
-    warnings = []
-    variable = _VARIABLE.search(str(spec.pantry))
+def spec_warnings(spec: Spec, snacks: Sequence[Snack] | None = None) -> list[str]:
+    """Each `path:line: warning: ...` for a spec that is valid but probably not what was meant; `snacks`: only
+    about these (a reload's new or changed ones), the pantry left out."""
+    warnings: list[str] = []
+    variable = _VARIABLE.search(str(spec.pantry)) if snacks is None else None
+    snacks = spec.snacks if snacks is None else snacks
     if variable is not None:
         warnings.append(
             f"{spec.path}:{spec.pantry_line}: warning: pantry {str(spec.pantry)!r} contains ${variable.group(1)}: "
             f"variables are not expanded, so a directory literally named {variable.group(0)!r} is made "
             "(write the path out; ~ is expanded)"
         )
-    joined = "\n".join([snack.name for snack in spec.snacks])  # no name holds a newline (control characters)
+    joined = "\n".join([snack.name for snack in snacks])  # no name holds a newline (control characters)
     plain = joined.isascii()
     spaced = any(edge in joined for edge in (" \n", "\n ", " /", "/ ")) or joined[:1] == " " or joined[-1:] == " "
-    if plain and not spaced and not any(snack.mode for snack in spec.snacks if snack.mode):
+    if plain and not spaced and not any(snack.mode for snack in snacks if snack.mode):
         return warnings  # the common case, one pass in C: 100k names are looked at in a few ms
     twins = {} if plain else _nfc_twins(spec)
-    for snack in spec.snacks:
+    for snack in snacks:
         name = snack.name
-        twin = twins.get(snack.line) if twins else None
+        line = spec.line_of(snack)
+        twin = twins.get(line) if twins else None
         edge = edge_whitespace(name)
         special = snack.mode is not None and snack.mode & _SPECIAL_BITS
         if not (twin or edge or special):
             continue
-        where = f"{spec.path}:{snack.line}: warning: snack {quoted(name)}"
+        where = f"{spec.path}:{line}: warning: snack {quoted(name)}"
         if edge:
             warnings.append(f"{where} has whitespace at the start or end of a name: the file is made with it")
         if twin is not None:
@@ -82,7 +86,8 @@ def _nfc_twins(spec: Spec) -> dict[int, tuple[str, int]]:
     seen: dict[str, tuple[str, int]] = {}
     twins = {}
     for snack in spec.snacks:
-        first = seen.setdefault(unicodedata.normalize("NFC", snack.name), (snack.name, snack.line))
+        line = spec.line_of(snack)
+        first = seen.setdefault(unicodedata.normalize("NFC", snack.name), (snack.name, line))
         if first[0] != snack.name:
-            twins[snack.line] = first
+            twins[line] = first
     return twins

@@ -8,7 +8,7 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -200,7 +200,7 @@ def find_pending(owned: OwnershipRecord, desired: Desired) -> tuple[list[Pending
             managed[owner] = managed.get(owner, 0) + 1
     pending: list[Pending] = []
     outside: list[str] = []
-    for owner, files in prune_candidates(owners, set(desired.by_path()), set(specs)).items():
+    for owner, files in prune_candidates(owners, desired.paths(), set(specs)).items():
         pantry = str(specs[owner].pantry)
         inside = [file for file in files if in_pantry(file, pantry)]
         outside += [file for file in files if not in_pantry(file, pantry)]
@@ -368,7 +368,9 @@ def _sound_record(config: Path) -> OwnershipRecord:
     return owned
 
 
-def prune_candidates(owners: Mapping[str, str], desired: set[str], prunable_specs: set[str]) -> dict[str, list[str]]:
+def prune_candidates(
+    owners: Mapping[str, str], desired: Container[str], prunable_specs: set[str]
+) -> dict[str, list[str]]:
     """Files we created (path -> declaring spec) that left the spec, for specs with prune: true, by spec."""
     candidates: dict[str, list[str]] = {}
     for path, spec in sorted(owners.items()):

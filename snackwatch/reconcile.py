@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Container, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -112,17 +113,48 @@ def observe_targets(directory_fd: int, wanted: dict[str, Snack], observed: dict[
     return targets
 
 
-def reconcile_all(desired: Desired, *, dry_run: bool = False, recorder: Recorder | None = None) -> list[Outcome]:
+def reconcile_all(
+    desired: Desired, *, dry_run: bool = False, recorder: Recorder | None = None, owners: bool = True
+) -> list[Outcome]:
     """Make every directory match; outcomes for every snack that was not simply present.
 
     With a `recorder`, a pruning spec's file is in the ownership record on disk before its name appears.
-    Crash leftovers (stale temp files) the scans come across are removed, in one log line.
+    Crash leftovers (stale temp files) the scans come across are removed, in one log line. `owners=False`
+    leaves out the owner look of name-only snacks (report only): owners_drift() does it later.
     """
     outcomes: list[Outcome] = []
     removed: dict[str, int] = {}
     for directory in desired.directories:
-        outcomes.extend(_reconcile_directory(desired, directory, dry_run, recorder, removed))
+        outcomes.extend(_reconcile_directory(desired, directory, dry_run, recorder, removed, owners=owners))
     log_removed(removed)
+    return outcomes
+
+
+def owners_drift(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
+    """The owner look a pass without `owners` left out: each name-only snack that is a regular file owned by
+    another user than the daemon's (a squatted name) drifts in owner; one lstat each, reported, never changed."""
+    outcomes: list[Outcome] = []
+    euid = os.geteuid()
+    for directory in desired.directories:
+        plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
+        if not plain:
+            continue
+        try:
+            fd = desired.open_directory(directory, create=False)
+        except (OSError, BlockedPath):
+            continue  # the pass told what stands in the way
+        try:
+            for entry in plain:
+                try:
+                    found = os.lstat(entry.name, dir_fd=fd)
+                except OSError:
+                    continue
+                if stat.S_ISREG(found.st_mode) and found.st_uid != euid:
+                    drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
+                    if drifted.status is not Status.PRESENT or drifted.drift:
+                        outcomes.append(drifted)
+        finally:
+            os.close(fd)
     return outcomes
 
 

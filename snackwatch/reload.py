@@ -9,7 +9,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from snackwatch.desired import Desired
+from snackwatch.desired import Delta, Desired
 from snackwatch.errors import SpecBeingWritten, SpecError
 from snackwatch.lastgood import applied_text
 from snackwatch.lint import shown_name, spec_warnings
@@ -28,6 +28,7 @@ class Reloaded:
 
     forced: bool
     desired: Desired | None
+    delta: Delta | None = None  # built from the old desired state with these changes: only they need a look
 
 
 class SpecReloader:
@@ -42,6 +43,7 @@ class SpecReloader:
         self.writing: dict[str, float] = {}  # spec files written to and not closed yet -> since when
         self.hup_deadline: float | None = None  # a SIGHUP waiting for a writer to close its spec
         self.problems: dict[Path, str] = {}  # per file: the error or warning logged, so it is logged once
+        self.warned: set[Path] = set()  # spec files whose last lint found something to say
 
     def start(self, now: float) -> None:
         """Tell the problems found at load (a bad file in a conf.d directory is left out, not fatal; an invalid
@@ -63,7 +65,7 @@ class SpecReloader:
                 )
             else:
                 self._trouble(path, error, now)
-        _warn(self.specs.desired.specs)
+        self.warned = _warn(self.specs.desired.specs)
 
     def status_note(self) -> str:
         """What the status line adds about the specs: nothing when every file is valid and read from disk."""
@@ -186,12 +188,22 @@ class SpecReloader:
                 logger.bind(event="reread").debug("spec re-read: unchanged")
             return None if busy else Reloaded(forced, None)
         told = forced and not result.problems
-        changed = _log_changes(old, result.desired, result.dropped, told)
+        changed = _log_changes(old, result.desired, result.dropped, told, result.delta)
+        self._lint(old, result.desired, result.delta)
+        if not changed and busy and result.delta is None:
+            return None  # only the busy file's old spec again: nothing to apply yet (a patched one is taken: cheap)
+        return Reloaded(forced, result.desired, result.delta)
+
+    def _lint(self, old: Desired, new: Desired, delta: Delta | None) -> None:
+        """Tell lint's warnings about each spec just taken, all of them once per change of its file. A spec patched
+        in O(changed) that had none and whose new snacks have none has none: its 100k names are not looked at."""
         known = {id(spec) for spec in old.specs}
-        _warn(spec for spec in result.desired.specs if id(spec) not in known)
-        if not changed and busy:
-            return None  # only the busy file's old spec again: nothing to apply yet
-        return Reloaded(forced, result.desired)
+        taken = [spec for spec in new.specs if id(spec) not in known]
+        if delta is not None and delta.spec_path not in self.warned:
+            new_snacks = [entry.snack for entry in delta.to_look_at()]
+            if not any(spec_warnings(spec, new_snacks) for spec in taken):
+                return
+        self.warned = (self.warned - {spec.path for spec in taken}) | _warn(taken)
 
     def _trouble(self, path: Path, error: SpecError, now: float, *, again: bool = False) -> None:
         """Log a spec problem once (`again`: an explicit reload asks, so say it again)."""
@@ -208,18 +220,28 @@ class SpecReloader:
             logger.bind(event="spec_invalid", spec=str(path), line=error.line).error("{}; {}", message, kept)
 
 
-def _warn(specs: Iterable[Spec]) -> None:
-    """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec)."""
+def _warn(specs: Iterable[Spec]) -> set[Path]:
+    """Log what lint finds in specs just taken (each spec once per change: an unchanged file keeps its Spec);
+    returns the spec files warned about."""
+    warned = set()
     for spec in specs:
         for warning in spec_warnings(spec):
             logger.bind(event="spec_warning", spec=str(spec.path)).warning("{}", warning)
+            warned.add(spec.path)
+    return warned
 
 
-def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) -> bool:
+def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool, delta: Delta | None = None) -> bool:
     """Log what a reload changed (a forced one says so even when nothing did); True if anything changed.
 
     Snacks are told apart by their spec and name, so a spec whose pantry moved says `pantry /a -> /b` once,
-    not every one of its names as removed and added again."""
+    not every one of its names as removed and added again. With a `delta` (one spec's snacks patched, its
+    header as it was) only the entries it names are looked at."""
+    if delta is not None:
+        added = [new.display(entry) for entry in delta.added]
+        removed = [old.display(entry) for entry in delta.removed]
+        told = [f"+{shown_name(name)}" for name in added] + [f"-{shown_name(name)}" for name in removed]
+        return _told(told + [f"~{shown_name(new.display(entry))}" for entry in delta.changed], added, removed, new)
     old_keys = {(entry.spec.path, entry.snack.name): entry for entry in old.entries()}
     new_keys = {(entry.spec.path, entry.snack.name): entry for entry in new.entries()}
     added = [new.display(entry) for key, entry in new_keys.items() if key not in old_keys]
@@ -238,6 +260,10 @@ def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool) 
         elif before is not None and before != spec.pantry:
             changes.append(f"pantry {before} -> {spec.pantry}")
     changes += [f"dropped {path.name}" for path in dropped]
+    return _told(changes, added, removed, new, forced=forced)
+
+
+def _told(changes: list[str], added: list[str], removed: list[str], new: Desired, *, forced: bool = False) -> bool:
     if changes or forced:
         logger.bind(event="reload", added=added, removed=removed).info(
             "spec reloaded: {} ({} snacks)", name_list(changes, quote=False) if changes else "no change", new.count

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import errno
 import fcntl
+import functools
 import grp
 import os
 import pwd
@@ -47,12 +49,37 @@ _FILE_KINDS = {
     stat.S_IFSOCK: "a socket",
 }
 # libyaml's composer is ~15x faster on big specs; the pure-Python one is the fallback.
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_TAGS: dict[type, str] = {
+    yaml.ScalarNode: yaml.resolver.BaseResolver.DEFAULT_SCALAR_TAG,
+    yaml.SequenceNode: yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG,
+    yaml.MappingNode: yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+}
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]
+    """The composer without tag resolution: every value is checked as text (`version: 1`, `prune: true`), no tag
+    is ever read, so PyYAML's resolver (a Python call and regexps per scalar, ~80 ms per 100k snacks) is skipped."""
+
+    def resolve(self, kind: type, value: object, implicit: object) -> str:
+        return _TAGS[kind]
+
+    def descend_resolver(self, current_node: object, current_index: object) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+
 # C0 controls, DEL and C1 controls: a name or pantry holding one could forge log lines or terminal output.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # A name that needs no further checks: one component, no dot start (so not ., .. or the reserved prefix),
 # no control character, at most 63 characters (so at most 252 bytes: within NAME_MAX).
 _PLAIN_NAME = re.compile(r"[^./\x00-\x1f\x7f-\x9f][^/\x00-\x1f\x7f-\x9f]{0,62}")
+# A list item that YAML can only read as the name itself (a plain scalar of these characters), for _plain_list.
+_ITEM_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+/-]*"
+_FIRST_ITEM = re.compile(rf"( *)- ({_ITEM_NAME})")
+PLAIN_LIST_LINES = 1000  # below this many lines the plain-list path is not worth it: the node tree is small
 # A pantry this short leaves room for any plain name within PATH_MAX.
 _ROOMY_PANTRY = PATH_MAX - 1 - 1 - 4 * 63
 
@@ -64,7 +91,7 @@ class Snack(NamedTuple):
     (type, target, content or source bytes, mode, owner, group) are all here."""
 
     name: str
-    line: int = 0
+    line: int = 0  # where it was parsed; after an O(changed) reload, Spec.line_of() says where it is now
     content: str | None = None
     mode: int | None = None
     type: str = "file"  # file | directory | symlink
@@ -119,6 +146,29 @@ _NO_DEFAULTS = Defaults()
 
 
 @dataclass(frozen=True)
+class LineMap:
+    """Where snacks stand now when an O(changed) reload (patch.py) moved lines since they were parsed: moving
+    the lines below an edit then costs one step, not a new Snack (and Entry) for each of 100,000 snacks."""
+
+    steps: tuple[tuple[int, int], ...] = ()  # (a line as parsed, lines added from there on), in parse order
+    born: tuple[tuple[str, int], ...] = ()  # snacks a patch parsed, and their line now
+
+    def line_of(self, snack: Snack) -> int:
+        if self.born:
+            for name, line in self.born:
+                if name == snack.name:
+                    return line
+        line = snack.line
+        for start, added in self.steps:
+            if snack.line >= start:
+                line += added
+        return line
+
+
+_NO_MOVES = LineMap()
+
+
+@dataclass(frozen=True)
 class Spec:
     """A validated spec file: where the pantry is and which snacks it must hold."""
 
@@ -128,10 +178,27 @@ class Spec:
     prune: bool = False  # delete files snackwatch created when they leave this spec (guarded)
     pantry_line: int = 0  # where `pantry:` is, for errors about the directory it names
     defaults: Defaults = _NO_DEFAULTS
+    lines: LineMap = _NO_MOVES  # lines moved since the snacks were parsed (O(changed) reloads); see line_of
+
+    def line_of(self, snack: Snack) -> int:
+        """The line a snack of this spec is on now (`snack.line` is where it was parsed)."""
+        return self.lines.line_of(snack) if self.lines is not _NO_MOVES else snack.line
 
     def sources(self) -> list[str]:
         """The `source:` files this spec's snacks were copied from (watched like the spec)."""
-        return [snack.source for snack in self.snacks if snack.source is not None]
+        return list(self.source_files)
+
+    @functools.cached_property
+    def source_files(self) -> tuple[str, ...]:
+        """sources(), found once per spec (a reload asks for them; 100k snacks take ~8 ms to look through)."""
+        return tuple(snack.source for snack in self.snacks if snack.source is not None)
+
+    def with_snacks(self, snacks: tuple[Snack, ...], lines: LineMap, sources: tuple[str, ...]) -> Spec:
+        """This spec holding other snacks, now on `lines` (an O(changed) reload, patch.py), whose `source:` files
+        the caller knows: nothing is looked through again."""
+        spec = dataclasses.replace(self, snacks=snacks, lines=lines)
+        spec.__dict__["source_files"] = sources  # source_files' cache, filled with what is known
+        return spec
 
 
 def load_spec(path: Path) -> Spec:
@@ -202,6 +269,9 @@ def parse_spec(data: bytes, path: Path, read_source: Callable[[Path], bytes] = r
         line = data.count(b"\n", 0, error.start) + 1
         raise SpecError(path, line, "spec is not valid UTF-8") from None
     last_line = max(1, text.count("\n") + (not text.endswith("\n")))  # an error at EOF is on the last line
+    plain = _plain_list(text, path, last_line, read_source)
+    if plain is not None:
+        return plain
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
@@ -212,7 +282,79 @@ def parse_spec(data: bytes, path: Path, read_source: Callable[[Path], bytes] = r
         raise SpecError(path, 1, f"invalid YAML: {error}") from None
     if root is None:
         raise SpecError(path, 1, "spec is empty (it must name a pantry and snacks)")
-    return _Validator(path, last_line, read_source).spec(root)
+    validator = _Validator(path, last_line, read_source)
+    validator.anchors = "&" in text
+    return validator.spec(root)
+
+
+def _plain_list(text: str, path: Path, last_line: int, read_source: Callable[[Path], bytes]) -> Spec | None:
+    """The common big spec, read without a node tree: a header, then `snacks:` and nothing but `- name` lines of
+    letters, digits and `_.+/-` (all at one indent) to the end. The header and first item are composed and
+    checked as usual; YAML can only read the other lines as those very names, which get the same checks. None
+    when the text is not of that form, or anything fails: the full parse then says why."""
+    key = text.find("\nsnacks:\n") + 1 if not text.startswith("snacks:\n") else 0
+    if (key == 0 and not text.startswith("snacks:\n")) or text.count("\n", key) < PLAIN_LIST_LINES:
+        return None
+    first_end = text.find("\n", key + 8)
+    first = _FIRST_ITEM.fullmatch(text, key + 8, first_end) if first_end > 0 else None
+    if first is None:
+        return None
+    indent = first.group(1)
+    names = [first.group(2), *re.compile(rf"{indent}- ({_ITEM_NAME})\n").findall(text, first_end + 1)]
+    covered = sum(map(len, names)) + (len(indent) + 3) * len(names) == len(text) - key - 8  # no gap between them
+    head = _head_spec(text[: first_end + 1], path, last_line, read_source) if covered else None
+    if head is None or head[0].snacks[0].name != names[0]:
+        return None
+    return _with_names(*head, names)
+
+
+def _head_spec(
+    head: str, path: Path, last_line: int, read_source: Callable[[Path], bytes]
+) -> tuple[Spec, _Validator] | None:
+    """A plain list's header and first item, composed and checked; None on any problem."""
+    try:
+        root = yaml.compose(head, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    if root is None:
+        return None
+    validator = _Validator(path, last_line, read_source)
+    validator.anchors = "&" in head
+    try:
+        spec = validator.spec(root)
+    except SpecError:
+        return None
+    return (spec, validator) if len(spec.snacks) == 1 else None
+
+
+def _with_names(spec: Spec, validator: _Validator, names: list[str]) -> Spec | None:
+    """The header's spec holding every name of a plain list, each checked as snacks() checks a bare name."""
+    owner, group, mode, _, enforce = validator.defaults
+    enforced = _fit(enforce, "file")
+    line = spec.snacks[0].line
+    snacks, lines = list(spec.snacks), {names[0]: line}
+    quick, checked, pantry_bytes = validator.quick_name, validator.checked, validator.pantry_bytes
+    for offset in range(1, len(names)):
+        name = names[offset]
+        if name in lines:
+            return None  # a duplicate: the full parse names both lines
+        if not quick(name):
+            if name_problem(name, pantry_bytes) is not None:
+                return None
+            checked(name)
+        lines[name] = line + offset
+        snacks.append(Snack(name, line + offset, None, mode, "file", None, None, None, owner, group, enforced))
+    try:
+        validator.check_directories(snacks, lines)
+    except SpecError:
+        return None
+    return dataclasses.replace(spec, snacks=tuple(snacks))
+
+
+def _own(text: str) -> str:
+    """A copy of a string the composer made: kept apart from the node tree, whose memory is then given back whole
+    (a name left among the freed nodes would keep its arena, ~25 MB per 100k snacks)."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
 
 
 def name_problem(name: str, pantry_bytes: int = 0) -> str | None:
@@ -290,6 +432,8 @@ class _Reader:
         self.gids: dict[str, int] = {}
         self.read_source = read_source
         self.errors: list[SpecError] = []  # independent errors found so far: the first is raised, the rest `also`
+        self.anchors = True  # whether the text may hold an anchor (an `&`): only then can a node be reached twice
+        self.parents: dict[str, int] = {}  # nested directories whose path passed the full check -> bytes left
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         return SpecError(self.path, min(node.start_mark.line + 1, self.last_line), message)
@@ -335,7 +479,7 @@ class _Reader:
     def scalar(self, node: yaml.Node, what: str) -> str:
         if not isinstance(self.visit(node), yaml.ScalarNode):
             raise self.fail(node, f"{what} must be a single value, not a list or mapping")
-        return str(node.value)
+        return _own(str(node.value))
 
     def mode(self, node: yaml.Node) -> int:
         mode = parse_mode(self.scalar(node, "mode"))
@@ -481,24 +625,27 @@ class _Validator(_Reader):
             raise self.fail(node, "snacks must be a list")
         snacks: list[Snack] = []
         lines: dict[str, int] = {}
-        seen = self.seen
-        plain = _PLAIN_NAME.fullmatch if self.pantry_bytes <= _ROOMY_PANTRY else lambda name: None
+        seen = self.seen if self.anchors else None  # no `&` in the text: no node can be reached twice
+        quick = self.quick_name
         owner, group, mode, _, enforce = self.defaults
         enforced = _fit(enforce, "file")
         for item in node.value:
-            # Fast path for the common case, a bare plain name (100k of them parse in a fraction of a second);
-            # anything unusual takes the full route below. A snack's error is kept; the next snack is checked.
+            # Fast path for the common case, a bare plain name, or one in a directory already checked (100k of
+            # them parse in a fraction of a second); anything unusual takes the full route below. A snack's
+            # error is kept; the next snack is checked.
             name = item.value if item.__class__ is yaml.ScalarNode else None
-            if name and id(item) not in seen and plain(name):
-                seen.add(id(item))
+            if name and (seen is None or id(item) not in seen) and quick(name):
+                if seen is not None:
+                    seen.add(id(item))
                 line = item.start_mark.line + 1
-                snack = Snack(name, line, None, mode, "file", None, None, None, owner, group, enforced)
+                snack = Snack(_own(name), line, None, mode, "file", None, None, None, owner, group, enforced)
             else:
                 try:
                     snack = self.snack(item)
                 except SpecError as error:
                     self.errors.append(error)
                     continue
+                self.checked(snack.name)
             if snack.name in lines:
                 first = lines[snack.name]
                 self.errors.append(self.fail(item, f"duplicate snack {snack.name!r} (first declared on line {first})"))
@@ -507,6 +654,23 @@ class _Validator(_Reader):
             snacks.append(snack)
         self.collecting(lambda: self.check_directories(snacks, lines))
         return tuple(snacks)
+
+    def quick_name(self, name: str) -> bool:
+        """A name that needs no further checks: a plain one (see _PLAIN_NAME) in a roomy pantry, or a plain file
+        name in a directory a full check passed (one full check per nested directory, not per name)."""
+        if "/" not in name:
+            return self.pantry_bytes <= _ROOMY_PANTRY and _PLAIN_NAME.fullmatch(name) is not None
+        parent, _, base = name.rpartition("/")
+        room = self.parents.get(parent)
+        if room is None or _PLAIN_NAME.fullmatch(base) is None:
+            return False
+        return room >= 4 * 63 or len(base.encode("utf-8")) <= room
+
+    def checked(self, name: str) -> None:
+        """A name passed the full check: names beside it need only their own (plain) file name checked."""
+        parent = name.rpartition("/")[0]
+        if parent and parent not in self.parents:
+            self.parents[parent] = PATH_MAX - 1 - (self.pantry_bytes + 1 + len(parent.encode("utf-8")) + 1)
 
     def check_directories(self, snacks: list[Snack], lines: dict[str, int]) -> None:
         """A name such as "drinks" is a file or symlink, or a directory holding others (then declared with

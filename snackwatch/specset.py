@@ -8,9 +8,10 @@ from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from snackwatch.desired import Desired, merge
+from snackwatch.desired import DeclaredIn, Delta, Desired, merge, patch
 from snackwatch.errors import SpecError
 from snackwatch.lastgood import LastGood, Saved, applied_text
+from snackwatch.patch import Patched, patch_spec
 from snackwatch.spec import Spec, parse_spec, read_spec_bytes
 
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -45,6 +46,7 @@ class Reread:
     one per file; the reloader (reload.py) decides what it means."""
 
     desired: Desired | None = None
+    delta: Delta | None = None  # the desired state was built from the old one with these changes (else merged)
     problems: dict[Path, SpecError] = field(default_factory=dict)
     revived: list[Path] = field(default_factory=list)  # broken or missing files back with their last good bytes
     dropped: list[Path] = field(default_factory=list)  # spec files removed from a conf.d directory
@@ -66,6 +68,7 @@ class SpecSet:
     last_good: LastGood | None = None  # where applied specs are saved (the daemon, unless --no-last-good)
     from_saved: dict[Path, float] = field(default_factory=dict)  # files run from a saved copy -> when it was applied
     removed: dict[Path, float] = field(default_factory=dict)  # files gone while stopped -> their saved copy's time
+    unsaved: dict[Path, bytes] = field(default_factory=dict)  # taken by a reload, saved once it is applied
 
     @classmethod
     def load(cls, config: Path, *, strict: bool = True, keep_last_good: bool = False) -> SpecSet:
@@ -160,6 +163,7 @@ class SpecSet:
             result.problems[self.config] = error
             return result
         specs, raw, changed = dict(self.specs), dict(self.raw), forced
+        patches: dict[Path, Patched | None] = {}
         clashing = {clash.path for clash in self.desired.clashes}
         if self.is_directory:
             for path in [path for path in specs if path not in files]:
@@ -173,7 +177,9 @@ class SpecSet:
                     if path in broken and path not in clashing:
                         result.revived.append(path)
                     continue
-                specs[path], raw[path] = parse_spec(data, path), data
+                patched = patches[path] = self._patched(path, data)
+                specs[path] = patched.spec if patched is not None else parse_spec(data, path)
+                raw[path] = data
                 changed = True
             except SpecError as error:
                 result.problems[path] = error
@@ -182,8 +188,9 @@ class SpecSet:
         if not changed:
             self._clashes_into(self.desired, result)
             return result
+        built = self._built_from_old(patches, forced=forced or bool(result.dropped))
         try:
-            desired = merge(specs.values(), self.desired)
+            desired, result.delta = built if built is not None else (merge(specs.values(), self.desired), None)
         except SpecError as error:
             result.problems[error.path] = error
             return result
@@ -192,6 +199,20 @@ class SpecSet:
         self.specs, self.raw, self.desired = specs, raw, desired
         result.desired = desired
         return result
+
+    def _patched(self, path: Path, data: bytes) -> Patched | None:
+        """The spec re-read in O(changed) from its last good bytes (patch.py), or None: parse it whole."""
+        spec, before = self.specs.get(path), self.raw.get(path)
+        if spec is None or before is None or spec.sources():
+            return None
+        return patch_spec(spec, before, data, DeclaredIn(self.desired, spec))
+
+    def _built_from_old(self, patches: dict[Path, Patched | None], *, forced: bool) -> tuple[Desired, Delta] | None:
+        """One file changed and was patched: the new desired state built from the old one (desired.patch)."""
+        if forced or len(patches) != 1:
+            return None
+        patched = next(iter(patches.values()))
+        return patch(self.desired, patched.spec, patched.gone, patched.came) if patched is not None else None
 
     def _files(self) -> list[Path]:
         """The spec files now, of the kind the config was at load: SpecError if the other kind stands there."""
@@ -216,10 +237,19 @@ class SpecSet:
             if data is not self.raw.get(path):
                 self.from_saved.pop(path, None)
                 if self.last_good is not None:
-                    self.last_good.save(path, data)
+                    self.unsaved[path] = data
         if self.last_good is not None:
             for path in result.dropped:
+                self.unsaved.pop(path, None)
                 self.last_good.forget(path)
+
+    def save_last_good(self) -> None:
+        """Save the spec files a reload took as their last good specs: called once the new desired state is
+        applied, so a 1.3 MB copy written and fsynced never delays the edit it comes from."""
+        if self.last_good is not None:
+            for path, data in self.unsaved.items():
+                self.last_good.save(path, data)
+        self.unsaved.clear()
 
     def _sources_changed(self, path: Path, data: bytes) -> bool:
         """Whether a spec whose bytes did not change copies from a source that did (or can no longer be read:

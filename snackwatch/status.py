@@ -144,7 +144,7 @@ def why(
         _explain(
             e.snack.name,
             e.path,
-            f"{e.spec.path}:{e.snack.line}",
+            f"{e.spec.path}:{desired.line_of(e)}",
             _info(e.path, snacks),
             running=snacks is not None,
             disk=on_disk(e) if on_disk is not None else None,

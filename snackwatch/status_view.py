@@ -186,7 +186,7 @@ def snack_status(ledger: Ledger, entry: Entry, now: float, view: HealthView | No
         "name": entry.snack.name,
         "type": entry.snack.type,
         "spec": str(entry.spec.path),
-        "line": entry.snack.line,
+        "line": ledger.desired.line_of(entry),
         "state": "ok",
         "repairs": history.repairs,
         "last_repair": history.last_repair,

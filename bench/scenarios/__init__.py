@@ -21,6 +21,8 @@ SCENARIOS = {
     "stall": "scenarios.stall",
     "junk": "scenarios.junk",
     "drift": "scenarios.drift",
+    "bigedit": "scenarios.bigedit",
+    "bigstart": "scenarios.bigstart",
 }
 
 

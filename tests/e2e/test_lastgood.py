@@ -76,6 +76,7 @@ def test_a_spec_read_valid_is_saved_once_and_an_invalid_one_at_start_runs_on_it(
     reloaded = reloader.due(2.0 + SPEC_SETTLE)
     assert reloaded is not None and reloaded.desired is not None
     assert reloader.status_note() == "" and reloader.spec_status()["last_good"] is None
+    specs.save_last_good()  # the daemon's turn saves it once the reload is applied
     assert "Popcorn" in json.loads(copy.read_text())["text"]
 
 

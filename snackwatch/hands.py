@@ -10,7 +10,7 @@ from loguru import logger
 from snackwatch.desired import Desired, Entry
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
-from snackwatch.reconcile import Outcome, reconcile_all, reconcile_directory, reconcile_names
+from snackwatch.reconcile import Outcome, Status, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 
@@ -96,7 +96,10 @@ class Hands:
                 dry_run=self.options.dry_run,
                 recorder=self.parts.pruner,
                 changed=changed,
+                held=self.parts.held,
             )
+            if any(outcome.status is Status.FAILED for outcome in outcomes):
+                self.parts.held.drop(directory)  # the next try walks again
             self.fold(outcomes, now, trigger)
 
     def full_pass(self, now: float, trigger: Trigger) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable, Collection, Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -13,6 +13,7 @@ from snackwatch.arming import DirectoryArmer
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.chase import WalkRules
 from snackwatch.dirty import DirtySet
+from snackwatch.held import HeldDirectories
 from snackwatch.ledger import Ledger
 from snackwatch.mounts import MountTable
 from snackwatch.narrator import Narrator
@@ -95,6 +96,7 @@ class Parts:
     reloader: SpecReloader
     armer: DirectoryArmer
     clock: Callable[[], float] = time.monotonic
+    held: HeldDirectories = field(default_factory=HeldDirectories)  # snack directories kept open between repairs
 
     @classmethod
     def real(
@@ -166,6 +168,7 @@ class Parts:
         return {fd for fd, _ in self.poller.poll(timeout)}
 
     def close(self) -> None:
+        self.held.close()
         self.watcher.close()
         self.dirty.close()
         self.mounts.close()

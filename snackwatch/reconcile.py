@@ -16,6 +16,7 @@ from snackwatch.correct import correct
 from snackwatch.desired import Desired, Entry
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
+from snackwatch.held import HeldDirectories
 from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
@@ -165,9 +166,10 @@ def _reconcile_directory(
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
-    fd = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
-    if isinstance(fd, list):
-        return fd
+    opened = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
+    if isinstance(opened, list):
+        return opened
+    fd, _ = opened
     try:
         if lookup and crowded(fd, len(wanted)):
             observed = observe_names(fd, wanted)
@@ -270,16 +272,19 @@ def reconcile_names(
     dry_run: bool = False,
     recorder: Recorder | None = None,
     changed: bool = False,
+    held: HeldDirectories | None = None,
 ) -> list[Outcome]:
     """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name.
-    `changed`: an event says the entries changed (not went): look first, then put enforced aspects back."""
+    `changed`: an event says the entries changed (not went): look first, then put enforced aspects back.
+    `held`: the directory's fd is taken from there (kept open between repairs while nothing could move it)."""
     wanted = desired.files.get(directory, {})
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
-    fd = _open(desired, directory, entries, dry_run=dry_run)
-    if isinstance(fd, list):
-        return fd
+    opened = _open(desired, directory, entries, dry_run=dry_run, held=held)
+    if isinstance(opened, list):
+        return opened
+    fd, kept = opened
     try:
         if changed:
             looked = [settle(fd, _look(fd, entry), dry_run, recorder) for entry in entries]
@@ -306,16 +311,21 @@ def reconcile_names(
         _create_recorded(fd, outcomes, owned, recorder)
         return [outcome for outcome in outcomes if outcome is not None]
     finally:
-        os.close(fd)
+        if not kept:
+            os.close(fd)
 
 
-def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool) -> int | list[Outcome]:
-    """The directory's fd, or the outcome of every entry when it cannot be had: one decision for every pass.
-
-    In a dry run a missing directory is one that would be created, with the snacks in it.
+def _open(
+    desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool, held: HeldDirectories | None = None
+) -> tuple[int, bool] | list[Outcome]:
+    """The directory's fd and whether `held` keeps it (else the caller closes it), or the outcome of every entry
+    when it cannot be had: one decision for every pass. In a dry run a missing directory is one that would be
+    created, with the snacks in it (and nothing is held).
     """
     try:
-        return desired.open_directory(directory, create=not dry_run)
+        if held is not None and not dry_run:
+            return held.open(desired, directory)
+        return desired.open_directory(directory, create=not dry_run), False
     except FileNotFoundError as error:
         if dry_run:
             return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]

@@ -13,6 +13,7 @@ import struct
 from collections import OrderedDict
 from typing import NamedTuple
 
+from snackwatch.apply import PlainFixes, plain_fixes
 from snackwatch.chase import open_directory
 from snackwatch.desired import Desired
 
@@ -36,6 +37,7 @@ HELD_MAX = 256  # held directories at most (and an eighth of the fd limit): the 
 class _Held(NamedTuple):
     fd: int
     wds: tuple[int, ...]  # the guard's watches this directory depends on
+    fixes: list[PlainFixes]  # what a plain file created there needs (ACL, setgid group, umask): asked once
 
 
 class _Unguarded(Exception):
@@ -158,8 +160,18 @@ class HeldDirectories:
             raise
         for wd, names in looked.items():
             self.watching.setdefault(wd, {})[directory] = frozenset(names)
-        self.entries[directory] = _Held(fd, tuple(looked))
+        self.entries[directory] = _Held(fd, tuple(looked), [])
         return fd, True
+
+    def plain_fixes(self, directory: str) -> PlainFixes | None:
+        """What a plain file created in the held `directory` needs, asked of it once while it is held: a change of
+        its ACL, mode or group is an attribute change its parent's guard watch hears, which drops it."""
+        held = self.entries.get(directory)
+        if held is None:
+            return None
+        if not held.fixes:
+            held.fixes.append(plain_fixes(held.fd))
+        return held.fixes[0]
 
     def _guard(self) -> int | None:
         """The guard's inotify fd (and our mountinfo fd), made on first use; None where inotify cannot be had."""

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from snackwatch.apply import Staged, create_plain_snacks, create_snack, publish, stage
+from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.correct import correct
 from snackwatch.desired import Desired, Entry
@@ -295,7 +295,8 @@ def reconcile_names(
                 _ensure(fd, entry, dry_run, recorder) for entry in gone
             ]
         if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
-            return [_ensure(fd, entry, dry_run, recorder) for entry in entries]
+            fixes = held.plain_fixes(directory) if held is not None and kept else None
+            return [_ensure(fd, entry, dry_run, recorder, fixes) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
         for entry in entries:
@@ -337,14 +338,16 @@ def _open(
         return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
 
 
-def _ensure(fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = None) -> Outcome:
+def _ensure(
+    fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = None, fixes: PlainFixes | None = None
+) -> Outcome:
     """Try to create first: the common case (a deleted snack) costs one syscall. A name taken when we created and
     gone when we looked (another process flipping the place) is created again, a few times: a real run never
     reports "would create"."""
     if dry_run:
         return settle(fd, _look(fd, entry), dry_run)
     for _ in range(CREATE_TRIES):
-        outcome = _create(fd, entry, recorder)
+        outcome = _create(fd, entry, recorder, fixes)
         if outcome.status is not Status.PRESENT:
             return outcome
         looked = _look(fd, entry)
@@ -422,9 +425,9 @@ def _look(fd: int, entry: Entry) -> Outcome:
     return Outcome(entry, Status.PRESENT)
 
 
-def _create(fd: int, entry: Entry, recorder: Recorder | None = None) -> Outcome:
+def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: PlainFixes | None = None) -> Outcome:
     try:
-        created = create_snack(fd, entry.name, entry.snack)
+        created = create_snack(fd, entry.name, entry.snack, fixes)
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error)
     if not created:

@@ -191,3 +191,20 @@ def test_a_flooded_guard_drops_everything_and_without_inotify_nothing_is_held(
     held.libc = None  # inotify cannot be had: every repair walks, nothing stays open
     (pantry / SNACK).unlink()
     assert repair(desired, held, pantry).status is Status.CREATED and not held.entries and held.guard is None
+
+
+@needs_root_linux("chgrp to another group")
+def test_a_default_acl_or_setgid_group_given_to_a_held_pantry_is_heard_before_the_next_create(
+    tmp_path: Path, held: HeldDirectories
+) -> None:
+    pantry = tmp_path / "pantry"
+    desired = desired_for(pantry)
+    hold(desired, held, pantry)
+    os.chown(pantry, -1, NOBODY)
+    pantry.chmod(0o2755)  # setgid: a file made there would get group nobody, not ours
+    if subprocess.run(["setfacl", "-d", "-m", f"u:{NOBODY}:rwx", str(pantry)], capture_output=True).returncode:
+        pytest.skip("this filesystem has no ACLs")
+    assert repair(desired, held, pantry).status is Status.CREATED
+    made = (pantry / SNACK).stat()
+    assert made.st_gid == os.getegid() and made.st_mode & 0o777 == 0o644
+    assert "system.posix_acl_access" not in os.listxattr(pantry / SNACK)

@@ -1,0 +1,55 @@
+"""The loop and its held snack directories (held.py): kept between targeted repairs, dropped by what the loop
+itself learns (an overflow, a directory gone), closed when the daemon stops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import write_spec
+from fake_loop import start_loop
+
+from snackwatch.dirty import Mark
+
+pytestmark = pytest.mark.usefixtures("own_state_dirs")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="counts fds in Linux's /proc")
+def test_the_loop_holds_its_pantry_between_repairs_drops_it_on_an_overflow_or_a_loss_and_closes_it_on_stop(
+    spec_path: Path,
+) -> None:
+    write_spec(spec_path, ["Goldfish", "Popcorn"])
+    before = open_fds()
+    loop = start_loop(spec_path)
+    try:
+        held = loop.parts.held
+        for name in ("Goldfish", "Popcorn", "Goldfish"):
+            (loop.pantry / name).unlink()
+            loop.watcher.removed(loop.pantry, name)
+            loop.turn()
+            assert (loop.pantry / name).exists()
+        entry = held.entries[str(loop.pantry)]
+        (loop.pantry / "Popcorn").unlink()
+        loop.watcher.removed(loop.pantry, "Popcorn")
+        loop.turn()
+        assert held.entries[str(loop.pantry)] is entry  # served without a walk
+
+        loop.watcher.mark(Mark.OVERFLOW)
+        loop.turn()
+        assert not held.entries and held.guard is None  # an overflow: nothing held is vouched for
+        (loop.pantry / "Goldfish").unlink()
+        loop.watcher.removed(loop.pantry, "Goldfish")
+        loop.turn()
+        assert (loop.pantry / "Goldfish").exists() and str(loop.pantry) in held.entries
+
+        loop.watcher.mark(Mark.GONE, loop.pantry)
+        loop.turn()
+        assert not held.entries  # a directory gone or replaced: every held one is walked to again
+    finally:
+        loop.close()
+    assert open_fds() == before

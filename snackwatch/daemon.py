@@ -206,7 +206,7 @@ class Daemon:
         reloaded = self._reload(now)
         affected = p.armer.check(self.desired, set(turn.rearm), now)
         if turn.rearm or affected:
-            p.held.drop_all()  # a directory gone, replaced or watched again: every held one is walked to again
+            p.held_dirs.drop_all()  # a directory gone, replaced or watched again: every held one is walked to again
         if turn.overflow:
             self._overflowed(now)
         trigger = p.resync.due(now, turn.full_pass(reloaded))
@@ -229,7 +229,7 @@ class Daemon:
         return trigger is not None
 
     def _overflowed(self, now: float) -> None:
-        self.parts.held.drop_all()  # events were lost: nothing held can be vouched for
+        self.parts.held_dirs.drop_all()  # events were lost: nothing held can be vouched for
         self.parts.reloader.lost_track()
         self.parts.reloader.changed(now)
         # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
@@ -324,7 +324,7 @@ def _past(deadline: float | None, now: float) -> bool:
 def _mounts_changed(p: Parts, sorted_directories: list[str]) -> None:
     """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
     covered, specs, said = p.mounts.recheck(sorted_directories, p.specs.watched_dirs())
-    p.held.drop_all()  # the held directories watch mounts themselves; this is belt and braces
+    p.held_dirs.drop_all()  # the held directories watch mounts themselves; this is belt and braces
     p.dirty.mark(Mark.NUDGE, "", "")
     for directory in covered | specs:
         p.dirty.mark(Mark.GONE, directory, "")

@@ -96,10 +96,10 @@ class Hands:
                 dry_run=self.options.dry_run,
                 recorder=self.parts.pruner,
                 changed=changed,
-                held=self.parts.held,
+                held_dirs=self.parts.held_dirs,
             )
             if any(outcome.status is Status.FAILED for outcome in outcomes):
-                self.parts.held.drop(directory)  # the next try walks again
+                self.parts.held_dirs.drop(directory)  # the next try walks again
             self.fold(outcomes, now, trigger)
 
     def full_pass(self, now: float, trigger: Trigger) -> None:

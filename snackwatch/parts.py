@@ -96,7 +96,7 @@ class Parts:
     reloader: SpecReloader
     armer: DirectoryArmer
     clock: Callable[[], float] = time.monotonic
-    held: HeldDirectories = field(default_factory=HeldDirectories)  # snack directories kept open between repairs
+    held_dirs: HeldDirectories = field(default_factory=HeldDirectories)  # snack directories kept open between repairs
 
     @classmethod
     def real(
@@ -168,7 +168,7 @@ class Parts:
         return {fd for fd, _ in self.poller.poll(timeout)}
 
     def close(self) -> None:
-        self.held.close()
+        self.held_dirs.close()
         self.watcher.close()
         self.dirty.close()
         self.mounts.close()

@@ -272,16 +272,16 @@ def reconcile_names(
     dry_run: bool = False,
     recorder: Recorder | None = None,
     changed: bool = False,
-    held: HeldDirectories | None = None,
+    held_dirs: HeldDirectories | None = None,
 ) -> list[Outcome]:
     """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name.
     `changed`: an event says the entries changed (not went): look first, then put enforced aspects back.
-    `held`: the directory's fd is taken from there (kept open between repairs while nothing could move it)."""
+    `held_dirs`: the directory's fd is taken from there (kept open between repairs while nothing could move it)."""
     wanted = desired.files.get(directory, {})
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
-    opened = _open(desired, directory, entries, dry_run=dry_run, held=held)
+    opened = _open(desired, directory, entries, dry_run=dry_run, held_dirs=held_dirs)
     if isinstance(opened, list):
         return opened
     fd, kept = opened
@@ -295,7 +295,7 @@ def reconcile_names(
                 _ensure(fd, entry, dry_run, recorder) for entry in gone
             ]
         if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
-            fixes = held.plain_fixes(directory) if held is not None and kept else None
+            fixes = held_dirs.plain_fixes(directory) if held_dirs is not None and kept else None
             return [_ensure(fd, entry, dry_run, recorder, fixes) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
@@ -317,15 +317,15 @@ def reconcile_names(
 
 
 def _open(
-    desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool, held: HeldDirectories | None = None
+    desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool, held_dirs: HeldDirectories | None = None
 ) -> tuple[int, bool] | list[Outcome]:
-    """The directory's fd and whether `held` keeps it (else the caller closes it), or the outcome of every entry
+    """The directory's fd and whether `held_dirs` keeps it (else the caller closes it), or the outcome of every entry
     when it cannot be had: one decision for every pass. In a dry run a missing directory is one that would be
     created, with the snacks in it (and nothing is held).
     """
     try:
-        if held is not None and not dry_run:
-            return held.open(desired, directory)
+        if held_dirs is not None and not dry_run:
+            return held_dirs.open(desired, directory)
         return desired.open_directory(directory, create=not dry_run), False
     except FileNotFoundError as error:
         if dry_run:

@@ -27,7 +27,7 @@ def test_the_loop_holds_its_pantry_between_repairs_drops_it_on_an_overflow_or_a_
     before = open_fds()
     loop = start_loop(spec_path)
     try:
-        held = loop.parts.held
+        held = loop.parts.held_dirs
         for name in ("Goldfish", "Popcorn", "Goldfish"):
             (loop.pantry / name).unlink()
             loop.watcher.removed(loop.pantry, name)

@@ -33,7 +33,7 @@ def desired_for(pantry: Path, *names: str, owner: int | None = None) -> Desired:
 
 
 def repair(desired: Desired, held: HeldDirectories, directory: Path, name: str = SNACK) -> Outcome:
-    [outcome] = reconcile_names(desired, str(directory), [name], held=held)
+    [outcome] = reconcile_names(desired, str(directory), [name], held_dirs=held)
     return outcome
 
 

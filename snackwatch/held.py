@@ -4,18 +4,19 @@ the directory's owner). When in doubt the fd is dropped and the walk runs again.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import resource
 import select
 import struct
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from snackwatch.apply import PlainFixes, plain_fixes
 from snackwatch.chase import open_directory
 from snackwatch.desired import Desired
+
+if TYPE_CHECKING:
+    import ctypes
 
 # The kernel's inotify ABI (linux/inotify.h): the guard's own instance, never polled by the loop.
 _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x4, 0x40, 0x80, 0x100, 0x200
@@ -45,8 +46,11 @@ class _Unguarded(Exception):
 
 
 def _libc() -> ctypes.CDLL | None:
+    """The C library's inotify calls (the process's own symbols: no library search, no subprocess)."""
+    import ctypes  # noqa: PLC0415  (only when a repair first holds a directory: light commands never load it)
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
     wanted = ("inotify_init1", "inotify_add_watch", "inotify_rm_watch")  # Linux only
@@ -77,7 +81,8 @@ class HeldDirectories:
         self.mounts: int | None = None  # our own mountinfo fd (polling resets its event: the loop's is not shared)
         self.poller = select.poll()
         self.desired: Desired | None = None
-        self.libc = _libc()
+        self.libc: ctypes.CDLL | None = None  # loaded with the guard
+        self.loaded = False
 
     def open(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """An fd for `directory` (a desired snack directory, created if missing) and whether it is held here (then
@@ -175,6 +180,8 @@ class HeldDirectories:
 
     def _guard(self) -> int | None:
         """The guard's inotify fd (and our mountinfo fd), made on first use; None where inotify cannot be had."""
+        if not self.loaded:
+            self.libc, self.loaded = _libc(), True
         if self.guard is not None or self.libc is None:
             return self.guard
         fd = int(self.libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))

@@ -8,7 +8,7 @@ import os
 from collections.abc import Container, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
@@ -16,11 +16,13 @@ from snackwatch.correct import correct
 from snackwatch.desired import Desired, Entry
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
-from snackwatch.held import HeldDirectories
 from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
+
+if TYPE_CHECKING:
+    from snackwatch.held import HeldDirectories
 
 CREATE_TRIES = 3  # a place flipping under us: create, look, create again at most this often
 ENTRY_BYTES = 20  # a directory's st_size per entry, at least (tmpfs: 20; ext4, xfs, btrfs: more)

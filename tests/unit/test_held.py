@@ -188,7 +188,7 @@ def test_a_flooded_guard_drops_everything_and_without_inotify_nothing_is_held(
     assert held.entries[str(pantry)] is not entry  # walked again, held anew
 
     held.close()
-    held.libc = None  # inotify cannot be had: every repair walks, nothing stays open
+    held.libc, held.loaded = None, True  # inotify cannot be had: every repair walks, nothing stays open
     (pantry / SNACK).unlink()
     assert repair(desired, held, pantry).status is Status.CREATED and not held.entries and held.guard is None
 

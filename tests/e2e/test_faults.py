@@ -228,6 +228,8 @@ def test_pantry_removed_or_moved_20_times_without_leaks(
     pantry = running.pantry
     graveyard = tmp_path / "graveyard"
     graveyard.mkdir()
+    (pantry / "Goldfish").unlink()  # a targeted repair holds the pantry (held.py: its fd, a guard, its watches)
+    wait_until((pantry / "Goldfish").exists, 2.0, "Goldfish restored")
     baseline = resources(running.proc.pid)
     for round_ in range(20):
         remove_pantry_once(pantry, "move" if round_ % 2 else "rm", graveyard, running.proc.pid)

@@ -198,6 +198,7 @@ class Daemon:
             self.hands.deleted(removed, now)
             removed = ()
         p.reads.resume_if_due(now)
+        p.held_dirs.release_if_idle(now)  # held fds pin their mounts: not kept while nothing uses them
         p.notifier.tick(now)
         if turn.reload_asked:
             p.reloader.request()

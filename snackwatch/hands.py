@@ -101,6 +101,8 @@ class Hands:
             if any(outcome.status is Status.FAILED for outcome in outcomes):
                 self.parts.held_dirs.drop(directory)  # the next try walks again
             self.fold(outcomes, now, trigger)
+        if todo:
+            self.parts.held_dirs.used(now)
 
     def full_pass(self, now: float, trigger: Trigger) -> None:
         logger.bind(event="full_pass").debug(

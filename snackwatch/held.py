@@ -33,6 +33,9 @@ _EVENT = struct.Struct("iIII")
 GUARD_READ = 4096  # at most this much is parsed per use: a fuller queue (churn in /tmp) drops everything instead
 _EVENT_MAX = 16 + 256
 HELD_MAX = 256  # held directories at most (and an eighth of the fd limit): the least recently used one goes
+# Released this long after the last repair that used one: an fd pins its mount (`umount` says busy), a watch does
+# not. Deletions in a burst, or one every few hundred ms, are served by the held fds; an isolated one walks.
+HOLD_IDLE = 2.0
 
 
 class _Held(NamedTuple):
@@ -83,6 +86,7 @@ class HeldDirectories:
         self.desired: Desired | None = None
         self.libc: ctypes.CDLL | None = None  # loaded with the guard
         self.loaded = False
+        self.last_used = 0.0  # the loop's clock at the last repair served or filled here
 
     def open(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """An fd for `directory` (a desired snack directory, created if missing) and whether it is held here (then
@@ -99,6 +103,18 @@ class HeldDirectories:
                 return held.fd, True
             self.drop(directory)
         return self._fill(desired, directory)
+
+    def used(self, now: float) -> None:
+        """A repair used the held directories at `now` (the loop's clock): they are kept HOLD_IDLE longer."""
+        self.last_used = now
+
+    def next_due(self) -> float | None:
+        """When the held fds are released if no repair uses them meanwhile (None: nothing held, nothing due)."""
+        return self.last_used + HOLD_IDLE if self.entries else None
+
+    def release_if_idle(self, now: float) -> None:
+        if self.entries and now >= self.last_used + HOLD_IDLE:
+            self.drop_all()
 
     def _owner_still_trusted(self, desired: Desired, directory: str, fd: int) -> bool:
         info = os.fstat(fd)

@@ -159,6 +159,7 @@ class Parts:
             self.resync.next_due(),
             self.reads.next_due(),
             self.watcher.next_due(),
+            self.held_dirs.next_due(),
         ]
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from conftest import write_spec
-from fake_loop import start_loop
+from fake_loop import Loop, start_loop
 
 from snackwatch.dirty import Mark
+from snackwatch.held import HOLD_IDLE
 
 pytestmark = pytest.mark.usefixtures("own_state_dirs")
 
@@ -19,8 +20,15 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def restore(loop: Loop, name: str) -> None:
+    (loop.pantry / name).unlink()
+    loop.watcher.removed(loop.pantry, name)
+    loop.turn()
+    assert (loop.pantry / name).exists()
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="counts fds in Linux's /proc")
-def test_the_loop_holds_its_pantry_between_repairs_drops_it_on_an_overflow_or_a_loss_and_closes_it_on_stop(
+def test_the_loop_holds_its_pantry_between_repairs_releases_it_when_unused_drops_it_on_an_overflow_or_a_loss(
     spec_path: Path,
 ) -> None:
     write_spec(spec_path, ["Goldfish", "Popcorn"])
@@ -29,23 +37,24 @@ def test_the_loop_holds_its_pantry_between_repairs_drops_it_on_an_overflow_or_a_
     try:
         held = loop.parts.held_dirs
         for name in ("Goldfish", "Popcorn", "Goldfish"):
-            (loop.pantry / name).unlink()
-            loop.watcher.removed(loop.pantry, name)
-            loop.turn()
-            assert (loop.pantry / name).exists()
+            restore(loop, name)
         entry = held.entries[str(loop.pantry)]
-        (loop.pantry / "Popcorn").unlink()
-        loop.watcher.removed(loop.pantry, "Popcorn")
-        loop.turn()
+        restore(loop, "Popcorn")
         assert held.entries[str(loop.pantry)] is entry  # served without a walk
+
+        due = loop.parts.next_due()
+        assert due is not None and due <= loop.clock.now + HOLD_IDLE
+        loop.turn(advance=HOLD_IDLE)
+        assert not held.entries and held.guard is None  # unused for HOLD_IDLE: released (an fd pins its mount)
+        assert loop.parts.next_due() is None  # and nothing more is due: idle costs nothing
+        restore(loop, "Popcorn")
+        assert str(loop.pantry) in held.entries
 
         loop.watcher.mark(Mark.OVERFLOW)
         loop.turn()
         assert not held.entries and held.guard is None  # an overflow: nothing held is vouched for
-        (loop.pantry / "Goldfish").unlink()
-        loop.watcher.removed(loop.pantry, "Goldfish")
-        loop.turn()
-        assert (loop.pantry / "Goldfish").exists() and str(loop.pantry) in held.entries
+        restore(loop, "Goldfish")
+        assert str(loop.pantry) in held.entries
 
         loop.watcher.mark(Mark.GONE, loop.pantry)
         loop.turn()

@@ -41,10 +41,12 @@ def hold(desired: Desired, held: HeldDirectories, directory: Path, name: str = S
     """Repair until the directory is held and serves a repair without a walk (a fill that created directories
     heard itself do it, and walks once more); then the snack is deleted again, for the repair after the change."""
     entries = []
-    for _ in range(3):
+    for _ in range(6):  # a mount change anywhere on the machine (other tests) drops everything: hold again
         (directory / name).unlink(missing_ok=True)
         assert repair(desired, held, directory, name).status is Status.CREATED
         entries.append(held.entries[str(directory)])
+        if len(entries) >= 3 and entries[-1] is entries[-2]:
+            break
     assert entries[-1] is entries[-2]  # held: the same entry (fd and guard) served two repairs
     (directory / name).unlink()
 
@@ -166,7 +168,7 @@ def test_held_fds_stay_bounded_and_are_all_closed_again(tmp_path: Path) -> None:
             (pantry / SNACK).unlink(missing_ok=True)
             assert repair(desired, held, pantry).status is Status.CREATED
             assert len(os.listdir("/proc/self/fd")) <= before + 2 + 2  # 2 held, the guard, its mount table
-    assert len(held.entries) == 2
+    assert len(held.entries) <= 2 and str(pantries[-1]) in held.entries
     held.drop(str(pantries[-1]))
     held.drop_all()
     assert len(os.listdir("/proc/self/fd")) == before

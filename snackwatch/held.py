@@ -94,7 +94,7 @@ class HeldDirectories:
         if desired is not self.desired:
             self.drop_all()
             self.desired = desired
-        if self.entries:
+        if self.guard is not None:
             self._check()
         held = self.entries.get(directory)
         if held is not None:
@@ -136,8 +136,9 @@ class HeldDirectories:
             buffer = os.read(self.guard, GUARD_READ)
         except BlockingIOError:
             return
-        if len(buffer) > GUARD_READ - _EVENT_MAX:  # flooded: cheaper to walk again than to read it all
+        if len(buffer) > GUARD_READ - _EVENT_MAX:  # flooded: cheaper to walk again than to parse it all
             self.drop_all()
+            self._drain()
             return
         offset = 0
         while offset + 16 <= len(buffer):
@@ -217,8 +218,6 @@ class HeldDirectories:
         for wd in looked:
             if wd not in self.watching and self.guard is not None and self.libc is not None:
                 self.libc.inotify_rm_watch(self.guard, wd)
-        if not self.entries:
-            self._close_guard()
 
     def drop(self, directory: str) -> None:
         """Close the held fd of `directory` (if any) and the guard watches nothing else needs."""
@@ -233,16 +232,29 @@ class HeldDirectories:
                 self.watching.pop(wd, None)
                 if self.guard is not None and self.libc is not None:
                     self.libc.inotify_rm_watch(self.guard, wd)
-        if not self.entries:
-            self._close_guard()
 
     def drop_all(self) -> None:
-        """Close every held fd and the guard (its queue and watches go with it)."""
+        """Close every held fd and remove every guard watch. The guard itself stays open: closing an inotify fd that
+        had watches waits for the kernel to reap them (an SRCU grace period: ~5 ms, up to 20), on the loop's thread;
+        removing a watch does not wait."""
         for held in self.entries.values():
             os.close(held.fd)
         self.entries.clear()
+        if self.guard is not None and self.libc is not None:
+            for wd in self.watching:
+                self.libc.inotify_rm_watch(self.guard, wd)
         self.watching.clear()
-        self._close_guard()
+
+    def _drain(self) -> None:
+        """Read away a flooded queue (its watches are gone): at most 32 full reads, the rest is read at a later use
+        (events of watches no longer kept are skipped)."""
+        assert self.guard is not None
+        for _ in range(32):
+            try:
+                if len(os.read(self.guard, 65536)) < 65536 - _EVENT_MAX:
+                    return
+            except BlockingIOError:
+                return
 
     def _close_guard(self) -> None:
         for fd in (self.guard, self.mounts):
@@ -254,4 +266,5 @@ class HeldDirectories:
 
     def close(self) -> None:
         self.drop_all()
+        self._close_guard()
         self.desired = None

@@ -47,14 +47,14 @@ def test_the_loop_holds_its_pantry_between_repairs_releases_it_when_unused_drops
         due = loop.parts.next_due()
         assert due is not None and due <= loop.clock.now + HOLD_IDLE
         loop.turn(advance=HOLD_IDLE)
-        assert not held.entries and held.guard is None  # unused for HOLD_IDLE: released (an fd pins its mount)
+        assert not held.entries and not held.watching  # unused for HOLD_IDLE: released (an fd pins its mount)
         assert loop.parts.next_due() is None  # and nothing more is due: idle costs nothing
         restore(loop, "Popcorn")
         assert str(loop.pantry) in held.entries
 
         loop.watcher.mark(Mark.OVERFLOW)
         loop.turn()
-        assert not held.entries and held.guard is None  # an overflow: nothing held is vouched for
+        assert not held.entries and not held.watching  # an overflow: nothing held is vouched for
         restore(loop, "Goldfish")
         assert str(loop.pantry) in held.entries
 

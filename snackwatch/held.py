@@ -80,7 +80,7 @@ class HeldDirectories:
         self.limit = limit if limit is not None else held_limit()
         self.entries: OrderedDict[str, _Held] = OrderedDict()
         self.watching: dict[int, dict[str, frozenset[bytes]]] = {}  # wd -> directory -> names looked up there
-        self.guard: int | None = None  # the inotify fd, made on the first fill, closed when nothing is held
+        self.guard: int | None = None  # the inotify fd, made on the first fill, kept until close() (see drop_all)
         self.mounts: int | None = None  # our own mountinfo fd (polling resets its event: the loop's is not shared)
         self.poller = select.poll()
         self.desired: Desired | None = None
@@ -131,6 +131,7 @@ class HeldDirectories:
                 self._read()
 
     def _read(self) -> None:
+        """One bounded read of the guard's queue: each event drops the held directories it may concern."""
         assert self.guard is not None
         try:
             buffer = os.read(self.guard, GUARD_READ)
@@ -158,7 +159,7 @@ class HeldDirectories:
     def _fill(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """Walk to `directory`, watching each directory before a name is looked up in it; held if all could be."""
         pantry, rules = desired.roots[directory], desired.walk_rules(directory)
-        while len(self.entries) >= self.limit:  # before the walk: dropping the last entry closes the guard
+        while len(self.entries) >= self.limit:  # the least recently used go first
             self.drop(next(iter(self.entries)))
         guard = self._guard() if directory != "/" else None
         if guard is None:

@@ -8,6 +8,7 @@ import os
 import resource
 import select
 import struct
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -36,6 +37,7 @@ HELD_MAX = 256  # held directories at most (and an eighth of the fd limit): the 
 # Released this long after the last repair that used one: an fd pins its mount (`umount` says busy), a watch does
 # not. Deletions in a burst, or one every few hundred ms, are served by the held fds; an isolated one walks.
 HOLD_IDLE = 2.0
+FLOOD_PAUSE = 1.0  # after a flooded guard (a storm beside a held path) nothing is held this long: plain walks
 
 
 class _Held(NamedTuple):
@@ -87,6 +89,7 @@ class HeldDirectories:
         self.libc: ctypes.CDLL | None = None  # loaded with the guard
         self.loaded = False
         self.last_used = 0.0  # the loop's clock at the last repair served or filled here
+        self.flooded_at: float | None = None  # time.monotonic() of the last flood
 
     def open(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """An fd for `directory` (a desired snack directory, created if missing) and whether it is held here (then
@@ -140,6 +143,7 @@ class HeldDirectories:
         if len(buffer) > GUARD_READ - _EVENT_MAX:  # flooded: cheaper to walk again than to parse it all
             self.drop_all()
             self._drain()
+            self.flooded_at = time.monotonic()
             return
         offset = 0
         while offset + 16 <= len(buffer):
@@ -161,7 +165,8 @@ class HeldDirectories:
         pantry, rules = desired.roots[directory], desired.walk_rules(directory)
         while len(self.entries) >= self.limit:  # the least recently used go first
             self.drop(next(iter(self.entries)))
-        guard = self._guard() if directory != "/" else None
+        flooded = self.flooded_at is not None and time.monotonic() < self.flooded_at + FLOOD_PAUSE
+        guard = self._guard() if directory != "/" and not flooded else None
         if guard is None:
             return open_directory(directory, pantry, create=True, rules=rules), False
         looked: dict[int, set[bytes]] = {}

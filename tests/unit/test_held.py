@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from conftest import AS_NOBODY, NOBODY, needs_root_linux
 
 from snackwatch.desired import Desired, merge
-from snackwatch.held import HeldDirectories
+from snackwatch.held import FLOOD_PAUSE, HeldDirectories
 from snackwatch.reconcile import Outcome, Status, reconcile_names
 from snackwatch.spec import Defaults, Snack, Spec
 
@@ -187,7 +188,11 @@ def test_a_flooded_guard_drops_everything_and_without_inotify_nothing_is_held(
     for i in range(300):  # churn beside the pantry: more than one bounded read of the guard's queue
         (tmp_path / f"junk{i}").touch()
     assert repair(desired, held, pantry).status is Status.CREATED
-    assert held.entries[str(pantry)] is not entry  # walked again, held anew
+    assert str(pantry) not in held.entries and not held.watching  # walked, and nothing held for FLOOD_PAUSE
+    held.flooded_at = time.monotonic() - FLOOD_PAUSE
+    (pantry / SNACK).unlink()
+    assert repair(desired, held, pantry).status is Status.CREATED
+    assert held.entries[str(pantry)] is not entry  # held anew once the pause is over
 
     held.close()
     held.libc, held.loaded = None, True  # inotify cannot be had: every repair walks, nothing stays open

@@ -184,10 +184,10 @@ def _open_child(parent_fd: int, part: str, flags: int, *, create: bool, perms: P
 
 
 def _trusted_link(link: os.stat_result, holder: os.stat_result) -> bool:
-    return link.st_uid in (0, os.geteuid()) and trusted_holder(holder)
+    return link.st_uid in (0, os.geteuid()) and _trusted_holder(holder)
 
 
-def trusted_holder(holder: os.stat_result) -> bool:
+def _trusted_holder(holder: os.stat_result) -> bool:
     """A directory whose symlinks the walk may follow: owned by root or by us, writable by no one else."""
     return holder.st_uid in (0, os.geteuid()) and not holder.st_mode & _WRITABLE_BY_OTHERS
 
@@ -195,7 +195,7 @@ def trusted_holder(holder: os.stat_result) -> bool:
 def may_hold_followed_links(directory: str) -> bool:
     """Whether a symlink in `directory` could be followed by the pantry walk (the watcher watches such ones)."""
     try:
-        return stat.S_ISDIR((info := os.lstat(directory)).st_mode) and trusted_holder(info)
+        return stat.S_ISDIR((info := os.lstat(directory)).st_mode) and _trusted_holder(info)
     except OSError:
         return False
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, NamedTuple
 
 from snackwatch.apply import PlainFixes, plain_fixes
-from snackwatch.chase import open_directory, trusted_holder
+from snackwatch.chase import open_directory
 from snackwatch.desired import Desired
 
 if TYPE_CHECKING:
@@ -22,16 +22,13 @@ if TYPE_CHECKING:
 # The kernel's inotify ABI (linux/inotify.h): the guard's own instance, never polled by the loop.
 _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x4, 0x40, 0x80, 0x100, 0x200
 _IN_DELETE_SELF, _IN_MOVE_SELF, _IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED = 0x400, 0x800, 0x2000, 0x4000, 0x8000
-_IN_ONLYDIR, _IN_ONESHOT = 0x1000000, 0x80000000
+_IN_ONLYDIR = 0x1000000
 _IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 # A name looked up in a directory created, removed, renamed either way or re-owned (chown, chmod: IN_ATTRIB, which
 # also tells the directory's own owner or mode changed), or the directory itself moved or removed.
 GUARD_MASK = (
     _IN_ATTRIB | _IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_ONLYDIR
 )
-# A directory others may write to (/tmp, /dev/shm, a 1777 parent) is watched IN_ONESHOT: its first event, whatever the
-# name, ends the watch (IN_IGNORED follows, which drops every held directory behind it), so another user's churn
-# there queues one event, never a flood to read (draining a full queue costs ~5 ms on the loop's thread).
 _SELF = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED  # the watched directory itself: all it guards
 _EVENT = struct.Struct("iIII")
 GUARD_READ = 4096  # at most this much is parsed per use: a fuller queue (churn in /tmp) drops everything instead
@@ -62,10 +59,7 @@ def _libc() -> ctypes.CDLL | None:
     except OSError:
         return None
     wanted = ("inotify_init1", "inotify_add_watch", "inotify_rm_watch")  # Linux only
-    if not all(hasattr(libc, name) for name in wanted):
-        return None
-    libc.inotify_add_watch.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)  # IN_ONESHOT is bit 31
-    return libc
+    return libc if all(hasattr(libc, name) for name in wanted) else None
 
 
 def held_limit() -> int:
@@ -179,8 +173,7 @@ class HeldDirectories:
 
         def step(fd: int, name: str) -> None:
             assert self.libc is not None
-            mask = GUARD_MASK if trusted_holder(os.fstat(fd)) else GUARD_MASK | _IN_ONESHOT
-            wd = int(self.libc.inotify_add_watch(guard, f"/proc/self/fd/{fd}".encode(), mask))
+            wd = int(self.libc.inotify_add_watch(guard, f"/proc/self/fd/{fd}".encode(), GUARD_MASK))
             if wd < 0:
                 raise _Unguarded
             looked.setdefault(wd, set()).add(os.fsencode(name))

@@ -19,6 +19,13 @@ _PATH_FLAGS = getattr(os, "O_PATH", os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
 _RENAME_NOREPLACE = 1
 
 
+class PlainFixes(NamedTuple):
+    """What a plain file created in one directory needs besides its create (`fix` None: nothing, the common case):
+    asked of the directory once per pass, or once while a targeted repair holds the directory (held.py)."""
+
+    fix: Callable[[int], None] | None
+
+
 class Staged(NamedTuple):
     """A snack written whole to a temp file in its directory, not yet published: `identity` is the final file's."""
 
@@ -26,13 +33,13 @@ class Staged(NamedTuple):
     identity: os.stat_result
 
 
-def create_snack(directory_fd: int, name: str, snack: Snack) -> bool:
+def create_snack(directory_fd: int, name: str, snack: Snack, fixes: PlainFixes | None = None) -> bool:
     """Create `name` for `snack` (a file, directory or symlink) unless anything (file, dir, symlink, even dangling)
     holds the name: False if the name was taken.
 
     A plain snack is one O_CREAT|O_EXCL|O_NOFOLLOW open: an empty file is complete the moment it exists. A file
     with content, mode or owner is written to a temp file in the pantry, then published with link(), which never
-    replaces: a crash leaves at worst a temp file, never a half-written snack.
+    replaces: a crash leaves at worst a temp file, never a half-written snack. `fixes`: the directory's, if known.
     """
     if snack.type == "directory":
         fd = make_directory(directory_fd, name, Perms(snack.final_mode(), snack.owner, snack.group))
@@ -43,14 +50,14 @@ def create_snack(directory_fd: int, name: str, snack: Snack) -> bool:
     if snack.type == "symlink":
         return make_symlink(directory_fd, name, snack.target or "", Perms(0o777, snack.owner, snack.group))
     if snack.is_plain:
-        result = create_plain_snacks(directory_fd, [name])[0]
+        result = create_plain_snacks(directory_fd, [name], fixes)[0]
         if isinstance(result, OSError):
             raise result
         return result
     return publish(directory_fd, stage(directory_fd, snack), name)
 
 
-def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSError]:
+def create_plain_snacks(directory_fd: int, names: list[str], fixes: PlainFixes | None = None) -> list[bool | OSError]:
     """Create many plain (empty, default-mode) snacks: True created, False name taken, or the error; in order.
 
     The same O_CREAT|O_EXCL|O_NOFOLLOW create as create_snack(), in one tight loop: the burst path. Each file is
@@ -59,7 +66,7 @@ def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSEr
     """
     results: list[bool | OSError] = []
     append, create, close = results.append, os.open, os.close
-    fix = _plain_fixes(directory_fd)
+    fix = (fixes or plain_fixes(directory_fd)).fix
     for name in names:
         try:
             fd = create(name, _CREATE_FLAGS, FILE_MODE, dir_fd=directory_fd)
@@ -81,13 +88,14 @@ def create_plain_snacks(directory_fd: int, names: list[str]) -> list[bool | OSEr
     return results
 
 
-def _plain_fixes(directory_fd: int) -> Callable[[int], None] | None:
-    """What a plain file created in this directory needs besides its create (None: nothing, the common case)."""
+def plain_fixes(directory_fd: int) -> PlainFixes:
+    """What a plain file created in this directory needs besides its create: its default ACL stripped, its group
+    made ours (a setgid directory), its mode set against the umask."""
     acl = has_default_acl(directory_fd)
     foreign = inherits_foreign_group(os.fstat(directory_fd))
     masked = bool(_umask() & FILE_MODE)
     if not (acl or foreign or masked):
-        return None
+        return PlainFixes(None)
     gid = os.getegid()
 
     def fix(fd: int) -> None:
@@ -97,7 +105,7 @@ def _plain_fixes(directory_fd: int) -> Callable[[int], None] | None:
             os.fchown(fd, -1, gid)
         os.fchmod(fd, FILE_MODE)
 
-    return fix
+    return PlainFixes(fix)
 
 
 def make_directory(parent_fd: int, name: str, perms: Perms) -> int | None:

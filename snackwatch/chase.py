@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from snackwatch.apply import make_directory
@@ -18,6 +18,8 @@ _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # Directories on the way to the pantry are only walked through: an O_PATH fd is cheaper to open (Linux).
 _WALK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _WRITABLE_BY_OTHERS = stat.S_IWGRP | stat.S_IWOTH
+# Told (directory fd, name) before the walk looks `name` up in that directory (held.py guards what it looks at).
+Step = Callable[[int, str], None]
 
 
 class BlockedPath(Exception):
@@ -68,25 +70,28 @@ def kind_of(mode: int) -> Kind:
     return Kind.OTHER
 
 
-def open_directory(directory: str, pantry: str, *, create: bool, rules: WalkRules | None = None) -> int:
+def open_directory(
+    directory: str, pantry: str, *, create: bool, rules: WalkRules | None = None, step: Step | None = None
+) -> int:
     """An fd for `directory` under `pantry` (an absolute path), creating missing directories with `create`.
 
     The pantry is walked from "/" (open_pantry); the rest one component at a time with O_NOFOLLOW: below the
     pantry nothing is followed. Raises BlockedPath for a symlink or non-directory in the way (with `rules`, also for
     a directory owned by anyone but root, the euid or the declared owner), FileNotFoundError for a missing
     directory when not creating. With `rules`, a directory created gets its declared mode, owner and group.
+    `step` is told each (directory fd, name) before that name is looked up (opened, created, read as a link).
     """
-    fd = open_pantry(pantry, create=create, rules=rules)
+    fd = open_pantry(pantry, create=create, rules=rules, step=step)
     if directory == pantry:
         return fd
     path = pantry.rstrip("/")
     for part in directory[len(os.path.join(pantry, "")) :].split(os.sep):
         path = f"{path}/{part}"
-        fd = _descend(fd, part, path, create=create, rules=rules)
+        fd = _descend(fd, part, path, create=create, rules=rules, step=step)
     return fd
 
 
-def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) -> int:
+def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None, step: Step | None = None) -> int:
     """An fd for `pantry`, walked from "/" with O_NOFOLLOW|O_DIRECTORY from directory fds (mkdirat with `create`).
 
     A symlink on the way is followed only when it and the directory holding it are owned by root or by us and
@@ -105,6 +110,8 @@ def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None) ->
             part = todo.pop()
             flags = _WALK if todo else _DIRECTORY  # only the pantry itself is opened for reading
             perms = _ABOVE if todo or rules is None else rules.perms(pantry)
+            if step is not None:
+                step(fd, part)
             try:
                 child = _open_child(fd, part, flags, create=create, perms=perms)
             except OSError as error:
@@ -193,9 +200,13 @@ def may_hold_followed_links(directory: str) -> bool:
         return False
 
 
-def _descend(parent_fd: int, part: str, path: str, *, create: bool, rules: WalkRules | None) -> int:
+def _descend(
+    parent_fd: int, part: str, path: str, *, create: bool, rules: WalkRules | None, step: Step | None = None
+) -> int:
     """Open a child directory of `parent_fd` below the pantry, never through a symlink; `parent_fd` is closed."""
     try:
+        if step is not None:
+            step(parent_fd, part)
         try:
             perms = rules.perms(path) if rules is not None else _ABOVE
             fd = _open_child(parent_fd, part, _DIRECTORY, create=create, perms=perms)

@@ -199,6 +199,7 @@ class Daemon:
             self.hands.deleted(removed, now)
             removed = ()
         p.reads.resume_if_due(now)
+        p.held_dirs.release_if_idle(now)  # held fds pin their mounts: not kept while nothing uses them
         p.notifier.tick(now)
         if turn.reload_asked:
             p.reloader.request()
@@ -206,6 +207,8 @@ class Daemon:
             p.reloader.changed(now, turn.spec_writes)
         reloaded, looks = self._reload(now)
         affected = p.armer.check(self.desired, set(turn.rearm), now)
+        if turn.rearm or affected:
+            p.held_dirs.drop_all()  # a directory gone, replaced or watched again: every held one is walked to again
         if turn.overflow:
             self._overflowed(now)
         trigger = p.resync.due(now, turn.full_pass(reloaded))
@@ -231,6 +234,7 @@ class Daemon:
         return trigger is not None
 
     def _overflowed(self, now: float) -> None:
+        self.parts.held_dirs.drop_all()  # events were lost: nothing held can be vouched for
         self.parts.reloader.lost_track()
         self.parts.reloader.changed(now)
         # A mass deletion can overflow the queue several times in a row: one line per burst, not per overflow.
@@ -335,6 +339,7 @@ def _past(deadline: float | None, now: float) -> bool:
 def _mounts_changed(p: Parts, sorted_directories: list[str]) -> None:
     """Retry failures (a remount may have fixed them); re-check only directories a (un)mount covers."""
     covered, specs, said = p.mounts.recheck(sorted_directories, p.specs.watched_dirs())
+    p.held_dirs.drop_all()  # the held directories watch mounts themselves; this is belt and braces
     p.dirty.mark(Mark.NUDGE, "", "")
     for directory in covered | specs:
         p.dirty.mark(Mark.GONE, directory, "")

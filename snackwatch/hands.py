@@ -10,7 +10,7 @@ from loguru import logger
 from snackwatch.desired import Desired, Entry
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
-from snackwatch.reconcile import Outcome, owners_drift, reconcile_all, reconcile_directory, reconcile_names
+from snackwatch.reconcile import Outcome, Status, owners_drift, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 
@@ -104,8 +104,13 @@ class Hands:
                 dry_run=self.options.dry_run,
                 recorder=self.parts.pruner,
                 changed=changed,
+                held_dirs=self.parts.held_dirs,
             )
+            if any(outcome.status is Status.FAILED for outcome in outcomes):
+                self.parts.held_dirs.drop(directory)  # the next try walks again
             self.fold(outcomes, now, trigger)
+        if todo:
+            self.parts.held_dirs.used(now)
 
     def full_pass(self, now: float, trigger: Trigger, *, owners: bool = True) -> None:
         """Everything looked at; `owners=False` (the start) leaves the owner look of name-only snacks, a report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import select
 import time
 from collections.abc import Callable, Collection, Container, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -14,6 +14,7 @@ from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.chase import WalkRules
 from snackwatch.choices import POLL_INTERVAL
 from snackwatch.dirty import DirtySet
+from snackwatch.held import HeldDirectories
 from snackwatch.ledger import Ledger
 from snackwatch.mounts import MountTable
 from snackwatch.narrator import Narrator
@@ -97,6 +98,7 @@ class Parts:
     reloader: SpecReloader
     armer: DirectoryArmer
     clock: Callable[[], float] = time.monotonic
+    held_dirs: HeldDirectories = field(default_factory=HeldDirectories)  # snack directories kept open between repairs
 
     @classmethod
     def real(
@@ -161,6 +163,7 @@ class Parts:
             self.resync.next_due(),
             self.reads.next_due(),
             self.watcher.next_due(),
+            self.held_dirs.next_due(),
         ]
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
@@ -170,6 +173,7 @@ class Parts:
         return {fd for fd, _ in self.poller.poll(timeout)}
 
     def close(self) -> None:
+        self.held_dirs.close()
         self.watcher.close()
         self.dirty.close()
         self.mounts.close()

@@ -9,9 +9,9 @@ import stat
 from collections.abc import Container, Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from snackwatch.apply import Staged, create_plain_snacks, create_snack, publish, stage
+from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.correct import correct
 from snackwatch.desired import Desired, Entry
@@ -21,6 +21,9 @@ from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
+
+if TYPE_CHECKING:
+    from snackwatch.held import HeldDirectories
 
 CREATE_TRIES = 3  # a place flipping under us: create, look, create again at most this often
 ENTRY_BYTES = 20  # a directory's st_size per entry, at least (tmpfs: 20; ext4, xfs, btrfs: more)
@@ -197,9 +200,10 @@ def _reconcile_directory(
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
-    fd = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
-    if isinstance(fd, list):
-        return fd
+    opened = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
+    if isinstance(opened, list):
+        return opened
+    fd, _ = opened
     try:
         if lookup and crowded(fd, len(wanted)):
             observed = observe_names(fd, wanted)
@@ -302,16 +306,19 @@ def reconcile_names(
     dry_run: bool = False,
     recorder: Recorder | None = None,
     changed: bool = False,
+    held_dirs: HeldDirectories | None = None,
 ) -> list[Outcome]:
     """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name.
-    `changed`: an event says the entries changed (not went): look first, then put enforced aspects back."""
+    `changed`: an event says the entries changed (not went): look first, then put enforced aspects back.
+    `held_dirs`: the directory's fd is taken from there (kept open between repairs while nothing could move it)."""
     wanted = desired.files.get(directory, {})
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
-    fd = _open(desired, directory, entries, dry_run=dry_run)
-    if isinstance(fd, list):
-        return fd
+    opened = _open(desired, directory, entries, dry_run=dry_run, held_dirs=held_dirs)
+    if isinstance(opened, list):
+        return opened
+    fd, kept = opened
     try:
         if changed:
             looked = [settle(fd, _look(fd, entry), dry_run, recorder) for entry in entries]
@@ -322,7 +329,8 @@ def reconcile_names(
                 _ensure(fd, entry, dry_run, recorder) for entry in gone
             ]
         if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
-            return [_ensure(fd, entry, dry_run, recorder) for entry in entries]
+            fixes = held_dirs.plain_fixes(directory) if held_dirs is not None and kept else None
+            return [_ensure(fd, entry, dry_run, recorder, fixes) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
         for entry in entries:
@@ -338,16 +346,21 @@ def reconcile_names(
         _create_recorded(fd, outcomes, owned, recorder)
         return [outcome for outcome in outcomes if outcome is not None]
     finally:
-        os.close(fd)
+        if not kept:
+            os.close(fd)
 
 
-def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool) -> int | list[Outcome]:
-    """The directory's fd, or the outcome of every entry when it cannot be had: one decision for every pass.
-
-    In a dry run a missing directory is one that would be created, with the snacks in it.
+def _open(
+    desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool, held_dirs: HeldDirectories | None = None
+) -> tuple[int, bool] | list[Outcome]:
+    """The directory's fd and whether `held_dirs` keeps it (else the caller closes it), or the outcome of every entry
+    when it cannot be had: one decision for every pass. In a dry run a missing directory is one that would be
+    created, with the snacks in it (and nothing is held).
     """
     try:
-        return desired.open_directory(directory, create=not dry_run)
+        if held_dirs is not None and not dry_run:
+            return held_dirs.open(desired, directory)
+        return desired.open_directory(directory, create=not dry_run), False
     except FileNotFoundError as error:
         if dry_run:
             return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]
@@ -359,14 +372,16 @@ def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bo
         return [Outcome(entry, Status.FAILED, error=error) for entry in entries]
 
 
-def _ensure(fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = None) -> Outcome:
+def _ensure(
+    fd: int, entry: Entry, dry_run: bool, recorder: Recorder | None = None, fixes: PlainFixes | None = None
+) -> Outcome:
     """Try to create first: the common case (a deleted snack) costs one syscall. A name taken when we created and
     gone when we looked (another process flipping the place) is created again, a few times: a real run never
     reports "would create"."""
     if dry_run:
         return settle(fd, _look(fd, entry), dry_run)
     for _ in range(CREATE_TRIES):
-        outcome = _create(fd, entry, recorder)
+        outcome = _create(fd, entry, recorder, fixes)
         if outcome.status is not Status.PRESENT:
             return outcome
         looked = _look(fd, entry)
@@ -444,9 +459,9 @@ def _look(fd: int, entry: Entry) -> Outcome:
     return Outcome(entry, Status.PRESENT)
 
 
-def _create(fd: int, entry: Entry, recorder: Recorder | None = None) -> Outcome:
+def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: PlainFixes | None = None) -> Outcome:
     try:
-        created = create_snack(fd, entry.name, entry.snack)
+        created = create_snack(fd, entry.name, entry.snack, fixes)
     except OSError as error:
         return Outcome(entry, Status.FAILED, error=error)
     if not created:

@@ -305,10 +305,10 @@ def test_a_real_run_never_says_dry_run_when_a_name_vanishes_between_create_and_l
     loop = started(loops, spec_path)
     real_create, taken = reconcile_module.create_snack, [True]
 
-    def flipped(fd: int, name: str, snack: object) -> bool:  # another process: there at create, gone at look
+    def flipped(fd: int, name: str, snack: object, fixes: object = None) -> bool:  # there at create, gone at look
         if taken.pop() if taken else False:
             return False
-        return bool(real_create(fd, name, snack))  # type: ignore[arg-type]
+        return bool(real_create(fd, name, snack, fixes))  # type: ignore[arg-type]
 
     monkeypatch.setattr(reconcile_module, "create_snack", flipped)
     (loop.pantry / "Goldfish").unlink()

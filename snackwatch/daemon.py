@@ -198,9 +198,7 @@ class Daemon:
         if removed and turn.repairs_first(reload_due=p.reloader.is_due(now)):
             self.hands.deleted(removed, now)
             removed = ()
-        p.reads.resume_if_due(now)
-        p.held_dirs.release_if_idle(now)  # held fds pin their mounts: not kept while nothing uses them
-        p.notifier.tick(now)
+        self._tick(now)
         if turn.reload_asked:
             p.reloader.request()
         if turn.spec_changed:
@@ -232,6 +230,13 @@ class Daemon:
         if self.collector.paused:  # a reload and its full pass are done: collect once
             self.collector.settle()
         return trigger is not None
+
+    def _tick(self, now: float) -> None:
+        """Timers of parts that act on their own: paced reads resumed, idle held fds released, watchdog pings."""
+        p = self.parts
+        p.reads.resume_if_due(now)
+        p.held_dirs.release_if_idle(now)  # held fds pin their mounts: not kept while nothing uses them
+        p.notifier.tick(now)
 
     def _overflowed(self, now: float) -> None:
         self.parts.held_dirs.drop_all()  # events were lost: nothing held can be vouched for

@@ -77,7 +77,7 @@ def test_a_failing_repair_is_retried_on_the_backoff_schedule_with_one_line_and_r
 ) -> None:
     tries: list[float] = []
 
-    def full(fd: int, name: str, snack: object) -> bool:
+    def full(fd: int, name: str, snack: object, fixes: object = None) -> bool:
         tries.append(loop.clock.now)
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -43,6 +43,7 @@ class DirectoryArmer:
         self.after_arm = after_arm  # the watcher's fd may have changed (a fallback to polling)
         self.would_create: set[str] = set()  # dry run: missing directories already told
         self.told: set[str] = set()  # directories whose failure was logged: their recovery is told too
+        self.blocked: set[str] = set()  # directories the safe walk refuses now (their conflict is told by a look)
 
     def next_due(self) -> float | None:
         return self.retry.next_due()
@@ -81,6 +82,7 @@ class DirectoryArmer:
             if isinstance(problem, Blocked):
                 blocked.add(directory)
             failures.setdefault(directory, error_text(problem))
+        self.blocked = blocked
         for directory, reason in failures.items():
             _, change = self.retry.failed(directory, now, reason)
             if change is Change.STARTED_FAILING and directory not in blocked:
@@ -99,14 +101,16 @@ class DirectoryArmer:
 
     def check(self, desired: Desired, gone: set[str], now: float) -> set[str]:
         """Some directory vanished or was replaced, or a retry is due: re-arm. Returns the directories that need a
-        look of their own (lost, replaced, or watched again): not everything, and nothing for a retry that
-        fails again (its conflict or failure was told when it began)."""
+        look of their own (lost, replaced, watched again, or newly refused by the safe walk, whose conflict the look
+        tells): not everything, and nothing for a retry that fails again (its conflict or failure was told when it
+        began)."""
         if not gone and not self.retry.pop_due(now):
             return set()
         missing = {d for d in gone if d in desired.files and not os.path.isdir(d)}
-        failing_before = set(self.retry.snacks)
+        failing_before, blocked_before = set(self.retry.snacks), self.blocked
         readded = self.arm(desired, now)
         failing = set(self.retry.snacks)
+        newly_blocked = self.blocked - blocked_before  # e.g. a parent swapped for a symlink: a look tells the conflict
         lost = sorted(missing | (readded & gone) | (gone & failing) - failing_before)
         if lost:
             logger.bind(event="pantry_gone", directories=lost).warning(
@@ -115,4 +119,4 @@ class DirectoryArmer:
                 "was" if len(lost) == 1 else "were",
                 "it" if len(lost) == 1 else "them",
             )
-        return set(lost) | readded | (failing_before - failing)
+        return set(lost) | readded | (failing_before - failing) | newly_blocked

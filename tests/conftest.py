@@ -37,6 +37,16 @@ IS_LINUX = sys.platform.startswith("linux")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 NOBODY = 65534
 AS_NOBODY = ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--")
+# argv: LINK PLACE TARGET. A symlink LINK -> TARGET made, then exchanged with PLACE in one renameat2: no moment
+# where PLACE is missing (a root daemon would make it again) and the attacker's swap cannot be raced.
+EXCHANGE_FOR_SYMLINK = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+link, place = sys.argv[1], sys.argv[2]
+os.symlink(sys.argv[3], link)
+if libc.renameat2(-100, link.encode(), -100, place.encode(), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
+    raise OSError(ctypes.get_errno(), "renameat2")
+"""
 
 
 @functools.cache

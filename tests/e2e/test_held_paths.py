@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AS_NOBODY, NOBODY, Running, needs_root_linux, wait_until, write_spec
+from conftest import AS_NOBODY, EXCHANGE_FOR_SYMLINK, NOBODY, Running, needs_root_linux, wait_until, write_spec
 
 SNACK = "hotpath-Goldfish"  # no directory of the system holds this name (the way is pointed at /etc)
 
@@ -38,7 +38,8 @@ def test_a_root_daemon_refuses_a_parent_swapped_for_a_symlink_to_etc_between_two
         (pantry / SNACK).unlink()
         wait_until((pantry / SNACK).exists, 3.0, "the snack restored")
 
-    swap = subprocess.run([*AS_NOBODY, "sh", "-c", "mv parent parent.old && ln -s /etc parent"], cwd=sticky_dir)
+    exchange = [*AS_NOBODY, "/usr/bin/python3", "-c", EXCHANGE_FOR_SYMLINK, "parent.old", "parent", "/etc"]
+    swap = subprocess.run(exchange, cwd=sticky_dir)  # in one step: a root daemon would make a missing parent again
     assert swap.returncode == 0 and parent.is_symlink()  # the attacker really did it
     (sticky_dir / "parent.old" / "pantry" / SNACK).unlink()  # heard through the watch on the moved pantry
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Running, needs_root_linux, wait_until, write_spec
+from conftest import AS_NOBODY, EXCHANGE_FOR_SYMLINK, NOBODY, Running, needs_root_linux, wait_until, write_spec
 from loguru import logger
 
 from snackwatch.apply import create_snack
@@ -25,8 +25,6 @@ from snackwatch.reconcile import Status, reconcile_all, reconcile_names
 from snackwatch.spec import Defaults, Snack, Spec
 from snackwatch.specset import SpecSet
 
-NOBODY = 65534
-AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
 SECRET = b"SECRET-" + b"s" * 65536  # big enough that writing it takes a while
 
 
@@ -301,16 +299,6 @@ def test_a_conf_d_file_named_with_an_escape_is_reported_escaped(tmp_path: Path) 
     assert str(caught.value).startswith(f"{confd}/\\x1b[2Jx.yaml:2: invalid YAML")
 
 
-_EXCHANGE = """
-import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-link, pantry = sys.argv[1], sys.argv[2]
-os.symlink(sys.argv[3], link)
-if libc.renameat2(-100, link.encode(), -100, pantry.encode(), 2) != 0:  # AT_FDCWD, RENAME_EXCHANGE
-    raise OSError(ctypes.get_errno(), "renameat2")
-"""
-
-
 @needs_root_linux("plays the owner of the pantry's parent against a root daemon")
 def test_the_daemon_refuses_a_pantry_exchanged_for_a_symlink_at_runtime(
     public_dir: Path, tmp_path: Path, start_daemon: Callable[..., Running]
@@ -324,7 +312,7 @@ def test_the_daemon_refuses_a_pantry_exchanged_for_a_symlink_at_runtime(
     spec = write_spec(tmp_path / "snacks.yaml", ["a", "drinks/Juice"], pantry=str(home / "pantry"), extra=defaults)
     running = start_daemon(spec)
     wait_until((home / "pantry" / "drinks" / "Juice").exists, what="the snacks created")
-    exchange = [*AS_NOBODY, "/usr/bin/python3", "-c", _EXCHANGE, str(home / "link"), str(home / "pantry")]
+    exchange = [*AS_NOBODY, "/usr/bin/python3", "-c", EXCHANGE_FOR_SYMLINK, str(home / "link"), str(home / "pantry")]
     subprocess.run([*exchange, str(root_only)], check=True)  # atomically: the pantry is now that symlink
     conflicts = running.wait_event("conflict")  # the re-arm's full pass: one line for what is in the way
     assert {snack for line in conflicts for snack in line["snacks"]} == {"a", "drinks/Juice"}

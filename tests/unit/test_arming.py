@@ -91,6 +91,23 @@ def test_a_symlink_in_a_nested_directorys_place_is_reported_not_followed(
     assert "drinks is a symlink owned by root: not followed" in armer.retry.describe(str(pantry / "drinks"), 0.0).error
 
 
+def test_a_directory_newly_refused_by_the_walk_is_handed_back_for_a_look_once(tmp_path: Path) -> None:
+    """A parent swapped for a symlink (the pantry itself is not gone: an ancestor is): the loop must look at the
+    pantry so its conflict is told and status stops saying ok; a retry that is refused again looks at nothing."""
+    parent = tmp_path / "parent"
+    (parent / "pantry").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    armer = DirectoryArmer(StubWatcher(), list)
+    desired = desired_in(parent / "pantry", "Goldfish")
+    armer.arm(desired, 0.0)
+    parent.rename(tmp_path / "parent.old")
+    os.symlink(tmp_path / "elsewhere", parent)  # root's link in root's directory is followed: make it refused
+    os.lchown(parent, 65534, 65534)
+    assert armer.check(desired, {str(parent)}, 1.0) == {str(parent / "pantry")}
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert armer.check(desired, set(), 1000.0) == set()  # the backed-off retry, refused again
+
+
 def test_a_removed_pantry_is_recreated_and_told(tmp_path: Path, log_lines: list[dict[str, Any]]) -> None:
     watcher = StubWatcher()
     armer = DirectoryArmer(watcher, list)

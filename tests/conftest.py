@@ -242,13 +242,23 @@ def events(lines: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == event]
 
 
+def _directory_in_tmp(mode: int) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="snackwatch-test-", dir="/tmp"))
+    path.chmod(mode)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def public_dir() -> Iterator[Path]:
     """A root-owned 0755 directory that another user can reach (pytest's tmp_path is under a 0700 directory)."""
-    path = Path(tempfile.mkdtemp(prefix="snackwatch-test-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    yield from _directory_in_tmp(0o755)
+
+
+@pytest.fixture
+def sticky_dir() -> Iterator[Path]:
+    """A root-owned 1777 directory another user can reach and write (like /tmp)."""
+    yield from _directory_in_tmp(0o1777)
 
 
 def snackwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -4,24 +4,13 @@ way between two repairs must be refused at the next one, never written through t
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from conftest import AS_NOBODY, EXCHANGE_FOR_SYMLINK, NOBODY, Running, needs_root_linux, wait_until, write_spec
 
 SNACK = "hotpath-Goldfish"  # no directory of the system holds this name (the way is pointed at /etc)
-
-
-@pytest.fixture
-def sticky_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="snackwatch-held-e2e-", dir="/tmp"))
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @needs_root_linux("a root daemon and another user in a 1777 directory")

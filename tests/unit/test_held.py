@@ -8,9 +8,7 @@ where the walk leads now, or be refused as the walk refuses, and never in the ol
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,15 +55,6 @@ def held() -> Iterator[HeldDirectories]:
     held = HeldDirectories()
     yield held
     held.close()
-
-
-@pytest.fixture
-def sticky_dir() -> Iterator[Path]:
-    """A root-owned 1777 directory another user can reach and write (like /tmp)."""
-    path = Path(tempfile.mkdtemp(prefix="snackwatch-held-", dir="/tmp"))
-    path.chmod(0o1777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_a_held_directory_serves_the_next_repair_and_a_pantry_renamed_away_and_replaced_is_walked_to(

@@ -54,7 +54,18 @@ def create_snack(directory_fd: int, name: str, snack: Snack, fixes: PlainFixes |
         if isinstance(result, OSError):
             raise result
         return result
+    if _name_taken(directory_fd, name):  # e.g. our own publish heard back (IN_MOVED_TO): no content written twice
+        return False
     return publish(directory_fd, stage(directory_fd, snack), name)
+
+
+def _name_taken(directory_fd: int, name: str) -> bool:
+    """Anything holds the name (a dangling symlink too); publish() still never replaces what comes after."""
+    try:
+        os.stat(name, dir_fd=directory_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def create_plain_snacks(directory_fd: int, names: list[str], fixes: PlainFixes | None = None) -> list[bool | OSError]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import snackwatch.apply as apply_module
 from snackwatch.apply import create_snack
 from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
@@ -45,6 +46,22 @@ def test_content_and_mode_are_published_atomically(tmp_path: Path) -> None:
     assert (tmp_path / "StringCheese").read_text() == "mozzarella\n"
     assert stat.S_IMODE(os.lstat(tmp_path / "StringCheese").st_mode) == 0o640
     assert not [name for name in os.listdir(tmp_path) if name.startswith(RESERVED_PREFIX)]
+
+
+def test_a_taken_name_writes_no_temp_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our own publish is heard back (IN_MOVED_TO) and looked at: that look must not stage the content again."""
+    (tmp_path / "StringCheese").write_text("cheddar")
+
+    def no_stage(*_: object) -> None:
+        raise AssertionError("staged a temp file for a name already taken")
+
+    monkeypatch.setattr(apply_module, "stage", no_stage)
+    fd = open_pantry(tmp_path)
+    try:
+        assert not create_snack(fd, "StringCheese", Snack("StringCheese", content="mozzarella\n"))
+    finally:
+        os.close(fd)
+    assert (tmp_path / "StringCheese").read_text() == "cheddar"
 
 
 def test_existing_file_is_never_modified_or_touched_only_seen_drifting(tmp_path: Path) -> None:

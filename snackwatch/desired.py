@@ -12,6 +12,7 @@ from typing import NamedTuple
 from snackwatch.chase import WalkRules, open_directory
 from snackwatch.errors import SpecError
 from snackwatch.lint import shown_name
+from snackwatch.passwalk import PassWalk
 from snackwatch.perms import Perms, trusted_owners
 from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
 
@@ -56,9 +57,13 @@ class Desired:
         """The ownership and creation rules for the walk to `directory` (a desired directory)."""
         return self.rules.get(self.roots.get(directory, directory))
 
-    def open_directory(self, directory: str, *, create: bool) -> int:
-        """An fd for a desired directory by the safe walk, with this desired state's ownership and creation rules."""
-        return open_directory(directory, self.roots[directory], create=create, rules=self.walk_rules(directory))
+    def open_directory(self, directory: str, *, create: bool, walk: PassWalk | None = None) -> int:
+        """An fd for a desired directory by the safe walk, with this desired state's ownership and creation rules
+        (within a pass's `walk`: from the nearest directory it holds)."""
+        pantry, rules = self.roots[directory], self.walk_rules(directory)
+        if walk is not None:
+            return walk.open(directory, pantry, create=create, rules=rules)
+        return open_directory(directory, pantry, create=create, rules=rules)
 
     def sources(self) -> list[str]:
         """Every `source:` file the specs copy from: a change in one is a change of the spec (watched like it)."""

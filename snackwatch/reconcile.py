@@ -18,6 +18,7 @@ from snackwatch.desired import Desired, Entry
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
+from snackwatch.passwalk import PassWalk
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
@@ -124,8 +125,11 @@ def reconcile_all(
     """
     outcomes: list[Outcome] = []
     removed: dict[str, int] = {}
-    for directory in desired.directories:
-        outcomes.extend(_reconcile_directory(desired, directory, dry_run, recorder, removed, owners=owners))
+    with PassWalk() as walk:
+        for directory in desired.directories:
+            outcomes.extend(
+                _reconcile_directory(desired, directory, dry_run, recorder, removed, owners=owners, walk=walk)
+            )
     log_removed(removed)
     return outcomes
 
@@ -134,27 +138,33 @@ def owners_drift(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
     """The owner look a pass without `owners` left out: each name-only snack that is a regular file owned by
     another user than the daemon's (a squatted name) drifts in owner; one lstat each, reported, never changed."""
     outcomes: list[Outcome] = []
+    with PassWalk() as walk:
+        for directory in desired.directories:
+            plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
+            if plain:
+                outcomes.extend(_owners_drift(desired, directory, plain, walk, dry_run))
+    return outcomes
+
+
+def _owners_drift(desired: Desired, directory: str, plain: list[Entry], walk: PassWalk, dry_run: bool) -> list[Outcome]:
     euid = os.geteuid()
-    for directory in desired.directories:
-        plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
-        if not plain:
-            continue
-        try:
-            fd = desired.open_directory(directory, create=False)
-        except (OSError, BlockedPath):
-            continue  # the pass told what stands in the way
-        try:
-            for entry in plain:
-                try:
-                    found = os.lstat(entry.name, dir_fd=fd)
-                except OSError:
-                    continue
-                if stat.S_ISREG(found.st_mode) and found.st_uid != euid:
-                    drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
-                    if drifted.status is not Status.PRESENT or drifted.drift:
-                        outcomes.append(drifted)
-        finally:
-            os.close(fd)
+    outcomes: list[Outcome] = []
+    try:
+        fd = desired.open_directory(directory, create=False, walk=walk)
+    except (OSError, BlockedPath):
+        return outcomes  # the pass told what stands in the way
+    try:
+        for entry in plain:
+            try:
+                found = os.lstat(entry.name, dir_fd=fd)
+            except OSError:
+                continue
+            if stat.S_ISREG(found.st_mode) and found.st_uid != euid:
+                drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
+                if drifted.status is not Status.PRESENT or drifted.drift:
+                    outcomes.append(drifted)
+    finally:
+        os.close(fd)
     return outcomes
 
 
@@ -191,13 +201,14 @@ def _reconcile_directory(
     held: Container[str] = (),
     lookup: bool = False,
     owners: bool = True,
+    walk: PassWalk | None = None,
 ) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
     if held:
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
-    fd = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
+    fd = _open(desired, directory, list(wanted.values()), dry_run=dry_run, walk=walk)
     if isinstance(fd, list):
         return fd
     try:
@@ -341,13 +352,15 @@ def reconcile_names(
         os.close(fd)
 
 
-def _open(desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool) -> int | list[Outcome]:
+def _open(
+    desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool, walk: PassWalk | None = None
+) -> int | list[Outcome]:
     """The directory's fd, or the outcome of every entry when it cannot be had: one decision for every pass.
 
     In a dry run a missing directory is one that would be created, with the snacks in it.
     """
     try:
-        return desired.open_directory(directory, create=not dry_run)
+        return desired.open_directory(directory, create=not dry_run, walk=walk)
     except FileNotFoundError as error:
         if dry_run:
             return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]

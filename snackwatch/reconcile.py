@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -216,15 +216,14 @@ def _reconcile_directory(
             observed = observe_names(fd, wanted)
         else:
             observed = observe(fd, desired.files.get(directory, {}))
-        snacks = {name: entry.snack for name, entry in wanted.items()}
+        missing, snacks = _missing_plain(wanted, observed, dry_run, recorder)
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
         outcomes, plain, owned = _act(fd, wanted, actions, dry_run, recorder)
-        outcomes.extend(
-            _drifting(
-                fd, wanted, observed, {a.name for a in actions}, dry_run=dry_run, owners=owners, recorder=recorder
-            )
-        )
+        acted = {a.name for a in actions}
+        acted.update(entry.name for entry in missing)
+        outcomes.extend(_drifting(fd, wanted, observed, acted, dry_run=dry_run, owners=owners, recorder=recorder))
         _create_plain(fd, outcomes, plain)
+        outcomes.extend(_created_plain(fd, missing))
         if recorder is not None and owned:
             _create_recorded(fd, outcomes, owned, recorder)
         if not dry_run:
@@ -468,6 +467,36 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None) -> Outcome:
         with contextlib.suppress(OSError):
             recorder.record_before_publish([(entry.path, os.lstat(entry.name, dir_fd=fd), entry.spec.path)])
     return Outcome(entry, Status.CREATED)
+
+
+def _missing_plain(
+    wanted: dict[str, Entry], observed: Mapping[str, Kind], dry_run: bool, recorder: Recorder | None
+) -> tuple[list[Entry], dict[str, Snack]]:
+    """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
+    without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
+    missing: list[Entry] = []
+    if not dry_run and len(observed) < len(wanted):
+        for name, entry in wanted.items():
+            if name in observed or not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
+                break
+            missing.append(entry)
+        else:
+            return missing, {}
+    return [], {name: entry.snack for name, entry in wanted.items()}
+
+
+def _created_plain(fd: int, missing: list[Entry]) -> list[Outcome]:
+    """Create the missing plain snacks in one tight loop; their outcomes in the spec's order."""
+    results = create_plain_snacks(fd, [entry.name for entry in missing])
+    created, present, failed = Status.CREATED, Status.PRESENT, Status.FAILED
+    return [
+        Outcome(entry, created)
+        if result is True
+        else Outcome(entry, present, reason=squatter(fd, entry))
+        if result is False
+        else Outcome(entry, failed, error=result)
+        for entry, result in zip(missing, results, strict=True)
+    ]
 
 
 def _create_plain(fd: int, outcomes: list[Outcome | None], plain: list[tuple[int, Entry]]) -> None:

@@ -20,7 +20,7 @@ from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
-from snackwatch.memory import Collector
+from snackwatch.memory import Collector, give_back
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
 from snackwatch.reload import SPEC_SETTLE
@@ -139,6 +139,7 @@ class Daemon:
         p.resync.due(now, None)  # schedules the first periodic pass, if any
         self.hands.sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
         self.collector.settle(collect=False)
+        give_back()  # what loading freed, to the system: the RSS a big spec's daemon keeps
         p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())

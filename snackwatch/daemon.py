@@ -131,6 +131,7 @@ class Daemon:
         p.armer.arm(self.desired, now)
         p.narrator.hold_lines()  # what the first pass did is told after the start line
         self.hands.full_pass(now, Trigger.START, owners=False)  # squatted names are looked for once ready
+        give_back()  # what loading freed, to the system (the RSS a big spec's daemon keeps), and again once ready
         _log_start(p, self.options.dry_run)
         warn_about_neighbours(p.specs.config, self.desired)
         p.narrator.release_lines()
@@ -139,11 +140,11 @@ class Daemon:
         p.resync.due(now, None)  # schedules the first periodic pass, if any
         self.hands.sorted_directories()  # now, not on the first mount change (100k directories: ~50 ms)
         self.collector.settle(collect=False)
-        give_back()  # what loading freed, to the system: the RSS a big spec's daemon keeps
         p.state.write(*self.rows.file(p, self.started))
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())
         self.hands.owners_look(p.clock(), Trigger.START)  # a report only: after READY, before the first event
+        give_back()
 
     def stop(self) -> None:
         p = self.parts

@@ -222,8 +222,10 @@ def _reconcile_directory(
         acted = {a.name for a in actions}
         acted.update(entry.name for entry in missing)
         outcomes.extend(_drifting(fd, wanted, observed, acted, dry_run=dry_run, owners=owners, recorder=recorder))
-        _create_plain(fd, outcomes, plain)
-        outcomes.extend(_created_plain(fd, missing))
+        if plain:  # a warm pass has none: not even the directory's ACL and group looked at
+            _create_plain(fd, outcomes, plain)
+        if missing:
+            outcomes.extend(_created_plain(fd, missing))
         if recorder is not None and owned:
             _create_recorded(fd, outcomes, owned, recorder)
         if not dry_run:

@@ -210,7 +210,10 @@ class Ledger(Book):
         single = len(self.desired.specs) <= 1  # Desired.display(), inlined: this loop is the burst path
         touched = None if self.all_touched else self.touched
         paths = [outcome.entry.path for outcome in outcomes]  # made once each (Entry.path is built when asked)
-        for outcome, path in zip(outcomes, paths, strict=True):
+        pairs: Iterable[tuple[Outcome, str]] = zip(outcomes, paths, strict=True)
+        if starting and self._blank():
+            pairs = self._first_made_all(outcomes, paths, changes.told["created"], single)
+        for outcome, path in pairs:
             entry = outcome.entry
             first = starting or path in fresh
             if touched is not None:
@@ -269,6 +272,29 @@ class Ledger(Book):
             if change is Change.STARTED_FAILING:
                 changes.failing[error].append(shown)
         return None
+
+    def _blank(self) -> bool:
+        """Nothing known of any snack yet (the start's first fold): a first creation changes no table but its count."""
+        tables = (self.fresh, self.drift, self.missing, self.conflicts, self.squatted)
+        return not any(tables) and not self.health.snacks and not self.health.changed_at
+
+    def _first_made_all(
+        self, outcomes: list[Outcome], paths: list[str], created: list[str], single: bool
+    ) -> list[tuple[Outcome, str]]:
+        """The start's creations folded at once into a blank book (each path in the outcomes once, as a pass gives
+        them; _first_made on each would only pop what is not there): counted, told, touched. The others are
+        returned, for the fold to take one by one."""
+        made, others = Status.CREATED, []
+        start = len(created)
+        for outcome, path in zip(outcomes, paths, strict=True):
+            if outcome.status is made:
+                created.append(outcome.entry.snack.name if single else path)
+            else:
+                others.append((outcome, path))
+        self.created += len(created) - start
+        if not self.all_touched:
+            self.touched.update(path for outcome, path in zip(outcomes, paths, strict=True) if outcome.status is made)
+        return others
 
     def _first_made(self, path: str, shown: str, told: dict[str, list[str]], now: float) -> Change | None:
         """We created a snack for the first time (at start, or added by a reload): what _fold_one and _made do

@@ -12,6 +12,7 @@ from snackwatch.backoff import BackoffPolicy, Change, Health
 from snackwatch.chase import BlockedPath, WalkRules
 from snackwatch.desired import Desired
 from snackwatch.errors import error_text
+from snackwatch.passwalk import PassWalk
 from snackwatch.text import name_list
 from snackwatch.watch import Armed, Blocked
 
@@ -59,15 +60,16 @@ class DirectoryArmer:
         retried with backoff but not logged here: the conflict line names what is in the way, once."""
         failures: dict[str, str] = {}
         blocked: set[str] = set()
-        for directory in desired.directories:
-            try:
-                if not self.dry_run:
-                    os.close(desired.open_directory(directory, create=True))
-            except BlockedPath as error:
-                failures[directory] = str(error)
-                blocked.add(directory)
-            except OSError as error:
-                failures[directory] = error_text(error)
+        with PassWalk() as walk:
+            for directory in desired.directories:
+                try:
+                    if not self.dry_run:
+                        os.close(desired.open_directory(directory, create=True, walk=walk))
+                except BlockedPath as error:
+                    failures[directory] = str(error)
+                    blocked.add(directory)
+                except OSError as error:
+                    failures[directory] = error_text(error)
         armed = self.watcher.arm(desired.roots, self.spec_dirs(), desired.rules)
         if self.after_arm is not None:
             self.after_arm()

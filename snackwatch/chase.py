@@ -224,3 +224,15 @@ def _descend(
             os.close(fd)
             raise
     return fd
+
+
+def open_below(parent_fd: int, parent: str, directory: str, *, create: bool, rules: WalkRules | None = None) -> int:
+    """An fd for `directory`, a directory below `parent` (whose fd, opened by this module's walk, is `parent_fd`),
+    by the same descent as open_directory's below its pantry: one component at a time, nothing followed, each
+    directory owner-checked with `rules`, created with `create`. `parent_fd` stays open (the caller's)."""
+    fd = os.dup(parent_fd)
+    path = parent.rstrip("/")
+    for part in directory[len(os.path.join(parent, "")) :].split(os.sep):
+        path = f"{path}/{part}"
+        fd = _descend(fd, part, path, create=create, rules=rules)
+    return fd

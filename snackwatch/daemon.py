@@ -20,7 +20,7 @@ from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
-from snackwatch.memory import Collector
+from snackwatch.memory import Collector, give_back
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
 from snackwatch.reload import SPEC_SETTLE
@@ -131,6 +131,7 @@ class Daemon:
         p.armer.arm(self.desired, now)
         p.narrator.hold_lines()  # what the first pass did is told after the start line
         self.hands.full_pass(now, Trigger.START, owners=False)  # squatted names are looked for once ready
+        give_back()  # what loading freed, to the system (the RSS a big spec's daemon keeps), and again once ready
         _log_start(p, self.options.dry_run)
         warn_about_neighbours(p.specs.config, self.desired)
         p.narrator.release_lines()
@@ -143,6 +144,7 @@ class Daemon:
         p.notifier.ready(self.status_line())
         p.notifier.start_watchdog(p.clock())
         self.hands.owners_look(p.clock(), Trigger.START)  # a report only: after READY, before the first event
+        give_back()
 
     def stop(self) -> None:
         p = self.parts

@@ -12,6 +12,7 @@ from typing import NamedTuple
 from snackwatch.chase import WalkRules, open_directory
 from snackwatch.errors import SpecError
 from snackwatch.lint import shown_name
+from snackwatch.passwalk import PassWalk
 from snackwatch.perms import Perms, trusted_owners
 from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
 
@@ -56,9 +57,13 @@ class Desired:
         """The ownership and creation rules for the walk to `directory` (a desired directory)."""
         return self.rules.get(self.roots.get(directory, directory))
 
-    def open_directory(self, directory: str, *, create: bool) -> int:
-        """An fd for a desired directory by the safe walk, with this desired state's ownership and creation rules."""
-        return open_directory(directory, self.roots[directory], create=create, rules=self.walk_rules(directory))
+    def open_directory(self, directory: str, *, create: bool, walk: PassWalk | None = None) -> int:
+        """An fd for a desired directory by the safe walk, with this desired state's ownership and creation rules
+        (within a pass's `walk`: from the nearest directory it holds)."""
+        pantry, rules = self.roots[directory], self.walk_rules(directory)
+        if walk is not None:
+            return walk.open(directory, pantry, create=create, rules=rules)
+        return open_directory(directory, pantry, create=create, rules=rules)
 
     def sources(self) -> list[str]:
         """Every `source:` file the specs copy from: a change in one is a change of the spec (watched like it)."""
@@ -167,7 +172,7 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
         in_pantry = files.setdefault(pantry, {})
         prefix = os.path.join(pantry, "")
         ref = spec_ref(spec)
-        directories: dict[str, str] = {}
+        directories: dict[str, tuple[str, dict[str, Entry]]] = {}  # parent -> its path and table, for this spec
         for snack in spec.snacks:
             name = snack.name
             if "/" not in name:  # the common case, kept cheap: 100k snacks merge in a fraction of a second
@@ -175,12 +180,16 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
                 table = in_pantry
             else:
                 parent, _, name = name.rpartition("/")
-                directory = directories.get(parent)
-                if directory is None:  # one string per directory, shared by its entries
-                    directory = directories[parent] = prefix + parent
-                entry = Entry(snack, ref, directory, name)
-                table = files.setdefault(directory, {})
-                _need_parents(entry, pantry, needed_dirs, roots, children)
+                known = directories.get(parent)
+                if known is None:  # one string per directory, shared by its entries; its parents recorded once
+                    directory = prefix + parent
+                    table = files.setdefault(directory, {})
+                    directories[parent] = directory, table
+                    entry = Entry(snack, ref, directory, name)
+                    _need_parents(entry, pantry, needed_dirs, roots, children)
+                else:
+                    directory, table = known
+                    entry = Entry(snack, ref, directory, name)
             other = table.setdefault(name, entry)
             if other is not entry:  # another spec has the path (one spec cannot: its names are unique)
                 clashes.append(_clash_of(entry, other, table, previous, by_path))

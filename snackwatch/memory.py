@@ -30,3 +30,16 @@ class Collector:
             gc.collect()
         gc.freeze()
         gc.enable()
+
+
+def give_back() -> None:
+    """Hand the heap's free pages back to the system (glibc's malloc_trim): loading a big spec frees tens of MB of
+    temporaries (the text, the parse's lists) that glibc keeps mapped otherwise; at 100k snacks, 5-8 MB of RSS
+    for ~1 ms. Elsewhere (another libc), nothing."""
+    try:
+        import ctypes  # noqa: PLC0415 - loaded by the inotify watcher anyway; not by the light commands
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

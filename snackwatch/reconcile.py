@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -18,6 +18,7 @@ from snackwatch.desired import Desired, Entry
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
+from snackwatch.passwalk import PassWalk
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
 from snackwatch.spec import RESERVED_PREFIX, Snack
@@ -127,8 +128,11 @@ def reconcile_all(
     """
     outcomes: list[Outcome] = []
     removed: dict[str, int] = {}
-    for directory in desired.directories:
-        outcomes.extend(_reconcile_directory(desired, directory, dry_run, recorder, removed, owners=owners))
+    with PassWalk() as walk:
+        for directory in desired.directories:
+            outcomes.extend(
+                _reconcile_directory(desired, directory, dry_run, recorder, removed, owners=owners, walk=walk)
+            )
     log_removed(removed)
     return outcomes
 
@@ -137,27 +141,33 @@ def owners_drift(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
     """The owner look a pass without `owners` left out: each name-only snack that is a regular file owned by
     another user than the daemon's (a squatted name) drifts in owner; one lstat each, reported, never changed."""
     outcomes: list[Outcome] = []
+    with PassWalk() as walk:
+        for directory in desired.directories:
+            plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
+            if plain:
+                outcomes.extend(_owners_drift(desired, directory, plain, walk, dry_run))
+    return outcomes
+
+
+def _owners_drift(desired: Desired, directory: str, plain: list[Entry], walk: PassWalk, dry_run: bool) -> list[Outcome]:
     euid = os.geteuid()
-    for directory in desired.directories:
-        plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
-        if not plain:
-            continue
-        try:
-            fd = desired.open_directory(directory, create=False)
-        except (OSError, BlockedPath):
-            continue  # the pass told what stands in the way
-        try:
-            for entry in plain:
-                try:
-                    found = os.lstat(entry.name, dir_fd=fd)
-                except OSError:
-                    continue
-                if stat.S_ISREG(found.st_mode) and found.st_uid != euid:
-                    drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
-                    if drifted.status is not Status.PRESENT or drifted.drift:
-                        outcomes.append(drifted)
-        finally:
-            os.close(fd)
+    outcomes: list[Outcome] = []
+    try:
+        fd = desired.open_directory(directory, create=False, walk=walk)
+    except (OSError, BlockedPath):
+        return outcomes  # the pass told what stands in the way
+    try:
+        for entry in plain:
+            try:
+                found = os.lstat(entry.name, dir_fd=fd)
+            except OSError:
+                continue
+            if stat.S_ISREG(found.st_mode) and found.st_uid != euid:
+                drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run)
+                if drifted.status is not Status.PRESENT or drifted.drift:
+                    outcomes.append(drifted)
+    finally:
+        os.close(fd)
     return outcomes
 
 
@@ -194,13 +204,14 @@ def _reconcile_directory(
     held: Container[str] = (),
     lookup: bool = False,
     owners: bool = True,
+    walk: PassWalk | None = None,
 ) -> list[Outcome]:
     wanted = desired.files.get(directory, {})
     if held:
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
-    opened = _open(desired, directory, list(wanted.values()), dry_run=dry_run)
+    opened = _open(desired, directory, list(wanted.values()), dry_run=dry_run, walk=walk)
     if isinstance(opened, list):
         return opened
     fd, _ = opened
@@ -209,15 +220,16 @@ def _reconcile_directory(
             observed = observe_names(fd, wanted)
         else:
             observed = observe(fd, desired.files.get(directory, {}))
-        snacks = {name: entry.snack for name, entry in wanted.items()}
+        missing, snacks = _missing_plain(wanted, observed, dry_run, recorder)
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
         outcomes, plain, owned = _act(fd, wanted, actions, dry_run, recorder)
-        outcomes.extend(
-            _drifting(
-                fd, wanted, observed, {a.name for a in actions}, dry_run=dry_run, owners=owners, recorder=recorder
-            )
-        )
-        _create_plain(fd, outcomes, plain)
+        acted = {a.name for a in actions}
+        acted.update(entry.name for entry in missing)
+        outcomes.extend(_drifting(fd, wanted, observed, acted, dry_run=dry_run, owners=owners, recorder=recorder))
+        if plain:  # a warm pass has none: not even the directory's ACL and group looked at
+            _create_plain(fd, outcomes, plain)
+        if missing:
+            outcomes.extend(_created_plain(fd, missing))
         if recorder is not None and owned:
             _create_recorded(fd, outcomes, owned, recorder)
         if not dry_run:
@@ -351,16 +363,23 @@ def reconcile_names(
 
 
 def _open(
-    desired: Desired, directory: str, entries: list[Entry], *, dry_run: bool, held_dirs: HeldDirectories | None = None
+    desired: Desired,
+    directory: str,
+    entries: list[Entry],
+    *,
+    dry_run: bool,
+    held_dirs: HeldDirectories | None = None,
+    walk: PassWalk | None = None,
 ) -> tuple[int, bool] | list[Outcome]:
     """The directory's fd and whether `held_dirs` keeps it (else the caller closes it), or the outcome of every entry
-    when it cannot be had: one decision for every pass. In a dry run a missing directory is one that would be
-    created, with the snacks in it (and nothing is held).
+    when it cannot be had: one decision for every pass. `walk`: the pass's walk, reaching the directory from an
+    ancestor it holds. In a dry run a missing directory is one that would be created, with the snacks in it (and
+    nothing is held).
     """
     try:
         if held_dirs is not None and not dry_run:
             return held_dirs.open(desired, directory)
-        return desired.open_directory(directory, create=not dry_run), False
+        return desired.open_directory(directory, create=not dry_run, walk=walk), False
     except FileNotFoundError as error:
         if dry_run:
             return [Outcome(entry, Status.WOULD_CREATE) for entry in entries]
@@ -470,6 +489,36 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: Plai
         with contextlib.suppress(OSError):
             recorder.record_before_publish([(entry.path, os.lstat(entry.name, dir_fd=fd), entry.spec.path)])
     return Outcome(entry, Status.CREATED)
+
+
+def _missing_plain(
+    wanted: dict[str, Entry], observed: Mapping[str, Kind], dry_run: bool, recorder: Recorder | None
+) -> tuple[list[Entry], dict[str, Snack]]:
+    """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
+    without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
+    missing: list[Entry] = []
+    if not dry_run and len(observed) < len(wanted):
+        for name, entry in wanted.items():
+            if name in observed or not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
+                break
+            missing.append(entry)
+        else:
+            return missing, {}
+    return [], {name: entry.snack for name, entry in wanted.items()}
+
+
+def _created_plain(fd: int, missing: list[Entry]) -> list[Outcome]:
+    """Create the missing plain snacks in one tight loop; their outcomes in the spec's order."""
+    results = create_plain_snacks(fd, [entry.name for entry in missing])
+    created, present, failed = Status.CREATED, Status.PRESENT, Status.FAILED
+    return [
+        Outcome(entry, created)
+        if result is True
+        else Outcome(entry, present, reason=squatter(fd, entry))
+        if result is False
+        else Outcome(entry, failed, error=result)
+        for entry, result in zip(missing, results, strict=True)
+    ]
 
 
 def _create_plain(fd: int, outcomes: list[Outcome | None], plain: list[tuple[int, Entry]]) -> None:

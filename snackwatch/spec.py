@@ -333,12 +333,22 @@ def _with_names(spec: Spec, validator: _Validator, names: list[str]) -> Spec | N
     enforced = _fit(enforce, "file")
     line = spec.snacks[0].line
     snacks, lines = list(spec.snacks), {names[0]: line}
-    quick, checked, pantry_bytes = validator.quick_name, validator.checked, validator.pantry_bytes
+    checked, pantry_bytes, parents = validator.checked, validator.pantry_bytes, validator.parents
+    roomy = pantry_bytes <= _ROOMY_PANTRY
     for offset in range(1, len(names)):
         name = names[offset]
         if name in lines:
             return None  # a duplicate: the full parse names both lines
-        if not quick(name):
+        # validator.quick_name(name), inlined for names of _ITEM_NAME's ASCII characters (one byte each, no "/"
+        # in a base name, a first character that is never "."): _PLAIN_NAME then only asks for 1-63 characters
+        # and, in a directory, a first character that is not ".".
+        parent, slash, base = name.rpartition("/")
+        if slash:
+            room = parents.get(parent)
+            quick = room is not None and 0 < len(base) <= 63 and base[0] != "." and (room >= 252 or len(base) <= room)
+        else:
+            quick = roomy and len(name) <= 63
+        if not quick:
             if name_problem(name, pantry_bytes) is not None:
                 return None
             checked(name)

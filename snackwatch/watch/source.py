@@ -16,6 +16,7 @@ from typing import Protocol
 
 from snackwatch.chase import BlockedPath, WalkRules, open_directory
 from snackwatch.dirty import Mark
+from snackwatch.passwalk import PassWalk
 from snackwatch.watch.roles import Roles
 
 Sink = Callable[[Mark, str, str], None]
@@ -51,7 +52,11 @@ class Blocked(OSError):
 
 
 def open_watched(
-    directory: str, roles: Roles, roots: Mapping[str, str], rules: Mapping[str, WalkRules] | None = None
+    directory: str,
+    roles: Roles,
+    roots: Mapping[str, str],
+    rules: Mapping[str, WalkRules] | None = None,
+    walk: PassWalk | None = None,
 ) -> int:
     """An fd for a directory about to be watched. A snack directory is reached by the safe walk from its pantry
     (`roots`), with that pantry's ownership rules (`rules`, per pantry: the same refusals as creation); a spec
@@ -59,7 +64,10 @@ def open_watched(
     if roles.snacks:
         pantry = roots.get(directory, directory)
         try:
-            return open_directory(directory, pantry, create=False, rules=(rules or {}).get(pantry))
+            its_rules = (rules or {}).get(pantry)
+            if walk is not None:
+                return walk.open(directory, pantry, create=False, rules=its_rules)
+            return open_directory(directory, pantry, create=False, rules=its_rules)
         except BlockedPath as blocked:
             raise Blocked(errno.ELOOP, f"a {blocked.kind.value} is in the way", directory) from None
     return os.open(directory, _FOLLOWING)
@@ -120,21 +128,22 @@ class Source:
             self._unwatch(directory)
             del self.armed[directory]
         self._roles_changed(wanted)
-        for directory in sorted(wanted, key=lambda d: d.rstrip(os.sep).count(os.sep), reverse=True):
-            roles = self._watched_steady(directory, wanted[directory])
-            try:
-                fd = open_watched(directory, roles, self.roots, self.rules)
-            except OSError as error:
-                if directory in self.armed:  # it led somewhere else, or nowhere: not watched any more
-                    self._unwatch(directory)
-                    del self.armed[directory]
-                if roles.primary:
-                    result.failures[directory] = error
-                continue
-            try:
-                self._arm_one(directory, roles, fd, result)
-            finally:
-                os.close(fd)
+        with PassWalk() as walk:
+            for directory in sorted(wanted, key=lambda d: d.rstrip(os.sep).count(os.sep), reverse=True):
+                roles = self._watched_steady(directory, wanted[directory])
+                try:
+                    fd = open_watched(directory, roles, self.roots, self.rules, walk)
+                except OSError as error:
+                    if directory in self.armed:  # it led somewhere else, or nowhere: not watched any more
+                        self._unwatch(directory)
+                        del self.armed[directory]
+                    if roles.primary:
+                        result.failures[directory] = error
+                    continue
+                try:
+                    self._arm_one(directory, roles, fd, result)
+                finally:
+                    os.close(fd)
         return result
 
     def _watched_steady(self, directory: str, roles: Roles) -> Roles:

@@ -15,6 +15,7 @@ from snackwatch.desired import Desired, merge
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.spec import RESERVED_PREFIX, Snack, Spec
+from tests.conftest import needs_root_linux
 
 
 def open_pantry(path: Path) -> int:
@@ -198,3 +199,31 @@ def test_once_dry_run_prints_what_it_would_create_without_errno(
     assert captured.out.splitlines() == ["would create Goldfish", "would create drinks/cold/Soda"]
     assert captured.err == ""
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_cold_directory_of_plain_snacks_is_created_in_one_batch_in_the_spec_order(tmp_path: Path) -> None:
+    names = [f"s{index:03d}" for index in (5, 1, 9, 3, 7)]
+    cold = reconcile_all(make_spec(tmp_path / "cold", *(Snack(name) for name in names)))
+    assert [(o.entry.name, o.status) for o in cold] == [(name, Status.CREATED) for name in names]
+    assert all(stat.S_IMODE(os.lstat(tmp_path / "cold" / name).st_mode) == 0o644 for name in names)
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "s001").write_text("")  # one present: the directory is planned name by name
+    mixed = reconcile_all(make_spec(tmp_path / "mixed", *(Snack(name) for name in names)))
+    assert [(o.entry.name, o.status) for o in mixed] == [(name, Status.CREATED) for name in names if name != "s001"]
+
+
+@needs_root_linux("a file of another user")
+def test_a_name_taken_after_the_cold_listing_is_present_as_in_a_planned_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from snackwatch import reconcile  # noqa: PLC0415 - the listing is faked: the race cannot be timed
+
+    (tmp_path / "y").write_text("theirs")
+    os.chown(tmp_path / "y", 65534, 65534)
+    monkeypatch.setattr(reconcile, "observe", lambda fd, wanted: {})  # listed before `y` appeared
+    outcomes = reconcile_all(make_spec(tmp_path, Snack("x"), Snack("y")))
+    assert [(o.entry.name, o.status, o.reason) for o in outcomes] == [
+        ("x", Status.CREATED, ""),
+        ("y", Status.PRESENT, "created by nobody"),
+    ]
+    assert (tmp_path / "y").read_text() == "theirs"

@@ -292,3 +292,24 @@ def test_changes_are_nothing_only_when_every_field_is_empty() -> None:
         changes = Changes()
         setattr(changes, name, {"x": ["y"]})  # any non-empty value
         assert not changes.nothing(), name
+
+
+def test_the_starts_creations_folded_at_once_leave_the_book_as_one_by_one() -> None:
+    desired = desired_of(*(f"snack{i}" for i in range(8)))
+    entries = list(desired.entries())
+    outcomes = [
+        Outcome(e, Status.CONFLICT, kind=Kind.DIRECTORY)
+        if i == 2
+        else Outcome(e, Status.FAILED, error=OSError(errno.ENOSPC, "No space left on device"))
+        if i == 5
+        else Outcome(e, Status.CREATED)
+        for i, e in enumerate(entries)
+    ]
+    at_once, one_by_one = ledger_of(desired), ledger_of(desired)
+    one_by_one.book.fresh.add("/elsewhere/x")  # a book that is not blank folds one outcome at a time
+    changes = [books.book.fold(outcomes, 0.0, Trigger.START, everything=True) for books in (at_once, one_by_one)]
+    assert changes[0] == changes[1]
+    assert changes[0].told["created"] == [f"snack{i}" for i in (0, 1, 3, 4, 6, 7)]
+    for table in ("conflicts", "missing", "squatted", "drift", "fresh", "created", "repairs", "touched"):
+        assert getattr(at_once.book, table) == getattr(one_by_one.book, table), table
+    assert at_once.book.health.snacks.keys() == one_by_one.book.health.snacks.keys() == {"/pantry/snack5"}

@@ -21,8 +21,10 @@ HEADERS = [
     "pantry: /pantry\nsnacks: # the list\n",
     "pantry: /pantry\nsnacks:\n  - name: first\n    mode: '0640'\n",
     "pantry: '/pantry\nsnacks:\n",  # unterminated quote
+    "pantry: /" + "/".join(["p" * 200] * 20) + "/" + "q" * 9 + "\nsnacks:\n",  # 4,030 bytes: room for 62 in d/
 ]
 NAMES = ["a", "b1", "1", "true", "null", "x.y", "d/e", "d/f", "d", "g/h/i", "a//b", "dir/", "a/../b", "_x", "+y"]
+NAMES += ["d/.h", "d/-h", "d/" + "x" * 63, "d/" + "x" * 64, "z" * 63, "z" * 64, "e/f/" + "w" * 40]
 ODD_LINES = ["  # a comment\n", "\n", "  - a  \n", "  - a\r\n", "    - nested\n", "prune: false\n", "  - 'q'\n"]
 
 

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -65,6 +66,16 @@ def require_nobody_runs(executable: str = sys.executable, code: str = "import sn
     problem = _nobody_runs(executable, code)
     if problem:
         pytest.skip(f"uid {NOBODY} cannot run {executable} here ({problem}): the attack could not be played")
+
+
+# poll(2) with timeout -1, or ppoll(2) with no timeout: /proc/PID/syscall's number and third argument
+POLL_FOREVER = {"x86_64": {7: "0xffffffff", 271: "0x0"}, "aarch64": {73: "0x0"}}.get(platform.machine(), {})
+
+
+def blocked_without_timeout(pid: int) -> bool:
+    """Whether the daemon's main thread sleeps in poll(2) with no timeout: no timer of any part is pending."""
+    number, *arguments = Path(f"/proc/{pid}/syscall").read_text().split()
+    return number.isdigit() and len(arguments) > 2 and POLL_FOREVER.get(int(number)) == arguments[2]
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -13,7 +12,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IS_LINUX, Running, SnackEntry, daemon_environment, daemon_starter, wait_until, write_spec
+from conftest import (
+    IS_LINUX,
+    POLL_FOREVER,
+    Running,
+    SnackEntry,
+    blocked_without_timeout,
+    daemon_environment,
+    daemon_starter,
+    wait_until,
+    write_spec,
+)
 
 SEED: list[SnackEntry] = [
     "Goldfish",
@@ -135,16 +144,6 @@ def test_sighup_rereads_the_spec(shared: Running) -> None:
     shared.proc.send_signal(signal.SIGHUP)
     reload = wait_until(lambda: [e for e in shared.logs()[before:] if e.get("event") == "reload"], 2.0, "reload")
     assert "no change" in reload[0]["message"]
-
-
-# poll(2) with timeout -1, or ppoll(2) with no timeout: /proc/PID/syscall's number and third argument
-POLL_FOREVER = {"x86_64": {7: "0xffffffff", 271: "0x0"}, "aarch64": {73: "0x0"}}.get(platform.machine(), {})
-
-
-def blocked_without_timeout(pid: int) -> bool:
-    """Whether the daemon's main thread sleeps in poll(2) with no timeout: no timer of any part is pending."""
-    number, *arguments = Path(f"/proc/{pid}/syscall").read_text().split()
-    return number.isdigit() and len(arguments) > 2 and POLL_FOREVER.get(int(number)) == arguments[2]
 
 
 # --- a daemon of its own per test ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import IS_LINUX, Running, inotify_mask, write_spec
+from conftest import IS_LINUX, POLL_FOREVER, Running, blocked_without_timeout, inotify_mask, wait_until, write_spec
 
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.specset import SpecSet
@@ -348,12 +348,15 @@ def test_an_app_saving_ten_times_a_second_in_a_watched_parent_wakes_the_daemon_z
     spec.parent.mkdir(parents=True)
     write_spec(spec, ["Goldfish"], pantry=str(home / "pantry"))
     running = start_daemon(spec, "--log-level", "debug")
+    if POLL_FOREVER:  # the daemon's own start-up (the status write) is over: no timer left
+        wait_until(lambda: blocked_without_timeout(running.proc.pid), 3.0, "the loop asleep in poll(2), no timeout")
     saver = subprocess.Popen(
         [sys.executable, "-c", SAVER, str(home / ".config"), str(home)], stdout=subprocess.PIPE, env=daemon_env
     )
     try:
         assert saver.stdout is not None and saver.stdout.readline().strip() == b"ready"
-        time.sleep(0.3)  # the daemon's own start-up (status write) is over
+        if not POLL_FOREVER:
+            time.sleep(0.3)  # the daemon's own start-up (status write) is over, we trust
         before, lines = _wakeups(running.proc.pid), len(running.logs())
         assert saver.stdout.readline().strip() == b"done"  # ten saves a second in ~/.config and in ~, for 1 s
         woken = _wakeups(running.proc.pid) - before

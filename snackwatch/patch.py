@@ -91,10 +91,17 @@ def patch_spec(
     if after < len(snacks):
         old_stop = _next_lines(old_data, span.old_end, line_of(snacks[after]) - (first_line + old_lines))
         new_stop = span.new_end + (old_stop - span.old_end)
+        if not _opens_item(old_data, old_stop, indent):
+            return None  # the next item's dash is not on its value's line: the edit may reach into it
     elif _items(old_data[item_start:]) is None:
         return None  # the old list was followed by keys (`prune: true`) the edit may have changed
     else:
-        new_stop = len(new_data)  # to the end: whatever follows the list must parse as part of it, or fail
+        old_stop, new_stop = len(old_data), len(new_data)  # to the end: what follows must parse as the list, or fail
+    if not (
+        _self_contained(new_data[item_start:new_stop], indent)
+        and _self_contained(old_data[item_start:old_stop], indent)
+    ):
+        return None
     fragment = _parse_items(old, new_data[item_start:new_stop], line_of(snacks[first]), read_source)
     replaced = snacks[first:after]
     if fragment is None or not _fits(fragment, replaced, declared):
@@ -201,6 +208,32 @@ def _next_lines(data: bytes, offset: int, forward: int) -> int:
     for _ in range(forward):
         offset = data.index(b"\n", offset) + 1
     return offset
+
+
+def _opens_item(data: bytes, offset: int, indent: bytes) -> bool:
+    """The line at `offset` is a list item at the list's indent with its value on the same line (`  - name`)."""
+    end = data.find(b"\n", offset)
+    rest = data[offset : end if end >= 0 else len(data)]
+    if not rest.startswith(indent + b" "):
+        return False
+    value = rest[len(indent) + 1 :].strip()
+    return bool(value) and not value.startswith(b"#")
+
+
+def _self_contained(region: bytes, indent: bytes) -> bool:
+    """Lines that parse the same alone as in the file: nothing less indented than the list's dash but comments
+    (no `...`, `---`, key or outdented item that would end the list or the document there), no tab-indented
+    line, and no anchor (an alias elsewhere in the file could name it)."""
+    if b"&" in region:
+        return False
+    dash = len(indent) - 1
+    for line in region.split(b"\n"):
+        body = line.lstrip(b" ")
+        if not body.strip() or body.startswith(b"#"):
+            continue
+        if len(line) - len(body) < dash or body.startswith(b"\t"):
+            return False
+    return True
 
 
 def _item_indent(data: bytes, offset: int) -> bytes | None:

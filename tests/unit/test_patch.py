@@ -102,6 +102,35 @@ def test_what_the_patch_cannot_prove_is_left_to_the_full_parse(new: str) -> None
     assert attempt(HEADER + "  - a\n  - b\n", new) == (None, None)
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # an item whose value is on the line below its dash: a blank put in the dash's place reads as the
+        # item above continued (the full parse refuses)
+        ("  - g16\n  -\n    a5\n  - g2\n", "  - g16\n\n    a5\n  - g2\n"),
+        # the same dash replaced by a line that continues the item above: one snack `t4 - inner a5`
+        ("  - t4\n  -\n    a5\n", "  - t4\n      - inner\n    a5\n"),
+        # a document end in the middle of the list: what follows is not part of the spec (refused)
+        ("  - a\n  - b\n  - c\n", "  - a\n...\n  - b\n  - c\n"),
+        ("  - a\n  - b\n  - c\n", "  - a\n---\n  - b\n  - c\n"),
+        (  # the same after a block scalar, in a file that already ended with `...`
+            "  - name: h4\n    content: |\n      line 4\n\n  - q\n...\n",
+            "  - name: h4\n    content: |\n      line 4\n...\n  - q\n...\n",
+        ),
+    ],
+)
+def test_an_edit_that_reaches_beyond_its_items_is_left_to_the_full_parse(old: str, new: str) -> None:
+    """Found by fuzzing with continuation lines and document markers: whatever the full parse says
+    (refused, or one snack where the patch would have kept two), the patch must not answer instead."""
+    spec, _ = attempt(HEADER + old, HEADER + new)
+    try:
+        fresh = parsed(HEADER + new)
+    except SpecError:
+        assert spec is None
+        return
+    assert spec is None or placed(spec) == placed(fresh)
+
+
 def test_the_changed_span_is_whole_lines() -> None:
     old, new = b"A\nB\n", b"A\nBX\nB\n"
     assert changed_span(old, new) == (2, 4, 7)

@@ -147,11 +147,18 @@ ITEMS = [
     "\n",
 ]
 NOISE = ["  - [", "  - a: b: c\n", "    mode: '0999'\n", "prune: true\n", "  - name: x\n    nope: 1\n", "- y\n"]
+# Shapes whose meaning depends on the lines around them (the fuzzing that found the patch's blind spots).
+NOISE += ["    continued{mode}\n", "      - inner{mode}\n", "...\n", "---\n", "  -\n    a{mode}\n", " - odd{mode}\n"]
+NOISE += ["  - |\n    block{mode}\n", "  - x{mode} #c\n", "\t- x\n"]
 
 
 def random_item(rng: random.Random) -> str:
     name = rng.choice(["a", "b", "c", "d", "e", "f", "g", "h", "Ж", "s s"]) + str(rng.randrange(30))
     return rng.choice(ITEMS).format(name=name, mode=rng.choice("4567"))
+
+
+def noise(rng: random.Random) -> str:
+    return rng.choice(NOISE).replace("{mode}", rng.choice("4567"))
 
 
 def random_spec(rng: random.Random) -> str:
@@ -172,9 +179,9 @@ def random_edit(rng: random.Random, text: str) -> str:
         if what < 0.3 and at < len(lines):
             del lines[at]
         elif what < 0.6:
-            lines.insert(at, rng.choice(NOISE) if rng.random() < 0.15 else random_item(rng))
+            lines.insert(at, noise(rng) if rng.random() < 0.15 else random_item(rng))
         elif at < len(lines):
-            lines[at] = rng.choice(NOISE) if rng.random() < 0.15 else random_item(rng)
+            lines[at] = noise(rng) if rng.random() < 0.15 else random_item(rng)
     return "".join(lines)
 
 

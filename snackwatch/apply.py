@@ -10,6 +10,7 @@ import stat
 from collections.abc import Callable
 from typing import NamedTuple
 
+from snackwatch.libc import last_error, libc
 from snackwatch.perms import Perms, chown_fd, chown_symlink, has_default_acl, inherits_foreign_group, strip_acl
 from snackwatch.spec import FILE_MODE, RESERVED_PREFIX, Snack
 
@@ -242,18 +243,15 @@ def _publish_name(directory_fd: int, temp: str, name: str, *, theirs: bool) -> b
 def rename_noreplace(directory_fd: int, old: str, new: str) -> bool:
     """renameat2(RENAME_NOREPLACE) within a directory: True if renamed, False where the filesystem or kernel
     has no such rename (then the caller links); FileExistsError if `new` exists; other errors raised."""
-    import ctypes  # noqa: PLC0415  (only for entries given to another owner)
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+    renameat2 = getattr(libc(), "renameat2", None)
     if renameat2 is None:
         return False
     if renameat2(directory_fd, os.fsencode(old), directory_fd, os.fsencode(new), _RENAME_NOREPLACE) == 0:
         return True
-    code = ctypes.get_errno()
-    if code in (errno.EINVAL, errno.ENOSYS):
+    error = last_error()
+    if error.errno in (errno.EINVAL, errno.ENOSYS):
         return False
-    raise OSError(code, os.strerror(code), new)
+    raise OSError(error.errno, error.strerror, new)
 
 
 def _umask() -> int:

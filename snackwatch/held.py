@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from snackwatch.apply import PlainFixes, plain_fixes
 from snackwatch.chase import open_directory
 from snackwatch.desired import Desired
+from snackwatch.libc import libc
 
 if TYPE_CHECKING:
     import ctypes
@@ -51,15 +52,10 @@ class _Unguarded(Exception):
 
 
 def _libc() -> ctypes.CDLL | None:
-    """The C library's inotify calls (the process's own symbols: no library search, no subprocess)."""
-    import ctypes  # noqa: PLC0415  (only when a repair first holds a directory: light commands never load it)
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None
-    wanted = ("inotify_init1", "inotify_add_watch", "inotify_rm_watch")  # Linux only
-    return libc if all(hasattr(libc, name) for name in wanted) else None
+    """The C library's inotify calls, where it has them (Linux)."""
+    lib = libc()
+    wanted = ("inotify_init1", "inotify_add_watch", "inotify_rm_watch")
+    return lib if lib is not None and all(hasattr(lib, name) for name in wanted) else None
 
 
 def held_limit() -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 
+from snackwatch.libc import libc
+
 
 class Collector:
     """Loading a 100k-snack spec allocates millions of objects that all live on: the collector would run dozens
@@ -36,10 +38,6 @@ def give_back() -> None:
     """Hand the heap's free pages back to the system (glibc's malloc_trim): loading a big spec frees tens of MB of
     temporaries (the text, the parse's lists) that glibc keeps mapped otherwise; at 100k snacks, 5-8 MB of RSS
     for ~1 ms. Elsewhere (another libc), nothing."""
-    try:
-        import ctypes  # noqa: PLC0415 - loaded by the inotify watcher anyway; not by the light commands
-
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
+    trim = getattr(libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -10,6 +10,8 @@ import stat
 from collections.abc import Collection
 from typing import NamedTuple
 
+from snackwatch.libc import last_error, libc
+
 ACL_ACCESS = "system.posix_acl_access"
 ACL_DEFAULT = "system.posix_acl_default"
 _AT_EMPTY_PATH = 0x1000
@@ -67,13 +69,12 @@ def inherits_foreign_group(directory: os.stat_result) -> bool:
 def chown_symlink(path_fd: int, perms: Perms) -> None:
     """fchownat(fd, "", AT_EMPTY_PATH) on an O_PATH|O_NOFOLLOW fd of a symlink: the link itself, by its fd, so a
     name swapped meanwhile can never redirect the change (Python's os.chown has no AT_EMPTY_PATH)."""
-    import ctypes  # noqa: PLC0415  (only here: symlinks with an owner are rare; most commands never load it)
-
     uid, gid = perms.ids()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.fchownat(path_fd, b"", uid, gid, _AT_EMPTY_PATH) != 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code))
+    lib = libc()
+    if lib is None:
+        raise OSError(errno.ENOSYS, "no C library to call fchownat")
+    if lib.fchownat(path_fd, b"", uid, gid, _AT_EMPTY_PATH) != 0:
+        raise last_error()
 
 
 def user_name(uid: int) -> str:

@@ -82,13 +82,7 @@ def open_directory(
     `step` is told each (directory fd, name) before that name is looked up (opened, created, read as a link).
     """
     fd = open_pantry(pantry, create=create, rules=rules, step=step)
-    if directory == pantry:
-        return fd
-    path = pantry.rstrip("/")
-    for part in directory[len(os.path.join(pantry, "")) :].split(os.sep):
-        path = f"{path}/{part}"
-        fd = _descend(fd, part, path, create=create, rules=rules, step=step)
-    return fd
+    return fd if directory == pantry else _descend_to(fd, pantry, directory, create=create, rules=rules, step=step)
 
 
 def open_pantry(pantry: str, *, create: bool, rules: WalkRules | None = None, step: Step | None = None) -> int:
@@ -230,9 +224,15 @@ def open_below(parent_fd: int, parent: str, directory: str, *, create: bool, rul
     """An fd for `directory`, a directory below `parent` (whose fd, opened by this module's walk, is `parent_fd`),
     by the same descent as open_directory's below its pantry: one component at a time, nothing followed, each
     directory owner-checked with `rules`, created with `create`. `parent_fd` stays open (the caller's)."""
-    fd = os.dup(parent_fd)
+    return _descend_to(os.dup(parent_fd), parent, directory, create=create, rules=rules)
+
+
+def _descend_to(
+    fd: int, parent: str, directory: str, *, create: bool, rules: WalkRules | None, step: Step | None = None
+) -> int:
+    """From `fd` (of `parent`, closed on the way) down to `directory`, one component at a time (_descend)."""
     path = parent.rstrip("/")
     for part in directory[len(os.path.join(parent, "")) :].split(os.sep):
         path = f"{path}/{part}"
-        fd = _descend(fd, part, path, create=create, rules=rules)
+        fd = _descend(fd, part, path, create=create, rules=rules, step=step)
     return fd

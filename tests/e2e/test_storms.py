@@ -235,21 +235,29 @@ def test_only_the_specs_own_names_are_spec_changes(tmp_path: Path) -> None:
         dirty.close()
 
 
-def test_a_storm_mutes_a_directorys_removals_and_scans_it_instead(
-    watched: tuple[Watcher, DirtySet, Path],
-) -> None:
-    watcher, dirty, pantry = watched
+IN_DELETE = 0x200
+
+
+def storm_after_100(watcher: Watcher) -> int:
+    """The watcher's inotify source set to call 100 meaningless events a storm; its fd."""
     source = watcher._source
     assert isinstance(source, InotifySource)
     source.storm.policy = StormPolicy(noise=100)
     fd = watcher.fileno()
     assert fd is not None
-    in_delete = 0x200
+    return fd
+
+
+def test_a_storm_mutes_a_directorys_removals_and_scans_it_instead(
+    watched: tuple[Watcher, DirtySet, Path],
+) -> None:
+    watcher, dirty, pantry = watched
+    fd = storm_after_100(watcher)
     for i in range(300):
         (pantry / f"junk{i}").touch()
         (pantry / f"junk{i}").unlink()
     watcher.read_events()
-    assert not inotify_mask(fd, pantry) & in_delete  # the kernel queues no more removals from there
+    assert not inotify_mask(fd, pantry) & IN_DELETE  # the kernel queues no more removals from there
     now = time.monotonic()
     assert watcher.storm_scans(now) == {str(pantry)}  # scanned at once, then every STORM_SCAN
     assert watcher.storm_scans(now) == set()
@@ -257,7 +265,7 @@ def test_a_storm_mutes_a_directorys_removals_and_scans_it_instead(
     assert due is not None and due <= now + STORM_SCAN
     assert watcher.storm_scans(now + STORM_SCAN) == {str(pantry)}
     assert watcher.storm_scans(now + STORM_MUTE) == {str(pantry)}  # heard again, one last scan
-    assert inotify_mask(fd, pantry) & in_delete and watcher.next_due() is None
+    assert inotify_mask(fd, pantry) & IN_DELETE and watcher.next_due() is None
     (pantry / "Goldfish").touch()
     (pantry / "Goldfish").unlink()
     watcher.read_events()
@@ -277,18 +285,13 @@ def test_churn_in_the_pantrys_parent_is_muted_and_a_re_pointed_pantry_still_seen
     watched: tuple[Watcher, DirtySet, Path], tmp_path: Path
 ) -> None:
     watcher, dirty, pantry = watched
-    source = watcher._source
-    assert isinstance(source, InotifySource)
-    source.storm.policy = StormPolicy(noise=100)
-    fd = watcher.fileno()
-    assert fd is not None
-    in_delete = 0x200
-    assert inotify_mask(fd, tmp_path) & in_delete  # the parent hears names removed, "pantry" among them
+    fd = storm_after_100(watcher)
+    assert inotify_mask(fd, tmp_path) & IN_DELETE  # the parent hears names removed, "pantry" among them
     for i in range(300):  # another user's churn beside the pantry
         (tmp_path / f"junk{i}").touch()
         (tmp_path / f"junk{i}").unlink()
     assert watcher.read_events() is False and dirty.take().gone == set()  # noise: nothing to do
-    assert not inotify_mask(fd, tmp_path) & in_delete  # muted in the kernel: the churn costs nothing more
+    assert not inotify_mask(fd, tmp_path) & IN_DELETE  # muted in the kernel: the churn costs nothing more
     pantry.rename(tmp_path / "old")  # meanwhile the pantry is re-created: heard by the parent's scan
     (tmp_path / "pantry").mkdir()
     watcher.read_events()
@@ -297,7 +300,7 @@ def test_churn_in_the_pantrys_parent_is_muted_and_a_re_pointed_pantry_still_seen
     watcher.storm_scans(now + STORM_SCAN)
     assert str(pantry) in dirty.take().gone
     watcher.storm_scans(now + STORM_MUTE)  # the storm is over: heard event by event again
-    assert inotify_mask(fd, tmp_path) & in_delete
+    assert inotify_mask(fd, tmp_path) & IN_DELETE
 
 
 @needs_root_linux("plays another user's directory")

@@ -227,3 +227,52 @@ def test_a_name_taken_after_the_cold_listing_is_present_as_in_a_planned_pass(
         ("y", Status.PRESENT, "created by nobody"),
     ]
     assert (tmp_path / "y").read_text() == "theirs"
+
+
+def test_plain_snacks_made_by_mknod_are_what_an_exclusive_open_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The burst path's one-syscall create: an empty 0644 regular file of ours; anything at the name (a dangling
+    symlink, a directory, a file) is a taken name, never followed nor touched."""
+    made: list[str] = []
+    real_mknod = os.mknod
+
+    def counting_mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+        made.append(name)
+        real_mknod(name, mode, device, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mknod", counting_mknod)
+    (tmp_path / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("theirs")
+    fd = open_pantry(tmp_path)
+    try:
+        results = apply_module.create_plain_snacks(fd, ["a", "link", "dir", "file", "b"])
+    finally:
+        os.close(fd)
+    assert results == [True, False, False, False, True]
+    assert made == ["a", "link", "dir", "file", "b"]  # every name went through mknodat
+    for name in ("a", "b"):
+        info = os.lstat(tmp_path / name)
+        assert stat.S_ISREG(info.st_mode) and info.st_size == 0 and stat.S_IMODE(info.st_mode) == 0o644
+        assert (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid())
+    assert not (tmp_path / "outside").exists() and (tmp_path / "file").read_text() == "theirs"
+
+
+def test_plain_snacks_are_opened_where_mknod_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seccomp filter may refuse mknodat (EPERM): from that name on, each is created by an exclusive open."""
+    refused: list[str] = []
+
+    def refusing_mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+        refused.append(name)
+        raise PermissionError(1, "Operation not permitted", name)
+
+    monkeypatch.setattr(os, "mknod", refusing_mknod)
+    (tmp_path / "b").write_text("")
+    fd = open_pantry(tmp_path)
+    try:
+        assert apply_module.create_plain_snacks(fd, ["a", "b", "c"]) == [True, False, True]
+    finally:
+        os.close(fd)
+    assert refused == ["a"]
+    assert all(stat.S_IMODE(os.lstat(tmp_path / name).st_mode) == 0o644 for name in "ac")

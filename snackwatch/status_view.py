@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 
@@ -154,15 +153,13 @@ def _story_kept(ledger: Ledger, now: float, cap: int, rows: StatusRows) -> dict[
     story, touched = rows.story, rows.touched
     if story is None or touched is None or _stories(ledger) > cap:
         return None
-    for path in touched:
-        told = path in ledger.history or path in ledger.conflicts or path in ledger.missing
-        told = told or ledger.health.is_failing(path)
-        index = bisect.bisect_left(story, path)
-        listed = index < len(story) and story[index] == path
-        if told and not listed:
-            story.insert(index, path)
-        elif listed and not told:
-            del story[index]
+    if touched:  # a mass restore touches 100k paths, a story is kept for 1,000: sets, not a look each
+        told = touched & ledger.history.keys() | touched & ledger.conflicts.keys() | touched & ledger.missing
+        told |= touched.intersection(ledger.health.failing())
+        listed = set(story)
+        gone, new = (touched & listed) - told, told - listed
+        if gone or new:
+            story[:] = sorted((listed - gone) | new)
     snacks = {}
     for path in story:
         cached = rows.rows.get(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from snackwatch.errors import SpecError
 from snackwatch.lint import shown_name
 from snackwatch.passwalk import PassWalk
 from snackwatch.perms import Perms, trusted_owners
-from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
+from snackwatch.spec import DIRECTORY_MODE, Snack, Spec, all_plain
 
 
 class SpecRef(NamedTuple):
@@ -89,6 +90,20 @@ class Desired:
         """How many snacks: counted once (the status line asks on every turn of the loop; 100k directories)."""
         return sum(len(entries) for entries in self.files.values())
 
+    @functools.cached_property
+    def _plain_directories(self) -> dict[str, tuple[bool, bool]]:
+        return {}
+
+    def all_plain(self, directory: str) -> tuple[bool, bool]:
+        """Whether every snack in `directory` is plain (an empty file with every default), and whether one is a
+        pruning spec's (recorded before it is published): looked at once per directory and desired state."""
+        known = self._plain_directories.get(directory)
+        if known is None:
+            entries = self.files.get(directory, {}).values()
+            known = (all_plain(map(_SNACK, entries)), any(map(_PRUNES, entries)))
+            self._plain_directories[directory] = known
+        return known
+
     def relevant_names(self) -> dict[str, Names]:
         """Per snack directory, the names whose removal matters: its snacks and its nested snack directories
         (views of this desired state's tables, nothing copied)."""
@@ -119,6 +134,8 @@ class Desired:
 
 
 _NONE: frozenset[str] = frozenset()
+_SNACK = operator.attrgetter("snack")
+_PRUNES = operator.attrgetter("spec.prune")
 
 
 class Names:

@@ -220,7 +220,7 @@ def _reconcile_directory(
             observed = observe_names(fd, wanted)
         else:
             observed = observe(fd, desired.files.get(directory, {}))
-        missing, snacks = _missing_plain(wanted, observed, dry_run, recorder)
+        missing, snacks = _missing_plain(desired, directory, wanted, observed, dry_run=dry_run, recorder=recorder)
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
         outcomes, plain, owned = _act(fd, wanted, actions, dry_run, recorder)
         acted = {a.name for a in actions}
@@ -492,14 +492,25 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: Plai
 
 
 def _missing_plain(
-    wanted: dict[str, Entry], observed: Mapping[str, Kind], dry_run: bool, recorder: Recorder | None
+    desired: Desired,
+    directory: str,
+    wanted: dict[str, Entry],
+    observed: Mapping[str, Kind],
+    *,
+    dry_run: bool,
+    recorder: Recorder | None,
 ) -> tuple[list[Entry], dict[str, Snack]]:
-    """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
-    without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
-    missing: list[Entry] = []
-    if not dry_run and len(observed) < len(wanted):
-        for name, entry in wanted.items():
-            if name in observed or not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
+    """A directory whose snacks are all plain and all missing (a cold start, a mass deletion): their entries,
+    created in one batch without a plan nor an action each. Any other directory: nothing, and every snack to plan.
+    A directory known to be all plain and without a pruning spec's file (Desired.all_plain) has no snack looked at
+    one by one."""
+    if not dry_run and observed.keys().isdisjoint(wanted):
+        every, pruning = desired.all_plain(directory)
+        if every and not (pruning and recorder is not None):
+            return list(wanted.values()), {}
+        missing: list[Entry] = []
+        for entry in wanted.values():
+            if not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
                 break
             missing.append(entry)
         else:

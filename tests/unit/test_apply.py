@@ -14,7 +14,7 @@ from snackwatch.cli import main
 from snackwatch.desired import Desired, merge
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_directory, reconcile_names
-from snackwatch.spec import RESERVED_PREFIX, Snack, Spec
+from snackwatch.spec import RESERVED_PREFIX, Snack, Spec, all_plain
 from tests.conftest import needs_root_linux
 
 
@@ -276,3 +276,24 @@ def test_plain_snacks_are_opened_where_mknod_is_refused(tmp_path: Path, monkeypa
         os.close(fd)
     assert refused == ["a"]
     assert all(stat.S_IMODE(os.lstat(tmp_path / name).st_mode) == 0o644 for name in "ac")
+
+
+def test_all_plain_agrees_with_is_plain_field_by_field(tmp_path: Path) -> None:
+    """The burst path asks a directory once whether every snack is plain (in C, field by field): each field a
+    plain snack leaves unset makes it not plain, as Snack.is_plain says; target, source, enforce do not count."""
+    variants = [
+        Snack("a"),
+        Snack("a", content=""),
+        Snack("a", mode=0o600),
+        Snack("a", type="directory"),
+        Snack("a", type="symlink", target="b"),
+        Snack("a", data=b""),
+        Snack("a", owner=0),
+        Snack("a", group=0),
+        Snack("a", enforce=frozenset({"mode"})),
+    ]
+    for snack in variants:
+        assert all_plain([Snack("z"), snack]) is snack.is_plain, snack
+    desired = make_spec(tmp_path / "p", Snack("x"), Snack("y", mode=0o600))
+    assert desired.all_plain(str(tmp_path / "p")) == (False, False)
+    assert make_spec(tmp_path / "q", Snack("x")).all_plain(str(tmp_path / "q")) == (True, False)

@@ -18,6 +18,14 @@ from snackwatch.perms import Perms, trusted_owners
 from snackwatch.spec import DIRECTORY_MODE, Snack, Spec, all_plain
 
 
+class Shape(NamedTuple):
+    """What the snacks of one directory are (Desired.shape)."""
+
+    plain: bool  # every one an empty file with every default (Snack.is_plain)
+    pruning: bool  # one is a pruning spec's (recorded before it is published)
+    enforcing: bool  # one has aspects put back when they drift
+
+
 class SpecRef(NamedTuple):
     """What an entry needs of the spec that declares it: its file and whether it prunes. A value, equal across
     reloads that change only snacks, so an unchanged entry is reused as it is (reload O(changed))."""
@@ -91,17 +99,17 @@ class Desired:
         return sum(len(entries) for entries in self.files.values())
 
     @functools.cached_property
-    def _plain_directories(self) -> dict[str, tuple[bool, bool]]:
+    def _shapes(self) -> dict[str, Shape]:
         return {}
 
-    def all_plain(self, directory: str) -> tuple[bool, bool]:
-        """Whether every snack in `directory` is plain (an empty file with every default), and whether one is a
-        pruning spec's (recorded before it is published): looked at once per directory and desired state."""
-        known = self._plain_directories.get(directory)
+    def shape(self, directory: str) -> Shape:
+        """What a directory's snacks are, as a burst's scan asks (all plain? one a pruning spec's? one enforced?):
+        looked at once per directory and desired state."""
+        known = self._shapes.get(directory)
         if known is None:
             entries = self.files.get(directory, {}).values()
-            known = (all_plain(map(_SNACK, entries)), any(map(_PRUNES, entries)))
-            self._plain_directories[directory] = known
+            known = Shape(all_plain(map(_SNACK, entries)), any(map(_PRUNES, entries)), any(map(_ENFORCES, entries)))
+            self._shapes[directory] = known
         return known
 
     def relevant_names(self) -> dict[str, Names]:
@@ -136,6 +144,7 @@ class Desired:
 _NONE: frozenset[str] = frozenset()
 _SNACK = operator.attrgetter("snack")
 _PRUNES = operator.attrgetter("spec.prune")
+_ENFORCES = operator.attrgetter("snack.enforce")
 
 
 class Names:

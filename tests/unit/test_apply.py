@@ -11,7 +11,7 @@ import pytest
 import snackwatch.apply as apply_module
 from snackwatch.apply import create_snack
 from snackwatch.cli import main
-from snackwatch.desired import Desired, merge
+from snackwatch.desired import Desired, Shape, merge
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_directory, reconcile_names
 from snackwatch.spec import RESERVED_PREFIX, Snack, Spec, all_plain
@@ -295,5 +295,35 @@ def test_all_plain_agrees_with_is_plain_field_by_field(tmp_path: Path) -> None:
     for snack in variants:
         assert all_plain([Snack("z"), snack]) is snack.is_plain, snack
     desired = make_spec(tmp_path / "p", Snack("x"), Snack("y", mode=0o600))
-    assert desired.all_plain(str(tmp_path / "p")) == (False, False)
-    assert make_spec(tmp_path / "q", Snack("x")).all_plain(str(tmp_path / "q")) == (True, False)
+    assert desired.shape(str(tmp_path / "p")) == (False, False, False)
+    enforced = make_spec(tmp_path / "q", Snack("x"), Snack("y", enforce=frozenset({"type"})))
+    assert enforced.shape(str(tmp_path / "q")) == (True, False, True)
+
+
+def test_a_directory_of_plain_snacks_plans_only_those_not_found_as_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst's scan of plain snacks plans only the names not found as a file (the rest needs nothing): the
+    outcomes, in the spec's order, and the disk are those of planning every snack."""
+    names = [f"s{index:02d}" for index in range(12)]
+
+    def layout(pantry: Path) -> None:
+        pantry.mkdir()
+        for name in names[::3]:
+            (pantry / name).write_text("")  # present
+        (pantry / names[4]).mkdir()  # a directory in a snack's place
+        (pantry / names[5]).symlink_to(tmp_path / "elsewhere")  # a dangling symlink in one
+
+    seen = []
+    for pantry, shaped in ((tmp_path / "fast", True), (tmp_path / "planned", False)):
+        layout(pantry)
+        desired = make_spec(pantry, *(Snack(name) for name in names))
+        if not shaped:
+            monkeypatch.setattr(
+                type(desired), "shape", lambda self, d: Shape(plain=False, pruning=False, enforcing=False)
+            )
+        outcomes = reconcile_directory(desired, str(pantry), held=set(), lookup=True, owners=False)
+        seen.append(([(o.entry.name, o.status, o.kind, o.reason) for o in outcomes], sorted(os.listdir(pantry))))
+    assert seen[0] == seen[1]
+    assert [name for name, status, _, _ in seen[0][0] if status is Status.CONFLICT] == [names[4], names[5]]
+    assert not (tmp_path / "elsewhere").exists()

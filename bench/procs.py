@@ -227,6 +227,21 @@ def cpu_ns(pid: int) -> int:
     return total
 
 
+def wait_settled(pid: int, quiet: float = 0.05, timeout: float = 5.0) -> float:
+    """Until `pid` spent no CPU for `quiet` seconds (a daemon past its start's tail: the status write, the owner
+    look after READY); returns the seconds waited."""
+    started = time.perf_counter()
+    deadline = started + timeout
+    last = cpu_ns(pid)
+    while time.perf_counter() < deadline:
+        time.sleep(quiet)
+        now = cpu_ns(pid)
+        if now == last:
+            break
+        last = now
+    return time.perf_counter() - started
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """VmRSS of `pid` in KiB (or another KiB field of /proc/PID/status: VmHWM is the peak RSS)."""
     for line in _read(Path(f"/proc/{pid}/status")).splitlines():

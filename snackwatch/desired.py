@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,15 @@ from snackwatch.errors import SpecError
 from snackwatch.lint import shown_name
 from snackwatch.passwalk import PassWalk
 from snackwatch.perms import Perms, trusted_owners
-from snackwatch.spec import DIRECTORY_MODE, Snack, Spec
+from snackwatch.spec import DIRECTORY_MODE, Snack, Spec, all_plain
+
+
+class Shape(NamedTuple):
+    """What the snacks of one directory are (Desired.shape)."""
+
+    plain: bool  # every one an empty file with every default (Snack.is_plain)
+    pruning: bool  # one is a pruning spec's (recorded before it is published)
+    enforcing: bool  # one has aspects put back when they drift
 
 
 class SpecRef(NamedTuple):
@@ -89,6 +98,20 @@ class Desired:
         """How many snacks: counted once (the status line asks on every turn of the loop; 100k directories)."""
         return sum(len(entries) for entries in self.files.values())
 
+    @functools.cached_property
+    def _shapes(self) -> dict[str, Shape]:
+        return {}
+
+    def shape(self, directory: str) -> Shape:
+        """What a directory's snacks are, as a burst's scan asks (all plain? one a pruning spec's? one enforced?):
+        looked at once per directory and desired state."""
+        known = self._shapes.get(directory)
+        if known is None:
+            entries = self.files.get(directory, {}).values()
+            known = Shape(all_plain(map(_SNACK, entries)), any(map(_PRUNES, entries)), any(map(_ENFORCES, entries)))
+            self._shapes[directory] = known
+        return known
+
     def relevant_names(self) -> dict[str, Names]:
         """Per snack directory, the names whose removal matters: its snacks and its nested snack directories
         (views of this desired state's tables, nothing copied)."""
@@ -119,6 +142,9 @@ class Desired:
 
 
 _NONE: frozenset[str] = frozenset()
+_SNACK = operator.attrgetter("snack")
+_PRUNES = operator.attrgetter("spec.prune")
+_ENFORCES = operator.attrgetter("snack.enforce")
 
 
 class Names:

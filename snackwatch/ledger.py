@@ -21,6 +21,7 @@ from snackwatch.reconcile import Outcome, Status
 from snackwatch.trigger import Trigger
 
 HISTORY_KEPT = 1000  # snacks whose repair story is kept (the most recently repaired); the rest are counted only
+RESTORES_AT_ONCE = 64  # a fold of at least this many restores (a burst's scan) takes them table by table
 TOLD = ("created", "restored", "would_create", "would_restore", "recovered")  # events a fold lists, in this order
 
 
@@ -213,6 +214,8 @@ class Ledger(Book):
         pairs: Iterable[tuple[Outcome, str]] = zip(outcomes, paths, strict=True)
         if starting and self._blank():
             pairs = self._first_made_all(outcomes, paths, changes.told["created"], single)
+        elif not starting and self._all_restores(outcomes, paths):
+            pairs = _restored_all(self, outcomes, paths, changes, single, now=now, wall=wall)
         for outcome, path in pairs:
             entry = outcome.entry
             first = starting or path in fresh
@@ -295,6 +298,14 @@ class Ledger(Book):
         if not self.all_touched:
             self.touched.update(path for outcome, path in zip(outcomes, paths, strict=True) if outcome.status is made)
         return others
+
+    def _all_restores(self, outcomes: list[Outcome], paths: list[str]) -> bool:
+        """Every outcome a creation of a snack that was there before, each path once (a burst's scan, a mass
+        restore): _restored_all folds them at once."""
+        if len(outcomes) < RESTORES_AT_ONCE or not self.fresh.isdisjoint(paths):
+            return False
+        made = Status.CREATED
+        return all(outcome.status is made for outcome in outcomes) and len(set(paths)) == len(paths)
 
     def _first_made(self, path: str, shown: str, told: dict[str, list[str]], now: float) -> Change | None:
         """We created a snack for the first time (at start, or added by a reload): what _fold_one and _made do
@@ -416,3 +427,59 @@ class Ledger(Book):
                 del table[path]
         for path in [path for path in self.fresh if swept(path)]:
             self.fresh.discard(path)
+
+
+def _restored_all(
+    book: Ledger, outcomes: list[Outcome], paths: list[str], changes: Changes, single: bool, *, now: float, wall: float
+) -> list[tuple[Outcome, str]]:
+    """A mass restore folded at once: what _fold_one and _made do for each, table by table. A snack the
+    health rules know (a flap, a fight, a failure) is heard of one by one, in order; the others are restores
+    to tell and to time (the fight window). Returns nothing left for the fold to take."""
+    health = book.health
+    for table in (book.drift, book.conflicts, book.squatted, health.changed_at):
+        if table:
+            for path in paths:
+                table.pop(path, None)
+    if book.missing:
+        book.missing.difference_update(paths)
+    restored = changes.told["restored"]
+    if health.snacks.keys().isdisjoint(paths):  # nothing to hear of but the time of each restore
+        restored.extend([outcome.entry.snack.name for outcome in outcomes] if single else paths)
+        health.restored_at.update(dict.fromkeys(paths, now))
+    else:
+        for outcome, path in zip(outcomes, paths, strict=True):
+            shown = outcome.entry.snack.name if single else path
+            if health.loggable_restore(path):
+                restored.append(shown)
+            if health.repaired(path, now) is Change.RECOVERED:  # (a restore never ends a fight)
+                changes.told["recovered"].append(shown)
+    book.repairs += len(paths)
+    _stories(book, paths, wall, changes.trigger.value)
+    if not book.all_touched:
+        book.touched.update(paths)
+    return []
+
+
+def _stories(book: Book, paths: list[str], wall: float, trigger: str) -> None:
+    """Each of `paths` (distinct) repaired now, in order, as _made tells the history: the most recently repaired
+    HISTORY_KEPT keep their story; one pushed out is touched (its status row goes)."""
+    history = book.history
+    if history.keys().isdisjoint(paths):  # no story goes on: the kept ones are the last of paths, new
+        kept = paths[-HISTORY_KEPT:]
+        for _ in range(max(0, len(history) + len(kept) - HISTORY_KEPT)):
+            book.touched.add(history.popitem(last=False)[0])
+        book.touched.update(paths[: len(paths) - len(kept)])  # made and pushed out again, one by one
+        for path in kept:
+            history[path] = History(1, wall, trigger)
+        return
+    for path in paths:
+        story = history.get(path)
+        if story is None:
+            story = history[path] = History()
+            if len(history) > HISTORY_KEPT:
+                book.touched.add(history.popitem(last=False)[0])
+        else:
+            history.move_to_end(path)
+        story.repairs += 1
+        story.last_repair = wall
+        story.trigger = trigger

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.correct import correct
-from snackwatch.desired import Desired, Entry
+from snackwatch.desired import Desired, Entry, Shape
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
@@ -220,12 +220,14 @@ def _reconcile_directory(
             observed = observe_names(fd, wanted)
         else:
             observed = observe(fd, desired.files.get(directory, {}))
-        missing, snacks = _missing_plain(wanted, observed, dry_run, recorder)
+        shape = desired.shape(directory)
+        missing, snacks = _missing_plain(shape, wanted, observed, dry_run=dry_run, recorder=recorder)
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
         outcomes, plain, owned = _act(fd, wanted, actions, dry_run, recorder)
         acted = {a.name for a in actions}
         acted.update(entry.name for entry in missing)
-        outcomes.extend(_drifting(fd, wanted, observed, acted, dry_run=dry_run, owners=owners, recorder=recorder))
+        if owners or not shape.plain or shape.enforcing:  # else each is name-only, nothing enforced: no drift
+            outcomes.extend(_drifting(fd, wanted, observed, acted, dry_run=dry_run, owners=owners, recorder=recorder))
         if plain:  # a warm pass has none: not even the directory's ACL and group looked at
             _create_plain(fd, outcomes, plain)
         if missing:
@@ -492,18 +494,25 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: Plai
 
 
 def _missing_plain(
-    wanted: dict[str, Entry], observed: Mapping[str, Kind], dry_run: bool, recorder: Recorder | None
+    shape: Shape, wanted: dict[str, Entry], observed: Mapping[str, Kind], *, dry_run: bool, recorder: Recorder | None
 ) -> tuple[list[Entry], dict[str, Snack]]:
-    """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
-    without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
-    missing: list[Entry] = []
-    if not dry_run and len(observed) < len(wanted):
-        for name, entry in wanted.items():
-            if name in observed or not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
+    """A directory whose snacks are all plain and all missing (a cold start, a mass deletion): their entries,
+    created in one batch without a plan nor an action each. Any other directory: nothing, and the snacks to plan:
+    all of them, or in a directory of plain snacks (`shape`: Desired.shape) those not found as a file (plan() has
+    nothing to say of a plain snack that is there)."""
+    if not dry_run and observed.keys().isdisjoint(wanted):
+        if shape.plain and not (shape.pruning and recorder is not None):
+            return list(wanted.values()), {}
+        missing: list[Entry] = []
+        for entry in wanted.values():
+            if not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
                 break
             missing.append(entry)
         else:
             return missing, {}
+    if shape.plain:
+        file = Kind.FILE
+        return [], {name: entry.snack for name, entry in wanted.items() if observed.get(name) is not file}
     return [], {name: entry.snack for name, entry in wanted.items()}
 
 

@@ -18,7 +18,7 @@ from collections.abc import Collection, Container, Mapping
 
 from loguru import logger
 
-from snackwatch.dirty import Mark
+from snackwatch.dirty import BURST, Mark
 from snackwatch.watch.roles import Roles
 from snackwatch.watch.source import Armed, Marks, Sink, Source, WatchLimitError, open_watched
 from snackwatch.watch.specfiles import SpecFiles
@@ -290,6 +290,7 @@ class InotifySource(InotifyWatches):
         self.ignore_text = ignore_prefix or None
         self.link_ids: dict[int, dict[str, tuple[int, int] | None]] = {}  # muted parents: what their names were
         self.noise = 0  # events read that meant nothing, since start (read pacing's input)
+        self.bursting = False  # the last read brought more than a burst of removals (the rest is read 4 at a time)
 
     def noise_heard(self) -> int:
         return self.noise
@@ -368,7 +369,9 @@ class InotifySource(InotifyWatches):
         """The hot path: removals in snack directories, marked in one batch. A name that no snack or nested directory
         has is noise (another user's churn in a shared pantry, an app saving beside a pantry): counted for the storm
         guard and dropped here, at most a nudge. Our own temp files are dropped before anything is counted. One read
-        per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN."""
+        per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN. A full read holding
+        more than a burst of removals ends the reading when the last one did not: the first of a mass deletion is
+        repaired before the rest of it is read (its scan restores the rest too)."""
         removed: set[tuple[str, str]] = set()
         changed: set[tuple[str, str]] = set()  # enforced names written or chmod'ed in place
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
@@ -405,6 +408,9 @@ class InotifySource(InotifyWatches):
             reads += 1
             if end < _READ_SIZE - _EVENT_MAX or reads >= _READS_PER_WAKE:  # the queue is empty, or a storm keeps it
                 break  # full: the turn runs (repairs, the storm guard's mute) before the rest is read
+            if len(removed) > BURST and not self.bursting:  # a mass deletion's first buffer: repaired (a scan
+                break  # makes every missing snack of a directory) before the rest of it is read
+        self.bursting = len(removed) > BURST
         self.noise += noise + quiet
         return self._told(removed, changed, noise=noise, storms=bool(noise or parent_noise), other=other)
 

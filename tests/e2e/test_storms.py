@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import select
 import shutil
@@ -9,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -330,6 +333,47 @@ def test_a_watch_never_sits_where_the_safe_walk_refused_to_go(public_dir: Path) 
     finally:
         watcher.close()
         dirty.close()
+
+
+def queued(fd: int) -> int:
+    """Bytes of events the kernel still holds for an inotify fd (FIONREAD)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, count)
+    return count[0]
+
+
+def test_a_mass_deletions_first_buffer_is_repaired_before_the_rest_is_read(tmp_path: Path) -> None:
+    """5,000 snacks deleted at once: the first wake-up reads one full buffer (a burst: its directory's scan makes
+    every missing snack), the next reads on as before (up to 4 buffers), and every name is marked in the end."""
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm")) if os.access("/dev/shm", os.W_OK) else tmp_path
+    try:
+        pantry = shm / "pantry"
+        pantry.mkdir()
+        names = [f"s{i:04d}" for i in range(5_000)]  # 16+16-byte events: 2,048 in a 64 KiB read
+        dirty = DirtySet()
+        watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+        try:
+            watcher.track({str(pantry): frozenset(names)})
+            watcher.arm([str(pantry)], [])
+            for name in names:
+                os.close(os.open(pantry / name, os.O_CREAT | os.O_WRONLY, 0o644))
+            for name in names:
+                os.unlink(pantry / name)
+            fd = watcher.fileno()
+            assert fd is not None
+            assert watcher.read_events() is True
+            first = dirty.take()
+            assert first.scan == {str(pantry)} and queued(fd) >= 32 * len(names) - 65536  # one buffer read
+            assert watcher.read_events() is True  # the burst goes on: no early end this time
+            assert queued(fd) == 0
+            second = dirty.take()
+            assert second.scan == {str(pantry)} and second.names == set()
+            assert watcher.read_events() is False  # nothing left
+        finally:
+            watcher.close()
+            dirty.close()
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)
 
 
 def test_a_queue_kept_full_never_holds_the_loop_in_one_read(tmp_path: Path) -> None:

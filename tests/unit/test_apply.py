@@ -11,10 +11,10 @@ import pytest
 import snackwatch.apply as apply_module
 from snackwatch.apply import create_snack
 from snackwatch.cli import main
-from snackwatch.desired import Desired, merge
+from snackwatch.desired import Desired, Shape, merge
 from snackwatch.plan import Kind
 from snackwatch.reconcile import Status, observe, reconcile_all, reconcile_directory, reconcile_names
-from snackwatch.spec import RESERVED_PREFIX, Snack, Spec
+from snackwatch.spec import RESERVED_PREFIX, Snack, Spec, all_plain
 from tests.conftest import needs_root_linux
 
 
@@ -227,3 +227,103 @@ def test_a_name_taken_after_the_cold_listing_is_present_as_in_a_planned_pass(
         ("y", Status.PRESENT, "created by nobody"),
     ]
     assert (tmp_path / "y").read_text() == "theirs"
+
+
+def test_plain_snacks_made_by_mknod_are_what_an_exclusive_open_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The burst path's one-syscall create: an empty 0644 regular file of ours; anything at the name (a dangling
+    symlink, a directory, a file) is a taken name, never followed nor touched."""
+    made: list[str] = []
+    real_mknod = os.mknod
+
+    def counting_mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+        made.append(name)
+        real_mknod(name, mode, device, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mknod", counting_mknod)
+    (tmp_path / "link").symlink_to(tmp_path / "outside")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_text("theirs")
+    fd = open_pantry(tmp_path)
+    try:
+        results = apply_module.create_plain_snacks(fd, ["a", "link", "dir", "file", "b"])
+    finally:
+        os.close(fd)
+    assert results == [True, False, False, False, True]
+    assert made == ["a", "link", "dir", "file", "b"]  # every name went through mknodat
+    for name in ("a", "b"):
+        info = os.lstat(tmp_path / name)
+        assert stat.S_ISREG(info.st_mode) and info.st_size == 0 and stat.S_IMODE(info.st_mode) == 0o644
+        assert (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid())
+    assert not (tmp_path / "outside").exists() and (tmp_path / "file").read_text() == "theirs"
+
+
+def test_plain_snacks_are_opened_where_mknod_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A seccomp filter may refuse mknodat (EPERM): from that name on, each is created by an exclusive open."""
+    refused: list[str] = []
+
+    def refusing_mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+        refused.append(name)
+        raise PermissionError(1, "Operation not permitted", name)
+
+    monkeypatch.setattr(os, "mknod", refusing_mknod)
+    (tmp_path / "b").write_text("")
+    fd = open_pantry(tmp_path)
+    try:
+        assert apply_module.create_plain_snacks(fd, ["a", "b", "c"]) == [True, False, True]
+    finally:
+        os.close(fd)
+    assert refused == ["a"]
+    assert all(stat.S_IMODE(os.lstat(tmp_path / name).st_mode) == 0o644 for name in "ac")
+
+
+def test_all_plain_agrees_with_is_plain_field_by_field(tmp_path: Path) -> None:
+    """The burst path asks a directory once whether every snack is plain (in C, field by field): each field a
+    plain snack leaves unset makes it not plain, as Snack.is_plain says; target, source, enforce do not count."""
+    variants = [
+        Snack("a"),
+        Snack("a", content=""),
+        Snack("a", mode=0o600),
+        Snack("a", type="directory"),
+        Snack("a", type="symlink", target="b"),
+        Snack("a", data=b""),
+        Snack("a", owner=0),
+        Snack("a", group=0),
+        Snack("a", enforce=frozenset({"mode"})),
+    ]
+    for snack in variants:
+        assert all_plain([Snack("z"), snack]) is snack.is_plain, snack
+    desired = make_spec(tmp_path / "p", Snack("x"), Snack("y", mode=0o600))
+    assert desired.shape(str(tmp_path / "p")) == (False, False, False)
+    enforced = make_spec(tmp_path / "q", Snack("x"), Snack("y", enforce=frozenset({"type"})))
+    assert enforced.shape(str(tmp_path / "q")) == (True, False, True)
+
+
+def test_a_directory_of_plain_snacks_plans_only_those_not_found_as_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst's scan of plain snacks plans only the names not found as a file (the rest needs nothing): the
+    outcomes, in the spec's order, and the disk are those of planning every snack."""
+    names = [f"s{index:02d}" for index in range(12)]
+
+    def layout(pantry: Path) -> None:
+        pantry.mkdir()
+        for name in names[::3]:
+            (pantry / name).write_text("")  # present
+        (pantry / names[4]).mkdir()  # a directory in a snack's place
+        (pantry / names[5]).symlink_to(tmp_path / "elsewhere")  # a dangling symlink in one
+
+    seen = []
+    for pantry, shaped in ((tmp_path / "fast", True), (tmp_path / "planned", False)):
+        layout(pantry)
+        desired = make_spec(pantry, *(Snack(name) for name in names))
+        if not shaped:
+            monkeypatch.setattr(
+                type(desired), "shape", lambda self, d: Shape(plain=False, pruning=False, enforcing=False)
+            )
+        outcomes = reconcile_directory(desired, str(pantry), held=set(), lookup=True, owners=False)
+        seen.append(([(o.entry.name, o.status, o.kind, o.reason) for o in outcomes], sorted(os.listdir(pantry))))
+    assert seen[0] == seen[1]
+    assert [name for name, status, _, _ in seen[0][0] if status is Status.CONFLICT] == [names[4], names[5]]
+    assert not (tmp_path / "elsewhere").exists()

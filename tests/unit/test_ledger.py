@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import errno
+import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import events
 
+import snackwatch.ledger as ledger_module
 from snackwatch.backoff import BackoffPolicy, FightPolicy
 from snackwatch.desired import Desired, Entry, merge
 from snackwatch.ledger import Changes, Ledger
@@ -313,3 +316,73 @@ def test_the_starts_creations_folded_at_once_leave_the_book_as_one_by_one() -> N
     for table in ("conflicts", "missing", "squatted", "drift", "fresh", "created", "repairs", "touched"):
         assert getattr(at_once.book, table) == getattr(one_by_one.book, table), table
     assert at_once.book.health.snacks.keys() == one_by_one.book.health.snacks.keys() == {"/pantry/snack5"}
+
+
+def _a_book_with_a_past(desired: Desired, seed: int) -> Ledger:
+    """A book some snacks of which already have a story: repairs (the history), a failure, a flap, a fight,
+    a conflict, drift, a squatted name, a change heard: the same for the same seed."""
+    rng = random.Random(seed)
+    book = Ledger(desired, BackoffPolicy(), FIGHT, wall=lambda: 1_000_000.0)
+    book.fresh.clear()
+    book.take_touched()
+    entries = list(desired.entries())
+    now = 10.0
+    for _ in range(rng.randrange(40)):
+        e = rng.choice(entries)
+        now += rng.choice((0.01, 0.2, 2.0))
+        kind = rng.randrange(7)
+        if kind == 0:
+            book.fold(
+                [Outcome(e, Status.FAILED, error=OSError(errno.ENOSPC, "No space left on device"))],
+                now,
+                Trigger.DELETED,
+            )
+        elif kind == 1:
+            book.deleted([(e.directory, e.name)], now)
+            book.fold([Outcome(e, Status.CREATED)], now, Trigger.DELETED)
+        elif kind == 2:
+            book.fold([Outcome(e, Status.CONFLICT, kind=Kind.DIRECTORY)], now, Trigger.DELETED)
+        elif kind == 3:
+            book.fold([Outcome(e, Status.PRESENT, reason="created by nobody")], now, Trigger.DELETED)
+        elif kind == 4:
+            book.health.changed(e.path, now)
+        else:
+            book.fold([Outcome(e, Status.CREATED)], now, Trigger.DELETED)
+    book.all_touched = rng.random() < 0.3  # a new desired state since the status rows were last made
+    return book
+
+
+def _the_book(book: Ledger) -> dict[str, object]:
+    health = book.health
+    return {
+        "history": [(path, (h.repairs, h.last_repair, h.trigger)) for path, h in book.history.items()],
+        "health": (health.snacks, health.restored_at, health.changed_at, health._schedule, health._failing),
+        **{
+            name: getattr(book, name)
+            for name in ("fresh", "drift", "missing", "conflicts", "squatted", "touched", "repairs", "created")
+        },
+    }
+
+
+def test_a_mass_restore_folded_at_once_leaves_the_book_as_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst's restores are folded table by table (_restored_all); whatever the book knew before (a short
+    history pushed out or carried on, flaps, fights, failures, conflicts), the book and what is told are the
+    same as one outcome at a time."""
+    monkeypatch.setattr(ledger_module, "HISTORY_KEPT", 6)
+    monkeypatch.setattr(ledger_module, "RESTORES_AT_ONCE", 1)
+    desired = desired_of(*(f"snack{i}" for i in range(24)))
+    entries = list(desired.entries())
+    batched = 0
+    for seed in range(300):
+        at_once, one_by_one = _a_book_with_a_past(desired, seed), _a_book_with_a_past(desired, seed)
+        one_by_one._all_restores = lambda *_: False  # type: ignore[method-assign]
+        rng = random.Random(seed)
+        pool = [e for e in entries if e.path not in at_once.history] if seed % 2 else entries  # no story goes on
+        chosen = rng.sample(pool, rng.randrange(1, len(pool)))
+        outcomes = [Outcome(e, Status.CREATED) for e in chosen]
+        now = 10.0 + rng.choice((0.01, 1.0, 50.0))
+        batched += at_once._all_restores(outcomes, [o.entry.path for o in outcomes])
+        changes = [book.fold(outcomes, now, Trigger.DELETED) for book in (at_once, one_by_one)]
+        assert changes[0] == changes[1], seed
+        assert _the_book(at_once) == _the_book(one_by_one), seed
+    assert batched == 300  # every fold above took the way at once

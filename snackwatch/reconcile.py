@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.correct import correct
-from snackwatch.desired import Desired, Entry
+from snackwatch.desired import Desired, Entry, Table
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
@@ -105,7 +105,7 @@ def crowded(directory_fd: int, snacks: int) -> bool:
     return os.fstat(directory_fd).st_size // ENTRY_BYTES > 2 * snacks + 64
 
 
-def observe_targets(directory_fd: int, wanted: dict[str, Snack], observed: dict[str, Kind]) -> dict[str, str]:
+def observe_targets(directory_fd: int, wanted: Mapping[str, Snack], observed: dict[str, Kind]) -> dict[str, str]:
     """The text of each symlink found where a symlink is wanted (readlink, never followed)."""
     targets: dict[str, str] = {}
     for name, snack in wanted.items():
@@ -143,7 +143,8 @@ def owners_drift(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with PassWalk() as walk:
         for directory in desired.directories:
-            plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
+            snacks = desired.files.get(directory, {}).values()
+            plain = [Entry(snack) for snack in snacks if snack.is_plain and not snack.enforce]
             if plain:
                 outcomes.extend(_owners_drift(desired, directory, plain, walk, dry_run))
     return outcomes
@@ -206,7 +207,7 @@ def _reconcile_directory(
     owners: bool = True,
     walk: PassWalk | None = None,
 ) -> list[Outcome]:
-    wanted = desired.files.get(directory, {})
+    wanted: Mapping[str, Entry] = desired.table(directory)
     if held:
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
@@ -219,7 +220,7 @@ def _reconcile_directory(
         if lookup and crowded(fd, len(wanted)):
             observed = observe_names(fd, wanted)
         else:
-            observed = observe(fd, desired.files.get(directory, {}))
+            observed = observe(fd, desired.files.get(directory, {}))  # its names, looked up in C
         missing, snacks = _missing_plain(wanted, observed, dry_run, recorder)
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
         outcomes, plain, owned = _act(fd, wanted, actions, dry_run, recorder)
@@ -243,7 +244,7 @@ Places = list[tuple[int, Entry]]  # entries whose outcome is filled in later, by
 
 
 def _act(
-    fd: int, wanted: dict[str, Entry], actions: list[Action], dry_run: bool, recorder: Recorder | None
+    fd: int, wanted: Mapping[str, Entry], actions: list[Action], dry_run: bool, recorder: Recorder | None
 ) -> tuple[list[Outcome | None], Places, Places]:
     """Each planned action's outcome in the spec's order; the plain snacks (created in one tight loop) and the
     pruning specs' files (recorded together before they are published) are left as places to fill in."""
@@ -278,7 +279,7 @@ def _remove_leftovers(fd: int, directory: str, observed: Iterable[str], removed:
 
 def _drifting(
     fd: int,
-    wanted: dict[str, Entry],
+    wanted: Mapping[str, Entry],
     observed: dict[str, Kind],
     acted: set[str],
     *,
@@ -323,7 +324,7 @@ def reconcile_names(
     """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name.
     `changed`: an event says the entries changed (not went): look first, then put enforced aspects back.
     `held_dirs`: the directory's fd is taken from there (kept open between repairs while nothing could move it)."""
-    wanted = desired.files.get(directory, {})
+    wanted = desired.table(directory)
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
@@ -492,8 +493,8 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: Plai
 
 
 def _missing_plain(
-    wanted: dict[str, Entry], observed: Mapping[str, Kind], dry_run: bool, recorder: Recorder | None
-) -> tuple[list[Entry], dict[str, Snack]]:
+    wanted: Mapping[str, Entry], observed: Mapping[str, Kind], dry_run: bool, recorder: Recorder | None
+) -> tuple[list[Entry], Mapping[str, Snack]]:
     """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
     without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
     missing: list[Entry] = []
@@ -504,6 +505,8 @@ def _missing_plain(
             missing.append(entry)
         else:
             return missing, {}
+    if isinstance(wanted, Table):
+        return [], wanted.snacks  # the directory's own table: nothing copied
     return [], {name: entry.snack for name, entry in wanted.items()}
 
 

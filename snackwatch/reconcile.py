@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -21,7 +21,7 @@ from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.passwalk import PassWalk
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
-from snackwatch.spec import RESERVED_PREFIX, Snack
+from snackwatch.spec import RESERVED_PREFIX, Snack, Traits
 
 if TYPE_CHECKING:
     from snackwatch.held import HeldDirectories
@@ -291,11 +291,11 @@ def _drifting(
     nothing but its name costs one lstat (its owner: a squatted name); the others are compared aspect by aspect."""
     outcomes: list[Outcome] = []
     euid, lstat, file = os.geteuid(), os.lstat, Kind.FILE
-    for name, entry in wanted.items():
+    name_only = _judged(lambda snack: snack.is_plain and not snack.enforce)
+    for name, snack in _snacks_of(wanted).items():
         if name in acted:
             continue
-        snack = entry.snack
-        if snack.is_plain and not snack.enforce:
+        if name_only(snack):
             if not owners or observed.get(name) is not file:
                 continue
             try:
@@ -305,7 +305,7 @@ def _drifting(
                 continue
         elif observed.get(name) is not EXPECTED[snack.type]:
             continue
-        drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run, recorder)
+        drifted = settle(fd, Outcome(Entry(snack), Status.PRESENT), dry_run, recorder)
         if drifted.status is not Status.PRESENT or drifted.drift:
             outcomes.append(drifted)
     return outcomes
@@ -497,17 +497,39 @@ def _missing_plain(
 ) -> tuple[list[Entry], Mapping[str, Snack]]:
     """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
     without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
-    missing: list[Entry] = []
-    if not dry_run and len(observed) < len(wanted):
-        for name, entry in wanted.items():
-            if name in observed or not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
+    snacks = _snacks_of(wanted)
+    if not dry_run and len(observed) < len(snacks):
+        missing: list[Entry] = []
+        plain = _judged(lambda snack: snack.is_plain)
+        for name, snack in snacks.items():
+            entry = Entry(snack)
+            if name in observed or not plain(snack) or (recorder is not None and _recorded(entry)):
                 break
             missing.append(entry)
         else:
             return missing, {}
+    return [], snacks
+
+
+def _judged(judge: Callable[[Snack], bool]) -> Callable[[Snack], bool]:
+    """`judge` asked once per shared Traits (100,000 plain snacks hold one), not once per snack."""
+    verdicts: dict[Traits, bool] = {}
+
+    def judged(snack: Snack) -> bool:
+        verdict = verdicts.get(snack.traits)
+        if verdict is None:
+            verdict = verdicts[snack.traits] = judge(snack)
+        return verdict
+
+    return judged
+
+
+def _snacks_of(wanted: Mapping[str, Entry]) -> Mapping[str, Snack]:
+    """The snacks of a directory's entries: its own table's, nothing made (100,000 entries are made only when
+    an outcome needs one)."""
     if isinstance(wanted, Table):
-        return [], wanted.snacks  # the directory's own table: nothing copied
-    return [], {name: entry.snack for name, entry in wanted.items()}
+        return wanted.snacks
+    return {name: entry.snack for name, entry in wanted.items()}
 
 
 def _created_plain(fd: int, missing: list[Entry]) -> list[Outcome]:

@@ -30,7 +30,7 @@ class Entry(tuple[Snack]):
     ) -> Entry:
         """The entry of a snack; given a spec and directory (tools and tests), the snack placed there first."""
         if spec is not None and directory is not None:
-            snack = snack.at(Home(spec, directory, snack.home.parent), name)
+            snack = snack.at(Home(spec, directory, snack.home.parent, snack.home.first), name)
         return tuple.__new__(cls, (snack,))
 
     def __repr__(self) -> str:
@@ -40,14 +40,15 @@ class Entry(tuple[Snack]):
         """The same snack in the same place (spec and directory)."""
         if not isinstance(other, Entry):
             return NotImplemented
-        return tuple.__eq__(self[0], other[0])  # all four slots, the Home too
+        mine, theirs = self[0], other[0]
+        return mine == theirs and mine[3][:2] == theirs[3][:2]  # the Home's spec and directory too
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
     def __hash__(self) -> int:
-        return tuple.__hash__(self[0])
+        return hash((self[0], self[0][3][:2]))
 
     @property
     def snack(self) -> Snack:
@@ -268,7 +269,7 @@ def _placed(
     home, parent = snack[3], snack[3].parent
     directory = os.path.join(pantry, parent) if parent else pantry
     if home.spec != ref or home.directory != directory:
-        home = Home(ref, directory, parent)
+        home = Home(ref, directory, parent, home.first)
     if parent:
         _need_parents(home.directory, snack, pantry, *needs)
     return home, files.setdefault(home.directory, {})
@@ -378,7 +379,7 @@ def _patched(
     for parsed, directory, name in arriving:
         home = parsed.home
         placed = (home.spec, home.directory, parsed.base) == (ref, directory, name)
-        snack = parsed if placed else parsed.at(Home(ref, directory, home.parent), name)
+        snack = parsed if placed else parsed.at(Home(ref, directory, home.parent, home.first), name)
         files[directory][name] = snack
         entry = Entry(snack)
         before = removed.pop(snack.name, None)

@@ -113,17 +113,24 @@ class Traits(NamedTuple):
 
 class Home(NamedTuple):
     """Where a snack lives, shared by the snacks of one directory of one spec: the spec, the absolute directory,
-    and the name's directory part (`drinks` for `drinks/Juice`, "" at the pantry's top)."""
+    the name's directory part (`drinks` for `drinks/Juice`, "" at the pantry's top), and the line its snacks'
+    lines count from (a snack keeps its line as a small offset from it: Python shares the ints up to 256, so
+    100,000 lines take no int object of their own, ~3 MB less; a parse starts a new Home past 255 lines)."""
 
     spec: SpecRef
     directory: str
     parent: str
+    first: int = 0
+
+
+LINES_PER_HOME = 256  # offsets 0-255 are ints Python shares
 
 
 class Snack(tuple[str, int, Traits, Home]):
     """One entry that must exist in the pantry (a file, directory or symlink); what it is made with applies only
     when it is created. Four slots: the file name in its directory, the line, the shared Traits and Home (the
-    full name is made when asked): at 100,000 snacks this is ~15 MB less than an 11-field record plus an Entry.
+    full name is made when asked; the line is an offset from the Home's `first`): at 100,000 snacks this is ~18 MB
+    less than an 11-field record plus an Entry.
     The values a drift comparison needs (type, target, content or source bytes, mode, owner, group) are here."""
 
     __slots__ = ()
@@ -149,23 +156,25 @@ class Snack(tuple[str, int, Traits, Home]):
     @classmethod
     def made(cls, base: str, line: int, traits: Traits, home: Home) -> Snack:
         """A snack from its parts, as the parser makes them (traits and home shared)."""
-        return tuple.__new__(cls, (base, line, traits, home))
+        return tuple.__new__(cls, (base, line - home.first, traits, home))
 
     def __repr__(self) -> str:
-        return f"Snack({self.name!r}, line={self[1]}, {self[2]!r}, in {self[3].directory!r})"
+        return f"Snack({self.name!r}, line={self.line}, {self[2]!r}, in {self[3].directory!r})"
 
     def __eq__(self, other: object) -> bool:
         """Declared the same (name, line, traits): where merge() placed it (its spec and directory) aside."""
         if not isinstance(other, Snack):
             return NotImplemented
-        return self[0] == other[0] and self[1] == other[1] and self[2] == other[2] and self[3][2] == other[3][2]
+        if self[0] != other[0] or self[2] != other[2] or self[3].parent != other[3].parent:
+            return False
+        return self[1] + self[3].first == other[1] + other[3].first
 
     def __ne__(self, other: object) -> bool:
         equal = self.__eq__(other)
         return equal if equal is NotImplemented else not equal
 
     def __hash__(self) -> int:
-        return hash((self[0], self[1], self[2], self[3][2]))
+        return hash((self[0], self[1] + self[3].first, self[2], self[3].parent))
 
     @property
     def name(self) -> str:
@@ -181,7 +190,7 @@ class Snack(tuple[str, int, Traits, Home]):
     @property
     def line(self) -> int:
         """Where it was parsed; after an O(changed) reload, Spec.line_of() says where it is now."""
-        return self[1]
+        return self[3].first + self[1]
 
     @property
     def traits(self) -> Traits:
@@ -192,22 +201,22 @@ class Snack(tuple[str, int, Traits, Home]):
         return self[3]
 
     def on_line(self, line: int) -> Snack:
-        return tuple.__new__(Snack, (self[0], line, self[2], self[3]))
+        return Snack.made(self[0], line, self[2], self[3])
 
     def _replace(self, **changes: Any) -> Snack:
         """A copy with fields changed, as a NamedTuple's: `name`, `line` or any of the Traits (tools, tests)."""
         name = changes.pop("name", None)
-        line = changes.pop("line", self[1])
+        line = changes.pop("line", self.line)
         traits = self[2]._replace(**changes) if changes else self[2]
         if name is None:
-            return tuple.__new__(Snack, (self[0], line, traits, self[3]))
+            return Snack.made(self[0], line, traits, self[3])
         parent, _, base = name.rpartition("/")
         home = self[3] if parent == self[3].parent else Home(_NO_SPEC, "", parent)  # merge() places it
-        return tuple.__new__(Snack, (base, line, traits, home))
+        return Snack.made(base, line, traits, home)
 
     def at(self, home: Home, base: str | None = None) -> Snack:
         """This snack placed in `home` (its spec and directory), under `base` if given."""
-        return tuple.__new__(Snack, (self[0] if base is None else base, self[1], self[2], home))
+        return Snack.made(self[0] if base is None else base, self.line, self[2], home)
 
     @property
     def content(self) -> str | None:
@@ -501,7 +510,10 @@ def _with_names(spec: Spec, validator: _Validator, names: list[str]) -> Spec | N
                 return None
             checked(name)
         lines[name] = line + offset
-        snacks.append(made(base, line + offset, traits, homes.get(parent) or home(parent)))
+        at = homes.get(parent)
+        if at is None or line + offset - at.first >= LINES_PER_HOME:
+            at = home(parent, line + offset)
+        snacks.append(made(base, line + offset, traits, at))
     try:
         validator.check_directories(snacks, lines)
     except SpecError:
@@ -600,18 +612,20 @@ class _Reader:
         """Snacks made from here on live in `pantry`, declared by `ref`."""
         self.ref, self.pantry_directory, self.homes = ref, pantry, {}
 
-    def home(self, parent: str) -> Home:
-        """The Home of the snacks whose name's directory part is `parent`, made once."""
+    def home(self, parent: str, line: int) -> Home:
+        """The Home of a snack on `line` whose name's directory part is `parent`: one per directory, a new one
+        (with the same directory string) when the line is LINES_PER_HOME past the current one's first."""
         home = self.homes.get(parent)
-        if home is None:
+        if home is None or not 0 <= line - home.first < LINES_PER_HOME:
             pantry = self.pantry_directory
-            home = self.homes[parent] = Home(self.ref, os.path.join(pantry, parent) if parent else pantry, parent)
+            directory = home.directory if home is not None else os.path.join(pantry, parent) if parent else pantry
+            home = self.homes[parent] = Home(self.ref, directory, parent, line)
         return home
 
     def made(self, name: str, line: int, traits: Traits) -> Snack:
         """A snack of this spec, its traits shared with the snacks that declare the same."""
         parent, _, base = name.rpartition("/")
-        return Snack.made(base, line, self.shared.setdefault(traits, traits), self.home(parent))
+        return Snack.made(base, line, self.shared.setdefault(traits, traits), self.home(parent, line))
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         return SpecError(self.path, min(node.start_mark.line + 1, self.last_line), message)

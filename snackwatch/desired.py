@@ -9,7 +9,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["DeclaredIn", "Delta", "Desired", "Entry", "Names", "Paths", "SpecRef", "Table", "merge", "patch"]
+__all__ = [
+    "DeclaredIn",
+    "Delta",
+    "Desired",
+    "Entry",
+    "Names",
+    "Paths",
+    "SpecRef",
+    "Table",
+    "entries_of",
+    "merge",
+    "patch",
+]
 
 from snackwatch.chase import WalkRules, open_directory
 from snackwatch.errors import SpecError
@@ -73,8 +85,15 @@ class Entry(tuple[Snack]):
     def path(self) -> str:
         """directory/name: it keys every per-snack table. Made when asked, not kept: 100,000 of them would
         hold ~7 MB for the few that a repair, a status row or a log line needs at a time."""
-        directory = self.directory
-        return f"{directory}/{self.name}" if directory != "/" else "/" + self.name
+        snack = self[0]  # read through its slots, not the properties: a cold start asks 100,000 times
+        directory = snack[3].directory
+        return f"{directory}/{snack[0]}" if directory != "/" else "/" + snack[0]
+
+
+def entries_of(snacks: Iterable[Snack]) -> list[Entry]:
+    """The entries of many snacks at once (a cold directory's), each made without a Python call."""
+    new = tuple.__new__
+    return [new(Entry, (snack,)) for snack in snacks]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.correct import correct
-from snackwatch.desired import Desired, Entry, Table
+from snackwatch.desired import Desired, Entry, Table, entries_of
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
@@ -212,7 +212,7 @@ def _reconcile_directory(
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
-    opened = _open(desired, directory, list(wanted.values()), dry_run=dry_run, walk=walk)
+    opened = _open(desired, directory, wanted.values(), dry_run=dry_run, walk=walk)  # entries made on failure only
     if isinstance(opened, list):
         return opened
     fd, _ = opened
@@ -366,7 +366,7 @@ def reconcile_names(
 def _open(
     desired: Desired,
     directory: str,
-    entries: list[Entry],
+    entries: Iterable[Entry],
     *,
     dry_run: bool,
     held_dirs: HeldDirectories | None = None,
@@ -498,16 +498,12 @@ def _missing_plain(
     """A directory whose snacks are all plain and all missing (a cold start): their entries, created in one batch
     without a plan nor an action each. Any other directory: nothing, and every snack to plan."""
     snacks = _snacks_of(wanted)
-    if not dry_run and len(observed) < len(snacks):
-        missing: list[Entry] = []
-        plain = _judged(lambda snack: snack.is_plain)
-        for name, snack in snacks.items():
-            entry = Entry(snack)
-            if name in observed or not plain(snack) or (recorder is not None and _recorded(entry)):
-                break
-            missing.append(entry)
-        else:
-            return missing, {}
+    if not dry_run and len(observed) < len(snacks) and snacks.keys().isdisjoint(observed):
+        # Plain and not recorded (a plain snack is a file: recorded when its spec prunes) depend on the Traits and
+        # Home a directory's snacks share: each pair is judged once, not each of 100,000 snacks.
+        shared = {(id(snack[2]), id(snack[3])): snack for snack in snacks.values()}.values()
+        if all(snack.is_plain and not (recorder is not None and snack.home.spec.prune) for snack in shared):
+            return entries_of(snacks.values()), {}
     return [], snacks
 
 

@@ -227,3 +227,41 @@ def test_a_name_taken_after_the_cold_listing_is_present_as_in_a_planned_pass(
         ("y", Status.PRESENT, "created by nobody"),
     ]
     assert (tmp_path / "y").read_text() == "theirs"
+
+
+def test_the_plain_batch_makes_empty_0644_files_by_mknodat_and_takes_the_open_where_it_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "taken").symlink_to(tmp_path / "nowhere")  # a dangling symlink: taken, never followed
+    names = ["a", "taken", "b", "c"]
+    made: list[str] = []
+    real_mknod = os.mknod
+
+    def mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+        made.append(name)
+        real_mknod(name, mode, device, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mknod", mknod)
+    old_umask = os.umask(0o022)
+    fd = open_pantry(tmp_path)
+    try:
+        assert apply_module.create_plain_snacks(fd, names) == [True, False, True, True]
+        assert made == names  # one mknodat each, no open
+        for name in ("a", "b", "c"):
+            info = (tmp_path / name).lstat()
+            assert stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o644 and info.st_size == 0
+            assert info.st_uid == os.geteuid()
+        assert not (tmp_path / "nowhere").exists()
+
+        def refused(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+            made.append(name)
+            raise PermissionError(1, "Operation not permitted")  # as a syscall filter answers
+
+        monkeypatch.setattr(os, "mknod", refused)
+        made.clear()
+        assert apply_module.create_plain_snacks(fd, ["d", "a", "e"]) == [True, False, True]
+        assert made == ["d"]  # refused once: the open made "d" and took the rest
+        assert stat.S_IMODE((tmp_path / "e").lstat().st_mode) == 0o644
+    finally:
+        os.close(fd)
+        os.umask(old_umask)

@@ -508,14 +508,14 @@ def _missing_plain(
 
 
 def _judged(judge: Callable[[Snack], bool]) -> Callable[[Snack], bool]:
-    """`judge` asked once per shared Traits (100,000 plain snacks hold one), not once per snack."""
-    verdicts: dict[Traits, bool] = {}
+    """`judge` asked again only when the Traits differ from the last snack's (100,000 plain snacks share one)."""
+    last: list[Traits | bool | None] = [None, False]
 
     def judged(snack: Snack) -> bool:
-        verdict = verdicts.get(snack.traits)
-        if verdict is None:
-            verdict = verdicts[snack.traits] = judge(snack)
-        return verdict
+        traits = snack.traits
+        if traits is not last[0]:
+            last[0], last[1] = traits, judge(snack)
+        return last[1] is True
 
     return judged
 

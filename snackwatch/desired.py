@@ -6,8 +6,9 @@ import functools
 import os
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 __all__ = [
     "DeclaredIn",
@@ -62,24 +63,29 @@ class Entry(tuple[Snack]):
     def __hash__(self) -> int:
         return hash((self[0], self[0][3][:2]))
 
-    @property
-    def snack(self) -> Snack:
-        return self[0]
+    # Read in C (itemgetter, attrgetter through the snack's slots): a cold start's fold reads 100,000 of each.
+    if TYPE_CHECKING:
 
-    @property
-    def spec(self) -> SpecRef:
-        """The spec that declares it."""
-        return self[0][3].spec
+        @property
+        def snack(self) -> Snack: ...
 
-    @property
-    def directory(self) -> str:
-        """The absolute path of the directory holding the file (one string per directory, shared)."""
-        return self[0][3].directory
+        @property
+        def spec(self) -> SpecRef:
+            """The spec that declares it."""
 
-    @property
-    def name(self) -> str:
-        """The file's name in that directory."""
-        return self[0][0]
+        @property
+        def directory(self) -> str:
+            """The absolute path of the directory holding the file (one string per directory, shared)."""
+
+        @property
+        def name(self) -> str:
+            """The file's name in that directory."""
+
+    else:
+        snack = property(itemgetter(0))
+        spec = property(attrgetter("snack.home.spec"))
+        directory = property(attrgetter("snack.home.directory"))
+        name = property(attrgetter("snack.base"))
 
     @property
     def path(self) -> str:

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import functools
-import operator
 import os
 from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+__all__ = [
+    "DeclaredIn",
+    "Delta",
+    "Desired",
+    "Entry",
+    "Names",
+    "Paths",
+    "SpecRef",
+    "Table",
+    "entries_of",
+    "merge",
+    "patch",
+]
 
 from snackwatch.chase import WalkRules, open_directory
 from snackwatch.errors import SpecError
 from snackwatch.lint import shown_name
 from snackwatch.passwalk import PassWalk
 from snackwatch.perms import Perms, trusted_owners
-from snackwatch.spec import DIRECTORY_MODE, Snack, Spec, all_plain
+from snackwatch.spec import DIRECTORY_MODE, Home, Snack, Spec, SpecRef, all_plain
 
 
 class Shape(NamedTuple):
@@ -26,28 +40,74 @@ class Shape(NamedTuple):
     enforcing: bool  # one has aspects put back when they drift
 
 
-class SpecRef(NamedTuple):
-    """What an entry needs of the spec that declares it: its file and whether it prunes. A value, equal across
-    reloads that change only snacks, so an unchanged entry is reused as it is (reload O(changed))."""
+class Entry(tuple[Snack]):
+    """One desired file: the snack, the spec that declares it, and where it lives. Made when asked from the snack
+    (which knows its Home), never kept in the tables: 100,000 of them would hold ~8 MB."""
 
-    path: Path
-    prune: bool
+    __slots__ = ()
 
+    def __new__(
+        cls, snack: Snack, spec: SpecRef | None = None, directory: str | None = None, name: str | None = None
+    ) -> Entry:
+        """The entry of a snack; given a spec and directory (tools and tests), the snack placed there first."""
+        if spec is not None and directory is not None:
+            snack = snack.at(Home(spec, directory, snack.home.parent, snack.home.first), name)
+        return tuple.__new__(cls, (snack,))
 
-class Entry(NamedTuple):
-    """One desired file: the snack, the spec that declares it, and where it lives."""
+    def __repr__(self) -> str:
+        return f"Entry({self[0]!r})"
 
-    snack: Snack
-    spec: SpecRef
-    directory: str  # absolute path of the directory holding the file (one string per directory, shared)
-    name: str  # the file's name in that directory
+    def __eq__(self, other: object) -> bool:
+        """The same snack in the same place (spec and directory)."""
+        if not isinstance(other, Entry):
+            return NotImplemented
+        mine, theirs = self[0], other[0]
+        return mine == theirs and mine[3][:2] == theirs[3][:2]  # the Home's spec and directory too
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((self[0], self[0][3][:2]))
+
+    # Read in C (itemgetter, attrgetter through the snack's slots): a cold start's fold reads 100,000 of each.
+    if TYPE_CHECKING:
+
+        @property
+        def snack(self) -> Snack: ...
+
+        @property
+        def spec(self) -> SpecRef:
+            """The spec that declares it."""
+
+        @property
+        def directory(self) -> str:
+            """The absolute path of the directory holding the file (one string per directory, shared)."""
+
+        @property
+        def name(self) -> str:
+            """The file's name in that directory."""
+
+    else:
+        snack = property(itemgetter(0))
+        spec = property(attrgetter("snack.home.spec"))
+        directory = property(attrgetter("snack.home.directory"))
+        name = property(attrgetter("snack.base"))
 
     @property
     def path(self) -> str:
         """directory/name: it keys every per-snack table. Made when asked, not kept: 100,000 of them would
         hold ~7 MB for the few that a repair, a status row or a log line needs at a time."""
-        directory = self.directory
-        return f"{directory}/{self.name}" if directory != "/" else "/" + self.name
+        snack = self[0]  # read through its slots, not the properties: a cold start asks 100,000 times
+        directory = snack[3].directory
+        return f"{directory}/{snack[0]}" if directory != "/" else "/" + snack[0]
+
+
+def entries_of(snacks: Iterable[Snack]) -> list[Entry]:
+    """The entries of many snacks at once (a cold directory's), each made without a Python call."""
+    new = tuple.__new__
+    return [new(Entry, (snack,)) for snack in snacks]
 
 
 @dataclass(frozen=True)
@@ -55,7 +115,7 @@ class Desired:
     """Every spec's snacks, grouped by directory; `directories` lists parents before children."""
 
     specs: tuple[Spec, ...]
-    files: dict[str, dict[str, Entry]]
+    files: dict[str, dict[str, Snack]]  # directory -> file name -> snack (entries are made from them when asked)
     directories: tuple[str, ...]
     roots: dict[str, str] = field(default_factory=dict)  # directory -> the pantry it is under
     children: dict[str, set[str]] = field(default_factory=dict)  # directory -> names of nested directories in it
@@ -79,12 +139,18 @@ class Desired:
         return sorted({source for spec in self.specs for source in spec.sources()})
 
     def entries(self) -> Iterator[Entry]:
-        for entries in self.files.values():
-            yield from entries.values()
+        for snacks in self.files.values():
+            for snack in snacks.values():
+                yield Entry(snack)
 
     def entry(self, directory: str, name: str) -> Entry | None:
-        entries = self.files.get(directory)
-        return entries.get(name) if entries is not None else None
+        snacks = self.files.get(directory)
+        snack = snacks.get(name) if snacks is not None else None
+        return Entry(snack) if snack is not None else None
+
+    def table(self, directory: str) -> Table:
+        """One directory's entries by name (none for a directory not desired)."""
+        return Table(self.files.get(directory, _EMPTY))
 
     def by_path(self) -> dict[str, Entry]:
         return {entry.path: entry for entry in self.entries()}
@@ -107,8 +173,8 @@ class Desired:
         looked at once per directory and desired state."""
         known = self._shapes.get(directory)
         if known is None:
-            entries = self.files.get(directory, {}).values()
-            known = Shape(all_plain(map(_SNACK, entries)), any(map(_PRUNES, entries)), any(map(_ENFORCES, entries)))
+            snacks = self.files.get(directory, _EMPTY).values()
+            known = Shape(all_plain(snacks), any(map(_PRUNES, snacks)), any(map(_ENFORCES, snacks)))
             self._shapes[directory] = known
         return known
 
@@ -122,8 +188,8 @@ class Desired:
         """Per snack directory holding enforced entries, their names: only these directories hear changes in place
         (writes, attribute changes), so the others stay as cheap to watch as before."""
         enforced: dict[str, frozenset[str]] = {}
-        for directory, entries in self.files.items():
-            names = frozenset(name for name, entry in entries.items() if entry.snack.enforce)
+        for directory, snacks in self.files.items():
+            names = frozenset(name for name, snack in snacks.items() if snack.enforce)
             if names:
                 enforced[directory] = names
         return enforced
@@ -142,9 +208,30 @@ class Desired:
 
 
 _NONE: frozenset[str] = frozenset()
-_SNACK = operator.attrgetter("snack")
-_PRUNES = operator.attrgetter("spec.prune")
-_ENFORCES = operator.attrgetter("snack.enforce")
+_EMPTY: dict[str, Snack] = {}
+_PRUNES = attrgetter("home.spec.prune")
+_ENFORCES = attrgetter("enforce")
+
+
+class Table(Mapping[str, Entry]):
+    """One directory's entries by file name, each made when asked from the directory's snacks."""
+
+    __slots__ = ("snacks",)
+
+    def __init__(self, snacks: Mapping[str, Snack]) -> None:
+        self.snacks = snacks
+
+    def __getitem__(self, name: str) -> Entry:
+        return Entry(self.snacks[name])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.snacks
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.snacks)
+
+    def __len__(self) -> int:
+        return len(self.snacks)
 
 
 class Names:
@@ -152,7 +239,7 @@ class Names:
 
     __slots__ = ("children", "entries")
 
-    def __init__(self, entries: Mapping[str, Entry], children: Container[str]) -> None:
+    def __init__(self, entries: Mapping[str, Snack], children: Container[str]) -> None:
         self.entries = entries
         self.children = children
 
@@ -165,7 +252,7 @@ class Paths:
 
     __slots__ = ("files",)
 
-    def __init__(self, files: Mapping[str, Mapping[str, Entry]]) -> None:
+    def __init__(self, files: Mapping[str, Mapping[str, Snack]]) -> None:
         self.files = files
 
     def __contains__(self, path: object) -> bool:
@@ -187,65 +274,73 @@ def merge(specs: Iterable[Spec], previous: Desired | None = None) -> Desired:
     specs = tuple(specs)
     by_path = {spec.path: spec for spec in specs}
     clashes: list[SpecError] = []
-    files: dict[str, dict[str, Entry]] = {}
+    files: dict[str, dict[str, Snack]] = {}
     roots: dict[str, str] = {}
-    needed_dirs: dict[str, Entry | None] = {}  # directory -> a snack that needs it (None: a pantry)
+    needed_dirs: dict[str, Snack | None] = {}  # directory -> a snack that needs it (None: a pantry)
     children: dict[str, set[str]] = {}
     for spec in specs:
         pantry = str(spec.pantry)
         needed_dirs.setdefault(pantry, None)
         roots[pantry] = pantry
-        in_pantry = files.setdefault(pantry, {})
-        prefix = os.path.join(pantry, "")
+        files.setdefault(pantry, {})
         ref = spec_ref(spec)
-        directories: dict[str, tuple[str, dict[str, Entry]]] = {}  # parent -> its path and table, for this spec
-        for snack in spec.snacks:
-            name = snack.name
-            if "/" not in name:  # the common case, kept cheap: 100k snacks merge in a fraction of a second
-                entry = Entry(snack, ref, pantry, name)
-                table = in_pantry
-            else:
-                parent, _, name = name.rpartition("/")
-                known = directories.get(parent)
-                if known is None:  # one string per directory, shared by its entries; its parents recorded once
-                    directory = prefix + parent
-                    table = files.setdefault(directory, {})
-                    directories[parent] = directory, table
-                    entry = Entry(snack, ref, directory, name)
-                    _need_parents(entry, pantry, needed_dirs, roots, children)
-                else:
-                    directory, table = known
-                    entry = Entry(snack, ref, directory, name)
-            other = table.setdefault(name, entry)
-            if other is not entry:  # another spec has the path (one spec cannot: its names are unique)
-                clashes.append(_clash_of(entry, other, table, previous, by_path))
+        # A spec's snacks share one Home per directory: each is checked (and its table found) once, not per snack.
+        placed: dict[int, tuple[Home, dict[str, Snack]]] = {}
+        for declared in spec.snacks:
+            home = declared[3]
+            known = placed.get(id(home))
+            if known is None:
+                known = placed[id(home)] = _placed(declared, ref, pantry, files, (needed_dirs, roots, children))
+            # a snack made on its own (tools, tests) or from another file is placed in this spec's Home
+            snack = declared if known[0] is home else declared.at(known[0])
+            table = known[1]
+            other = table.setdefault(snack[0], snack)
+            if other is not snack:  # another spec has the path (one spec cannot: its names are unique)
+                clashes.append(_clash_of(snack, other, table, previous, by_path))
     for directory, needer in needed_dirs.items():
         held = _declared_at(files, directory) if needer is not None else None
-        if held is not None and needer is not None and held.snack.type != "directory":
-            raise _clash(needer, held, f"needs a directory where a {held.snack.type} is declared", by_path)
+        if held is not None and needer is not None and held.type != "directory":
+            raise _clash(Entry(needer), Entry(held), f"needs a directory where a {held.type} is declared", by_path)
     ordered = tuple(sorted(needed_dirs, key=lambda path: (path.count(os.sep), path)))
     for directory in ordered:
         files.setdefault(directory, {})
     return Desired(specs, files, ordered, roots, children, tuple(clashes), _walk_rules(specs, files))
 
 
+_Needs = tuple[dict[str, "Snack | None"], dict[str, str], dict[str, set[str]]]
+
+
+def _placed(
+    snack: Snack, ref: SpecRef, pantry: str, files: dict[str, dict[str, Snack]], needs: _Needs
+) -> tuple[Home, dict[str, Snack]]:
+    """The Home of `snack`'s directory in this merge (its own when it is right) and that directory's table; the
+    directories above it recorded once."""
+    home, parent = snack[3], snack[3].parent
+    directory = os.path.join(pantry, parent) if parent else pantry
+    if home.spec != ref or home.directory != directory:
+        home = Home(ref, directory, parent, home.first)
+    if parent:
+        _need_parents(home.directory, snack, pantry, *needs)
+    return home, files.setdefault(home.directory, {})
+
+
 def _clash_of(
-    entry: Entry, other: Entry, table: dict[str, Entry], previous: Desired | None, specs: Mapping[Path, Spec]
+    snack: Snack, other: Snack, table: dict[str, Snack], previous: Desired | None, specs: Mapping[Path, Spec]
 ) -> SpecError:
     """Two specs claim one path: it stays with the one that had it in `previous`, else with the first; the clash
     is the other one's."""
-    before = previous.entry(entry.directory, entry.name) if previous is not None else None
-    if before is not None and before.spec.path == entry.spec.path:  # it had the name first: the newcomer gives way
-        table[entry.name] = entry
-        entry, other = other, entry
-    return _clash(entry, other, "is also declared", specs)
+    before = previous.entry(snack.home.directory, snack.base) if previous is not None else None
+    if before is not None and before.spec.path == snack.home.spec.path:  # it had the name first: the newcomer gives way
+        table[snack.base] = snack
+        snack, other = other, snack
+    return _clash(Entry(snack), Entry(other), "is also declared", specs)
 
 
-def _declared_at(files: Mapping[str, Mapping[str, Entry]], path: str) -> Entry | None:
-    """The entry declared at a path (a directory some snack needs), if any."""
+def _declared_at(files: Mapping[str, Mapping[str, Snack]], path: str) -> Snack | None:
+    """The snack declared at a path (a directory some snack needs), if any."""
     parent, _, name = path.rpartition(os.sep)
-    entries = files.get(parent or os.sep)
-    return entries.get(name) if entries is not None else None
+    snacks = files.get(parent or os.sep)
+    return snacks.get(name) if snacks is not None else None
 
 
 class Delta(NamedTuple):
@@ -271,9 +366,9 @@ class DeclaredIn:
 
     def snack(self, name: str) -> Snack | None:
         directory, _, base = name.rpartition("/")
-        entries = self.files.get(os.path.join(self.pantry, directory) if directory else self.pantry)
-        entry = entries.get(base) if entries is not None else None
-        return entry.snack if entry is not None and entry.spec.path == self.path else None
+        snacks = self.files.get(os.path.join(self.pantry, directory) if directory else self.pantry)
+        snack = snacks.get(base) if snacks is not None else None
+        return snack if snack is not None and snack.home.spec.path == self.path else None
 
     def is_directory(self, name: str) -> bool:
         return os.path.join(self.pantry, name) in self.roots
@@ -330,19 +425,23 @@ def _patched(
     added: list[Entry] = []
     changed: list[Entry] = []
     moved = spec.lines != was.lines
-    for snack, directory, name in arriving:
-        entry = Entry(snack, ref, directory, name)
-        files[directory][name] = entry
+    for parsed, directory, name in arriving:
+        home = parsed.home
+        placed = (home.spec, home.directory, parsed.base) == (ref, directory, name)
+        snack = parsed if placed else parsed.at(Home(ref, directory, home.parent, home.first), name)
+        files[directory][name] = snack
+        entry = Entry(snack)
         before = removed.pop(snack.name, None)
         if before is None:
             added.append(entry)
-        elif before.snack[2:] != snack[2:]:  # all but name and line
+        elif before.traits != snack.traits:  # declared otherwise (all but name and line)
             changed.append(entry)
         else:
-            moved = moved or was.line_of(before.snack) != spec.line_of(snack)  # parsed again, on another line
+            moved = moved or was.line_of(before) != spec.line_of(snack)  # parsed again, on another line
     specs = (*old.specs[:index], spec, *old.specs[index + 1 :])
     desired = Desired(specs, files, old.directories, old.roots, old.children, (), old.rules)
-    return desired, Delta(spec.path, tuple(added), tuple(removed.values()), tuple(changed), moved)
+    gone = tuple(Entry(snack) for snack in removed.values())
+    return desired, Delta(spec.path, tuple(added), gone, tuple(changed), moved)
 
 
 def _place(pantry: str, name: str) -> tuple[str, str]:
@@ -353,11 +452,12 @@ def _place(pantry: str, name: str) -> tuple[str, str]:
     return os.path.join(pantry, parent), base
 
 
-def _walk_rules(specs: tuple[Spec, ...], files: Mapping[str, Mapping[str, Entry]]) -> dict[str, WalkRules]:
+def _walk_rules(specs: tuple[Spec, ...], files: Mapping[str, Mapping[str, Snack]]) -> dict[str, WalkRules]:
     """Per pantry: the owners its directories may have (root, the euid, each spec's `defaults.owner`), and what a
     directory created on the way gets: a declared directory's own perms, else `defaults.directory_mode` (0755)
     and the defaults' owner and group (the first spec of a shared pantry decides)."""
-    declared = [e for entries in files.values() for e in entries.values() if e.snack.type == "directory"]
+    # snack[2] is its Traits: read without a property call, as 100,000 snacks are looked through
+    declared = [Entry(s) for snacks in files.values() for s in snacks.values() if s[2].type == "directory"]
     makers = {e.path: Perms(e.snack.final_mode(), e.snack.owner, e.snack.group) for e in declared}
     owners: dict[str, set[int]] = {}
     defaults: dict[str, Perms] = {}
@@ -375,14 +475,18 @@ def _walk_rules(specs: tuple[Spec, ...], files: Mapping[str, Mapping[str, Entry]
     }
 
 
-def _need_parents(
-    entry: Entry, pantry: str, needed: dict[str, Entry | None], roots: dict[str, str], children: dict[str, set[str]]
+def _need_parents(  # noqa: PLR0917 (merge's tables, as _Needs)
+    directory: str,
+    needer: Snack,
+    pantry: str,
+    needed: dict[str, Snack | None],
+    roots: dict[str, str],
+    children: dict[str, set[str]],
 ) -> None:
-    """Record the directories above a nested snack, stopping at the first one already known: each directory is
-    visited once, and its path string is stored once (the parent computed here becomes the next key)."""
-    directory = entry.directory
+    """Record `directory` (where `needer` lives) and those above it, stopping at the first one already known: each
+    directory is visited once, and its path string is stored once (the parent computed here becomes the next key)."""
     while directory != pantry and directory not in needed:
-        needed[directory] = entry
+        needed[directory] = needer
         roots[directory] = pantry
         parent, _, name = directory.rpartition(os.sep)
         parent = parent or os.sep  # a snack directly under a pantry of "/"

@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 import yaml
 
 from snackwatch.errors import SpecError
-from snackwatch.spec import LineMap, Snack, Spec, _Loader, _Validator, read_source_bytes
+from snackwatch.spec import LineMap, Snack, Spec, SpecRef, _Loader, _Validator, read_source_bytes
 
 MAX_MOVES = 256  # snacks parsed by patches, or line moves, kept before a full parse starts the map again
 _STEPS = (1 << 16, 1 << 12, 1 << 8, 1 << 4, 1)  # chunk sizes for the common prefix and suffix
@@ -148,6 +148,7 @@ def _parse_items(old: Spec, text: bytes, line: int, read_source: Callable[[Path]
     validator.pantry_bytes = len(str(old.pantry).encode("utf-8"))
     validator.anchors = b"&" in text
     validator.defaults = old.defaults
+    validator.place(str(old.pantry), SpecRef(old.path, old.prune))
     try:
         snacks = validator.snacks(items)
     except SpecError:
@@ -155,7 +156,7 @@ def _parse_items(old: Spec, text: bytes, line: int, read_source: Callable[[Path]
     if validator.errors:
         return None
     offset = line - 2  # the fragment's line 2 is the spec's `line`
-    return tuple(snack._replace(line=snack.line + offset) for snack in snacks)
+    return tuple(snack.on_line(snack.line + offset) for snack in snacks)
 
 
 def _items(text: bytes) -> yaml.SequenceNode | None:

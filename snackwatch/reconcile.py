@@ -6,7 +6,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from snackwatch.apply import PlainFixes, Staged, create_plain_snacks, create_snack, publish, stage
 from snackwatch.chase import BlockedPath, kind_of
 from snackwatch.correct import correct
-from snackwatch.desired import Desired, Entry, Shape
+from snackwatch.desired import Desired, Entry, Shape, Table, entries_of
 from snackwatch.drift import Aspect, split
 from snackwatch.examine import drift_at
 from snackwatch.leftovers import log_removed, remove_stale
 from snackwatch.passwalk import PassWalk
 from snackwatch.perms import user_name
 from snackwatch.plan import EXPECTED, Action, Conflict, Kind, plan, target_detail
-from snackwatch.spec import RESERVED_PREFIX, Snack
+from snackwatch.spec import RESERVED_PREFIX, Snack, Traits
 
 if TYPE_CHECKING:
     from snackwatch.held import HeldDirectories
@@ -105,7 +105,7 @@ def crowded(directory_fd: int, snacks: int) -> bool:
     return os.fstat(directory_fd).st_size // ENTRY_BYTES > 2 * snacks + 64
 
 
-def observe_targets(directory_fd: int, wanted: dict[str, Snack], observed: dict[str, Kind]) -> dict[str, str]:
+def observe_targets(directory_fd: int, wanted: Mapping[str, Snack], observed: dict[str, Kind]) -> dict[str, str]:
     """The text of each symlink found where a symlink is wanted (readlink, never followed)."""
     targets: dict[str, str] = {}
     for name, snack in wanted.items():
@@ -143,7 +143,8 @@ def owners_drift(desired: Desired, *, dry_run: bool = False) -> list[Outcome]:
     outcomes: list[Outcome] = []
     with PassWalk() as walk:
         for directory in desired.directories:
-            plain = [e for e in desired.files.get(directory, {}).values() if e.snack.is_plain and not e.snack.enforce]
+            snacks = desired.files.get(directory, {}).values()
+            plain = [Entry(snack) for snack in snacks if snack.is_plain and not snack.enforce]
             if plain:
                 outcomes.extend(_owners_drift(desired, directory, plain, walk, dry_run))
     return outcomes
@@ -206,12 +207,12 @@ def _reconcile_directory(
     owners: bool = True,
     walk: PassWalk | None = None,
 ) -> list[Outcome]:
-    wanted = desired.files.get(directory, {})
+    wanted: Mapping[str, Entry] = desired.table(directory)
     if held:
         wanted = {name: entry for name, entry in wanted.items() if entry.path not in held}
     if not wanted:
         return []
-    opened = _open(desired, directory, list(wanted.values()), dry_run=dry_run, walk=walk)
+    opened = _open(desired, directory, wanted.values(), dry_run=dry_run, walk=walk)  # entries made on failure only
     if isinstance(opened, list):
         return opened
     fd, _ = opened
@@ -219,7 +220,7 @@ def _reconcile_directory(
         if lookup and crowded(fd, len(wanted)):
             observed = observe_names(fd, wanted)
         else:
-            observed = observe(fd, desired.files.get(directory, {}))
+            observed = observe(fd, desired.files.get(directory, {}))  # its names, looked up in C
         shape = desired.shape(directory)
         missing, snacks = _missing_plain(shape, wanted, observed, dry_run=dry_run, recorder=recorder)
         actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
@@ -245,7 +246,7 @@ Places = list[tuple[int, Entry]]  # entries whose outcome is filled in later, by
 
 
 def _act(
-    fd: int, wanted: dict[str, Entry], actions: list[Action], dry_run: bool, recorder: Recorder | None
+    fd: int, wanted: Mapping[str, Entry], actions: list[Action], dry_run: bool, recorder: Recorder | None
 ) -> tuple[list[Outcome | None], Places, Places]:
     """Each planned action's outcome in the spec's order; the plain snacks (created in one tight loop) and the
     pruning specs' files (recorded together before they are published) are left as places to fill in."""
@@ -280,7 +281,7 @@ def _remove_leftovers(fd: int, directory: str, observed: Iterable[str], removed:
 
 def _drifting(
     fd: int,
-    wanted: dict[str, Entry],
+    wanted: Mapping[str, Entry],
     observed: dict[str, Kind],
     acted: set[str],
     *,
@@ -292,11 +293,11 @@ def _drifting(
     nothing but its name costs one lstat (its owner: a squatted name); the others are compared aspect by aspect."""
     outcomes: list[Outcome] = []
     euid, lstat, file = os.geteuid(), os.lstat, Kind.FILE
-    for name, entry in wanted.items():
+    name_only = _judged(lambda snack: snack.is_plain and not snack.enforce)
+    for name, snack in _snacks_of(wanted).items():
         if name in acted:
             continue
-        snack = entry.snack
-        if snack.is_plain and not snack.enforce:
+        if name_only(snack):
             if not owners or observed.get(name) is not file:
                 continue
             try:
@@ -306,7 +307,7 @@ def _drifting(
                 continue
         elif observed.get(name) is not EXPECTED[snack.type]:
             continue
-        drifted = settle(fd, Outcome(entry, Status.PRESENT), dry_run, recorder)
+        drifted = settle(fd, Outcome(Entry(snack), Status.PRESENT), dry_run, recorder)
         if drifted.status is not Status.PRESENT or drifted.drift:
             outcomes.append(drifted)
     return outcomes
@@ -325,7 +326,7 @@ def reconcile_names(
     """Targeted repair of named files in one directory (names not desired are ignored): O(1) per name.
     `changed`: an event says the entries changed (not went): look first, then put enforced aspects back.
     `held_dirs`: the directory's fd is taken from there (kept open between repairs while nothing could move it)."""
-    wanted = desired.files.get(directory, {})
+    wanted = desired.table(directory)
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
@@ -367,7 +368,7 @@ def reconcile_names(
 def _open(
     desired: Desired,
     directory: str,
-    entries: list[Entry],
+    entries: Iterable[Entry],
     *,
     dry_run: bool,
     held_dirs: HeldDirectories | None = None,
@@ -494,26 +495,40 @@ def _create(fd: int, entry: Entry, recorder: Recorder | None = None, fixes: Plai
 
 
 def _missing_plain(
-    shape: Shape, wanted: dict[str, Entry], observed: Mapping[str, Kind], *, dry_run: bool, recorder: Recorder | None
-) -> tuple[list[Entry], dict[str, Snack]]:
+    shape: Shape, wanted: Mapping[str, Entry], observed: Mapping[str, Kind], *, dry_run: bool, recorder: Recorder | None
+) -> tuple[list[Entry], Mapping[str, Snack]]:
     """A directory whose snacks are all plain and all missing (a cold start, a mass deletion): their entries,
     created in one batch without a plan nor an action each. Any other directory: nothing, and the snacks to plan:
     all of them, or in a directory of plain snacks (`shape`: Desired.shape) those not found as a file (plan() has
-    nothing to say of a plain snack that is there)."""
-    if not dry_run and observed.keys().isdisjoint(wanted):
-        if shape.plain and not (shape.pruning and recorder is not None):
-            return list(wanted.values()), {}
-        missing: list[Entry] = []
-        for entry in wanted.values():
-            if not entry.snack.is_plain or (recorder is not None and _recorded(entry)):
-                break
-            missing.append(entry)
-        else:
-            return missing, {}
-    if shape.plain:
-        file = Kind.FILE
-        return [], {name: entry.snack for name, entry in wanted.items() if observed.get(name) is not file}
-    return [], {name: entry.snack for name, entry in wanted.items()}
+    nothing to say of a plain snack that is there). A pruning spec's snacks are recorded first: planned."""
+    snacks = _snacks_of(wanted)
+    if not shape.plain:
+        return [], snacks
+    if not dry_run and not (shape.pruning and recorder is not None) and snacks.keys().isdisjoint(observed):
+        return entries_of(snacks.values()), {}
+    file = Kind.FILE
+    return [], {name: snack for name, snack in snacks.items() if observed.get(name) is not file}
+
+
+def _judged(judge: Callable[[Snack], bool]) -> Callable[[Snack], bool]:
+    """`judge` asked again only when the Traits differ from the last snack's (100,000 plain snacks share one)."""
+    last: list[Traits | bool | None] = [None, False]
+
+    def judged(snack: Snack) -> bool:
+        traits = snack.traits
+        if traits is not last[0]:
+            last[0], last[1] = traits, judge(snack)
+        return last[1] is True
+
+    return judged
+
+
+def _snacks_of(wanted: Mapping[str, Entry]) -> Mapping[str, Snack]:
+    """The snacks of a directory's entries: its own table's, nothing made (100,000 entries are made only when
+    an outcome needs one)."""
+    if isinstance(wanted, Table):
+        return wanted.snacks
+    return {name: entry.snack for name, entry in wanted.items()}
 
 
 def _created_plain(fd: int, missing: list[Entry]) -> list[Outcome]:

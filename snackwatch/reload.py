@@ -250,7 +250,7 @@ def _log_changes(old: Desired, new: Desired, dropped: list[Path], forced: bool, 
     changes += [  # declared otherwise (a source's bytes, a mode, an owner): applies when it is next created
         f"~{shown_name(new.display(entry))}"
         for key, entry in new_keys.items()
-        if key in old_keys and old_keys[key].snack[2:] != entry.snack[2:]  # all but name and line
+        if key in old_keys and old_keys[key].snack.traits != entry.snack.traits  # all but name and line
     ]
     old_pantries = {spec.path: spec.pantry for spec in old.specs}
     for spec in new.specs:

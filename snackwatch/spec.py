@@ -9,15 +9,15 @@ import errno
 import fcntl
 import functools
 import grp
-import operator
 import os
 import pwd
 import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import yaml
 
@@ -85,23 +85,22 @@ PLAIN_LIST_LINES = 1000  # below this many lines the plain-list path is not wort
 _ROOMY_PANTRY = PATH_MAX - 1 - 1 - 4 * 63
 
 
-_PLAIN_FIELDS = operator.itemgetter(2, 3, 4, 7, 8, 9)  # Snack's content, mode, type, data, owner, group
-_PLAIN = (None, None, "file", None, None, None)  # ...as a plain snack has them (Snack.is_plain)
+class SpecRef(NamedTuple):
+    """What a snack needs of the spec that declares it: its file and whether it prunes. A value, equal across
+    reloads that change only snacks, so an unchanged snack is reused as it is (reload O(changed))."""
+
+    path: Path
+    prune: bool
 
 
-def all_plain(snacks: Iterable[Snack]) -> bool:
-    """Whether every snack is plain (Snack.is_plain), asked field by field in C (a third faster than asking each)."""
-    return all(map(_PLAIN.__eq__, map(_PLAIN_FIELDS, snacks)))
+_NO_SPEC = SpecRef(Path("/"), False)  # a snack made on its own (tests, tools): merge() places it in its spec
 
 
-class Snack(NamedTuple):
-    """One entry that must exist in the pantry (a file, directory or symlink); what it is made with applies only
-    when it is created. `mode`, `owner` and `group` hold the `defaults:` already: None means the built-in default
-    (mode 0644 for files, 0755 for directories; the daemon's euid and egid). The values a drift comparison needs
-    (type, target, content or source bytes, mode, owner, group) are all here."""
+class Traits(NamedTuple):
+    """What a spec declares of a snack beside its name, shared by every snack that declares the same (100,000 plain
+    snacks hold one): `mode`, `owner` and `group` hold the `defaults:` already. None means the built-in default
+    (mode 0644 for files, 0755 for directories; the daemon's euid and egid)."""
 
-    name: str
-    line: int = 0  # where it was parsed; after an O(changed) reload, Spec.line_of() says where it is now
     content: str | None = None
     mode: int | None = None
     type: str = "file"  # file | directory | symlink
@@ -112,34 +111,204 @@ class Snack(NamedTuple):
     group: int | None = None  # gid
     enforce: frozenset[str] = frozenset()  # aspects put back when they drift (content, mode, owner, target, type)
 
+
+class Home(NamedTuple):
+    """Where a snack lives, shared by the snacks of one directory of one spec: the spec, the absolute directory,
+    the name's directory part (`drinks` for `drinks/Juice`, "" at the pantry's top), and the line its snacks'
+    lines count from (a snack keeps its line as a small offset from it: Python shares the ints up to 256, so
+    100,000 lines take no int object of their own, ~3 MB less; a parse starts a new Home past 255 lines)."""
+
+    spec: SpecRef
+    directory: str
+    parent: str
+    first: int = 0
+
+
+def _plain_traits(t: Traits) -> bool:
+    """Traits of an empty file with every default (Snack.is_plain)."""
+    return (
+        t.type == "file"
+        and t.content is None
+        and t.mode is None
+        and t.data is None
+        and t.owner is None
+        and t.group is None
+    )
+
+
+def all_plain(snacks: Iterable[Snack]) -> bool:
+    """Whether every snack is plain (Snack.is_plain): judged once per run of snacks sharing their Traits (a plain
+    list's 100,000 share one)."""
+    last: Traits | None = None
+    for traits in map(itemgetter(2), snacks):
+        if traits is not last:
+            if not _plain_traits(traits):
+                return False
+            last = traits
+    return True
+
+
+LINES_PER_HOME = 256  # offsets 0-255 are ints Python shares
+
+
+class Snack(tuple[str, int, Traits, Home]):
+    """One entry that must exist in the pantry (a file, directory or symlink); what it is made with applies only
+    when it is created. Four slots: the file name in its directory, the line, the shared Traits and Home (the
+    full name is made when asked; the line is an offset from the Home's `first`): at 100,000 snacks this is ~18 MB
+    less than an 11-field record plus an Entry.
+    The values a drift comparison needs (type, target, content or source bytes, mode, owner, group) are here."""
+
+    __slots__ = ()
+
+    def __new__(  # noqa: PLR0917 (the fields a snack is declared with, as the NamedTuple it was took them)
+        cls,
+        name: str,
+        line: int = 0,
+        content: str | None = None,
+        mode: int | None = None,
+        type: str = "file",
+        target: str | None = None,
+        source: str | None = None,
+        data: bytes | None = None,
+        owner: int | None = None,
+        group: int | None = None,
+        enforce: frozenset[str] = frozenset(),
+    ) -> Snack:
+        parent, _, base = name.rpartition("/")
+        traits = Traits(content, mode, type, target, source, data, owner, group, enforce)
+        return tuple.__new__(cls, (base, line, traits, Home(_NO_SPEC, "", parent)))
+
+    @classmethod
+    def made(cls, base: str, line: int, traits: Traits, home: Home) -> Snack:
+        """A snack from its parts, as the parser makes them (traits and home shared)."""
+        return tuple.__new__(cls, (base, line - home.first, traits, home))
+
+    def __repr__(self) -> str:
+        return f"Snack({self.name!r}, line={self.line}, {self[2]!r}, in {self[3].directory!r})"
+
+    def __eq__(self, other: object) -> bool:
+        """Declared the same (name, line, traits): where merge() placed it (its spec and directory) aside."""
+        if not isinstance(other, Snack):
+            return NotImplemented
+        if self[0] != other[0] or self[2] != other[2] or self[3].parent != other[3].parent:
+            return False
+        return self[1] + self[3].first == other[1] + other[3].first
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((self[0], self[1] + self[3].first, self[2], self[3].parent))
+
+    @property
+    def name(self) -> str:
+        """The name the spec gives (a path relative to the pantry, e.g. drinks/Juice)."""
+        parent = self[3].parent
+        return f"{parent}/{self[0]}" if parent else self[0]
+
+    @property
+    def line(self) -> int:
+        """Where it was parsed; after an O(changed) reload, Spec.line_of() says where it is now."""
+        return self[3].first + self[1]
+
+    def on_line(self, line: int) -> Snack:
+        return Snack.made(self[0], line, self[2], self[3])
+
+    def _replace(self, **changes: Any) -> Snack:
+        """A copy with fields changed, as a NamedTuple's: `name`, `line` or any of the Traits (tools, tests)."""
+        name = changes.pop("name", None)
+        line = changes.pop("line", self.line)
+        traits = self[2]._replace(**changes) if changes else self[2]
+        if name is None:
+            return Snack.made(self[0], line, traits, self[3])
+        parent, _, base = name.rpartition("/")
+        home = self[3] if parent == self[3].parent else Home(_NO_SPEC, "", parent)  # merge() places it
+        return Snack.made(base, line, traits, home)
+
+    def at(self, home: Home, base: str | None = None) -> Snack:
+        """This snack placed in `home` (its spec and directory), under `base` if given."""
+        return Snack.made(self[0] if base is None else base, self.line, self[2], home)
+
+    # The slots and the declared values are read in C (itemgetter, attrgetter): no Python frame per read, as a
+    # pass over 100,000 snacks reads them hundreds of thousands of times. The stubs give their types.
+    if TYPE_CHECKING:
+
+        @property
+        def base(self) -> str:
+            """The file's name in its directory."""
+
+        @property
+        def traits(self) -> Traits: ...
+
+        @property
+        def home(self) -> Home: ...
+
+        @property
+        def content(self) -> str | None: ...
+
+        @property
+        def mode(self) -> int | None: ...
+
+        @property
+        def type(self) -> str: ...
+
+        @property
+        def target(self) -> str | None: ...
+
+        @property
+        def source(self) -> str | None: ...
+
+        @property
+        def data(self) -> bytes | None: ...
+
+        @property
+        def owner(self) -> int | None: ...
+
+        @property
+        def group(self) -> int | None: ...
+
+        @property
+        def enforce(self) -> frozenset[str]: ...
+
+    else:
+        base = property(itemgetter(0))
+        traits = property(itemgetter(2))
+        home = property(itemgetter(3))
+        content = property(attrgetter("traits.content"))
+        mode = property(attrgetter("traits.mode"))
+        type = property(attrgetter("traits.type"))
+        target = property(attrgetter("traits.target"))
+        source = property(attrgetter("traits.source"))
+        data = property(attrgetter("traits.data"))
+        owner = property(attrgetter("traits.owner"))
+        group = property(attrgetter("traits.group"))
+        enforce = property(attrgetter("traits.enforce"))
+
     @property
     def declares_content(self) -> bool:
         """A file whose bytes the spec says (`content`, even empty, or `source`): its content can drift."""
-        return self.type == "file" and (self.content is not None or self.data is not None)
+        traits = self[2]
+        return traits.type == "file" and (traits.content is not None or traits.data is not None)
 
     def payload(self) -> bytes | None:
         """The bytes a file is created with (from `content` or `source`), or None for an empty file."""
-        if self.data is not None:
-            return self.data
-        return self.content.encode("utf-8") if self.content else None
+        traits = self[2]
+        if traits.data is not None:
+            return traits.data
+        return traits.content.encode("utf-8") if traits.content else None
 
     def final_mode(self) -> int:
         """The mode the entry is created with: its own, else the built-in default for its type."""
-        if self.mode is not None:
-            return self.mode
-        return DIRECTORY_MODE if self.type == "directory" else FILE_MODE
+        traits = self[2]
+        if traits.mode is not None:
+            return traits.mode
+        return DIRECTORY_MODE if traits.type == "directory" else FILE_MODE
 
     @property
     def is_plain(self) -> bool:
         """An empty file with every default: the fast path (one O_EXCL create)."""
-        return (
-            self.type == "file"
-            and self.content is None
-            and self.mode is None
-            and self.data is None
-            and self.owner is None
-            and self.group is None
-        )
+        return _plain_traits(self[2])
 
 
 class Defaults(NamedTuple):
@@ -339,8 +508,9 @@ def _head_spec(
 
 def _with_names(spec: Spec, validator: _Validator, names: list[str]) -> Spec | None:
     """The header's spec holding every name of a plain list, each checked as snacks() checks a bare name."""
-    owner, group, mode, _, enforce = validator.defaults
-    enforced = _fit(enforce, "file")
+    traits = spec.snacks[0].traits  # a bare name's: every name here is one
+    home, homes = validator.home, validator.homes
+    made = Snack.made
     line = spec.snacks[0].line
     snacks, lines = list(spec.snacks), {names[0]: line}
     checked, pantry_bytes, parents = validator.checked, validator.pantry_bytes, validator.parents
@@ -363,7 +533,10 @@ def _with_names(spec: Spec, validator: _Validator, names: list[str]) -> Spec | N
                 return None
             checked(name)
         lines[name] = line + offset
-        snacks.append(Snack(name, line + offset, None, mode, "file", None, None, None, owner, group, enforced))
+        at = homes.get(parent)
+        if at is None or line + offset - at.first >= LINES_PER_HOME:
+            at = home(parent, line + offset)
+        snacks.append(made(base, line + offset, traits, at))
     try:
         validator.check_directories(snacks, lines)
     except SpecError:
@@ -454,6 +627,28 @@ class _Reader:
         self.errors: list[SpecError] = []  # independent errors found so far: the first is raised, the rest `also`
         self.anchors = True  # whether the text may hold an anchor (an `&`): only then can a node be reached twice
         self.parents: dict[str, int] = {}  # nested directories whose path passed the full check -> bytes left
+        self.ref, self.pantry_directory = _NO_SPEC, ""  # the spec and pantry snacks are placed in (place())
+        self.homes: dict[str, Home] = {}  # a name's directory part -> its Home, one per directory
+        self.shared: dict[Traits, Traits] = {}  # one Traits for the snacks that declare the same
+
+    def place(self, pantry: str, ref: SpecRef) -> None:
+        """Snacks made from here on live in `pantry`, declared by `ref`."""
+        self.ref, self.pantry_directory, self.homes = ref, pantry, {}
+
+    def home(self, parent: str, line: int) -> Home:
+        """The Home of a snack on `line` whose name's directory part is `parent`: one per directory, a new one
+        (with the same directory string) when the line is LINES_PER_HOME past the current one's first."""
+        home = self.homes.get(parent)
+        if home is None or not 0 <= line - home.first < LINES_PER_HOME:
+            pantry = self.pantry_directory
+            directory = home.directory if home is not None else os.path.join(pantry, parent) if parent else pantry
+            home = self.homes[parent] = Home(self.ref, directory, parent, line)
+        return home
+
+    def made(self, name: str, line: int, traits: Traits) -> Snack:
+        """A snack of this spec, its traits shared with the snacks that declare the same."""
+        parent, _, base = name.rpartition("/")
+        return Snack.made(base, line, self.shared.setdefault(traits, traits), self.home(parent, line))
 
     def fail(self, node: yaml.Node, message: str) -> SpecError:
         return SpecError(self.path, min(node.start_mark.line + 1, self.last_line), message)
@@ -604,6 +799,7 @@ class _Validator(_Reader):
         prune = self.collecting(lambda: self.prune(fields["prune"])) if "prune" in fields else False
         pantry = fields.get("pantry")
         where = self.collecting(lambda: self.pantry(pantry)) if pantry is not None else None
+        self.place(str(where) if where is not None else "", SpecRef(self.path, bool(prune)))
         if "defaults" in fields:
             self.defaults = self.collecting(lambda: self.parse_defaults(fields["defaults"])) or Defaults()
         snacks = self.collecting(lambda: self.snacks(fields["snacks"])) if "snacks" in fields else None
@@ -648,7 +844,8 @@ class _Validator(_Reader):
         seen = self.seen if self.anchors else None  # no `&` in the text: no node can be reached twice
         quick = self.quick_name
         owner, group, mode, _, enforce = self.defaults
-        enforced = _fit(enforce, "file")
+        bare = Traits(None, mode, "file", None, None, None, owner, group, _fit(enforce, "file"))
+        made = self.made
         for item in node.value:
             # Fast path for the common case, a bare plain name, or one in a directory already checked (100k of
             # them parse in a fraction of a second); anything unusual takes the full route below. A snack's
@@ -658,7 +855,7 @@ class _Validator(_Reader):
                 if seen is not None:
                     seen.add(id(item))
                 line = item.start_mark.line + 1
-                snack = Snack(_own(name), line, None, mode, "file", None, None, None, owner, group, enforced)
+                snack = made(_own(name), line, bare)
             else:
                 try:
                     snack = self.snack(item)
@@ -697,8 +894,8 @@ class _Validator(_Reader):
         `type: directory`), not both; each directory is looked at once."""
         directories: set[str] = set()
         types = {snack.name: snack.type for snack in snacks if snack.type != "file"}
-        for snack in (snack for snack in snacks if "/" in snack.name):
-            parent = snack.name.rpartition("/")[0]
+        for snack in snacks:
+            parent = snack[3].parent  # the name's directory part
             while parent and parent not in directories:
                 if parent in lines and types.get(parent) != "directory":
                     raise SpecError(
@@ -715,7 +912,8 @@ class _Validator(_Reader):
         owner, group, file_mode, directory_mode, enforce = self.defaults
         if isinstance(node, yaml.ScalarNode):
             name = self.name(node)
-            return Snack(name, line, None, file_mode, "file", None, None, None, owner, group, _fit(enforce, "file"))
+            traits = Traits(None, file_mode, "file", None, None, None, owner, group, _fit(enforce, "file"))
+            return self.made(name, line, traits)
         fields = self.mapping(node, SNACK_KEYS, "a snack")
         if "name" not in fields:
             raise self.fail(node, "snack is missing 'name'")
@@ -741,4 +939,4 @@ class _Validator(_Reader):
         owner = self.user(fields["owner"]) if "owner" in fields else owner
         group = self.group(fields["group"]) if "group" in fields else group
         enforced = self.enforce(fields["enforce"], kind) if "enforce" in fields else _fit(enforce, kind)
-        return Snack(name, line, content, mode, kind, target, source, data, owner, group, enforced)
+        return self.made(name, line, Traits(content, mode, kind, target, source, data, owner, group, enforced))

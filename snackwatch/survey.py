@@ -27,18 +27,18 @@ def survey(desired: Desired) -> Survey:
     """Walk to every desired directory (never creating, never following what the daemon would not) and plan it."""
     result = Survey([], [], {})
     for directory in desired.directories:
-        entries = desired.files.get(directory, {})
+        snacks = desired.files.get(directory, {})
+        entries = desired.table(directory)
         try:
             fd = desired.open_directory(directory, create=False)
         except FileNotFoundError:
-            result.actions.extend(plan({name: entry.snack for name, entry in entries.items()}, {}))
+            result.actions.extend(plan(snacks, {}))
             continue
         except BlockedPath as blocked:
             if entries:
                 result.blocked.setdefault(str(blocked), []).extend(entries.values())
             continue
         try:
-            snacks = {name: entry.snack for name, entry in entries.items()}
             observed = observe(fd)
             actions = plan(snacks, observed, observe_targets(fd, snacks, observed))
             result.actions.extend(actions)

@@ -229,53 +229,42 @@ def test_a_name_taken_after_the_cold_listing_is_present_as_in_a_planned_pass(
     assert (tmp_path / "y").read_text() == "theirs"
 
 
-def test_plain_snacks_made_by_mknod_are_what_an_exclusive_open_makes(
+def test_the_plain_batch_makes_empty_0644_files_by_mknodat_and_takes_the_open_where_it_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The burst path's one-syscall create: an empty 0644 regular file of ours; anything at the name (a dangling
-    symlink, a directory, a file) is a taken name, never followed nor touched."""
+    (tmp_path / "taken").symlink_to(tmp_path / "nowhere")  # a dangling symlink: taken, never followed
+    names = ["a", "taken", "b", "c"]
     made: list[str] = []
     real_mknod = os.mknod
 
-    def counting_mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+    def mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
         made.append(name)
         real_mknod(name, mode, device, dir_fd=dir_fd)
 
-    monkeypatch.setattr(os, "mknod", counting_mknod)
-    (tmp_path / "link").symlink_to(tmp_path / "outside")
-    (tmp_path / "dir").mkdir()
-    (tmp_path / "file").write_text("theirs")
+    monkeypatch.setattr(os, "mknod", mknod)
+    old_umask = os.umask(0o022)
     fd = open_pantry(tmp_path)
     try:
-        results = apply_module.create_plain_snacks(fd, ["a", "link", "dir", "file", "b"])
+        assert apply_module.create_plain_snacks(fd, names) == [True, False, True, True]
+        assert made == names  # one mknodat each, no open
+        for name in ("a", "b", "c"):
+            info = (tmp_path / name).lstat()
+            assert stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o644 and info.st_size == 0
+            assert info.st_uid == os.geteuid()
+        assert not (tmp_path / "nowhere").exists()
+
+        def refused(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
+            made.append(name)
+            raise PermissionError(1, "Operation not permitted")  # as a syscall filter answers
+
+        monkeypatch.setattr(os, "mknod", refused)
+        made.clear()
+        assert apply_module.create_plain_snacks(fd, ["d", "a", "e"]) == [True, False, True]
+        assert made == ["d"]  # refused once: the open made "d" and took the rest
+        assert stat.S_IMODE((tmp_path / "e").lstat().st_mode) == 0o644
     finally:
         os.close(fd)
-    assert results == [True, False, False, False, True]
-    assert made == ["a", "link", "dir", "file", "b"]  # every name went through mknodat
-    for name in ("a", "b"):
-        info = os.lstat(tmp_path / name)
-        assert stat.S_ISREG(info.st_mode) and info.st_size == 0 and stat.S_IMODE(info.st_mode) == 0o644
-        assert (info.st_uid, info.st_gid) == (os.geteuid(), os.getegid())
-    assert not (tmp_path / "outside").exists() and (tmp_path / "file").read_text() == "theirs"
-
-
-def test_plain_snacks_are_opened_where_mknod_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A seccomp filter may refuse mknodat (EPERM): from that name on, each is created by an exclusive open."""
-    refused: list[str] = []
-
-    def refusing_mknod(name: str, mode: int, device: int = 0, *, dir_fd: int | None = None) -> None:
-        refused.append(name)
-        raise PermissionError(1, "Operation not permitted", name)
-
-    monkeypatch.setattr(os, "mknod", refusing_mknod)
-    (tmp_path / "b").write_text("")
-    fd = open_pantry(tmp_path)
-    try:
-        assert apply_module.create_plain_snacks(fd, ["a", "b", "c"]) == [True, False, True]
-    finally:
-        os.close(fd)
-    assert refused == ["a"]
-    assert all(stat.S_IMODE(os.lstat(tmp_path / name).st_mode) == 0o644 for name in "ac")
+        os.umask(old_umask)
 
 
 def test_all_plain_agrees_with_is_plain_field_by_field(tmp_path: Path) -> None:

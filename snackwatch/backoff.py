@@ -126,6 +126,17 @@ class Health:
         self._hold(name, now + delay)
         return delay, change
 
+    def restores_now(self, name: str, now: float) -> bool:
+        """Whether deleted(name, now) answers "now" (0) with no change to tell: the snack neither fails, nor fights,
+        nor waits, and one flap more stays below the threshold. Asks only, changes nothing: the lone-deletion path
+        restores on this answer, and deleted() then runs after the create as it would have before."""
+        state = self.snacks.get(name)
+        if state is None:
+            return self.fight.threshold > 1
+        if state.failures or state.fighting or state.held_until > now:
+            return False
+        return state.flaps + 1 < self.fight.threshold
+
     def changed(self, name: str, now: float) -> float:
         """An event says an enforced snack changed (in place, or a file renamed over it): how long to wait before
         looking (0: now). The first change since our last look is remembered: corrected() asks when it came."""

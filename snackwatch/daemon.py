@@ -20,6 +20,7 @@ from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
+from snackwatch.lone import lone_restores
 from snackwatch.memory import Collector, give_back
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
@@ -164,7 +165,10 @@ class Daemon:
         try:
             meaningful = True
             if p.reads.ready(ready):
-                meaningful = p.watcher.read_events()
+                lone: list[tuple[str, str]] | None = [] if len(ready) == 1 and self._lone_may_come() else None
+                meaningful = p.watcher.read_events(lone)
+                if lone:
+                    self._restore_lone(lone)
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
                 if not meaningful and len(ready) == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
                     return p.reads.pacing() or p.watcher.next_due() is not None
@@ -180,6 +184,35 @@ class Daemon:
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
         return True
+
+    # --- a lone deletion: restored before the turn ------------------------------------------------
+
+    def _lone_may_come(self) -> bool:
+        """Nothing but the watcher's read can be in this turn: no mark waiting, no signal, no part due, no paced
+        reads (a storm), no dry run. Then a read of only snack removals may be restored before the turn."""
+        p = self.parts
+        signals = self.signals
+        return not (
+            p.dirty.pending
+            or signals.stopping
+            or signals.reload_asked
+            or self.options.dry_run
+            or p.reads.pacing()
+            or _past(self.deadline, p.clock())
+        )
+
+    def _restore_lone(self, removed: list[tuple[str, str]]) -> None:
+        """A read brought only removals of snack names: restored at once if their gate is provably open (create
+        first, then the fight gate's count, the lines and the fold); else marked for the normal turn. Either way the
+        turn then runs (a removal nudges failing repairs, as any does)."""
+        p = self.parts
+        now = p.clock()
+        todo = lone_restores(removed, self.desired, p.ledger.health, now)
+        if todo is None:
+            p.dirty.mark_snacks(set(removed))
+            return
+        self.hands.restore_first(todo, now)
+        p.dirty.mark(Mark.NUDGE, "", "")
 
     # --- one turn: decide, then act -------------------------------------------------------------
 

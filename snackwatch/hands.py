@@ -97,20 +97,41 @@ class Hands:
             _REPAIR_LOG.debug(
                 "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
-            outcomes = reconcile_names(
-                self.desired,
-                directory,
-                names,
-                dry_run=self.options.dry_run,
-                recorder=self.parts.pruner,
-                changed=changed,
-                held_dirs=self.parts.held_dirs,
-            )
-            if any(outcome.status is Status.FAILED for outcome in outcomes):
-                self.parts.held_dirs.drop(directory)  # the next try walks again
-            self.fold(outcomes, now, trigger)
+            self.fold(self._reconcile(directory, names, changed=changed), now, trigger)
         if todo:
             self.parts.held_dirs.used(now)
+
+    def restore_first(self, todo: dict[str, list[Entry]], now: float) -> None:
+        """A lone deletion whose gate is open (lone.py): created first, by the same targeted repair; then heard by
+        the fight gate, told and folded, as deleted() does in the other order (same clock, same book after)."""
+        done = [
+            (directory, self._reconcile(directory, [entry.name for entry in entries]))
+            for directory, entries in todo.items()
+        ]
+        p = self.parts
+        _, changes = p.ledger.deleted(
+            [(entry.directory, entry.name) for entries in todo.values() for entry in entries], now
+        )
+        p.narrator.tell(changes, self.desired, now)
+        for directory, outcomes in done:
+            _REPAIR_LOG.debug("restored first in {}: {}", directory, _Names(outcomes), directory=directory)
+            self.fold(outcomes, now, Trigger.DELETED)
+        p.held_dirs.used(now)
+
+    def _reconcile(self, directory: str, names: list[str], *, changed: bool = False) -> list[Outcome]:
+        """Named snacks of one directory looked at (or created) through the held directory fds."""
+        outcomes = reconcile_names(
+            self.desired,
+            directory,
+            names,
+            dry_run=self.options.dry_run,
+            recorder=self.parts.pruner,
+            changed=changed,
+            held_dirs=self.parts.held_dirs,
+        )
+        if any(outcome.status is Status.FAILED for outcome in outcomes):
+            self.parts.held_dirs.drop(directory)  # the next try walks again
+        return outcomes
 
     def full_pass(self, now: float, trigger: Trigger, *, owners: bool = True) -> None:
         """Everything looked at; `owners=False` (the start) leaves the owner look of name-only snacks, a report
@@ -141,3 +162,13 @@ class Hands:
         p.narrator.tell(changes, self.desired, now)
         if outcomes or everything:
             p.state.changed(now)
+
+
+class _Names:
+    """The names of some outcomes, as a debug line lists them, formatted only if that line is written."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+
+    def __str__(self) -> str:
+        return name_list([outcome.entry.name for outcome in self.outcomes])

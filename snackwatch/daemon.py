@@ -190,15 +190,14 @@ class Daemon:
     def _lone_may_come(self) -> bool:
         """Nothing but the watcher's read can be in this turn: no mark waiting, no signal, no part due, no paced
         reads (a storm), no dry run. Then a read of only snack removals may be restored before the turn."""
-        p = self.parts
-        signals = self.signals
+        p, signals, deadline = self.parts, self.signals, self.deadline
         return not (
             p.dirty.pending
             or signals.stopping
             or signals.reload_asked
             or self.options.dry_run
-            or p.reads.pacing()
-            or _past(self.deadline, p.clock())
+            or p.reads.resume_at is not None  # paced: a storm of noise
+            or (deadline is not None and deadline <= p.clock())
         )
 
     def _restore_lone(self, removed: list[tuple[str, str]]) -> None:
@@ -207,7 +206,7 @@ class Daemon:
         turn then runs (a removal nudges failing repairs, as any does)."""
         p = self.parts
         now = p.clock()
-        todo = lone_restores(removed, self.desired, p.ledger.health, now)
+        todo = lone_restores(removed, p.specs.desired, p.ledger.health, now)
         if todo is None:
             p.dirty.mark_snacks(set(removed))
             return

@@ -10,7 +10,7 @@ from loguru import logger
 from snackwatch.desired import Desired, Entry
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
-from snackwatch.reconcile import Outcome, Status, owners_drift, reconcile_all, reconcile_directory, reconcile_names
+from snackwatch.reconcile import Outcome, Status, owners_drift, reconcile_all, reconcile_directory, reconcile_entries
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 
@@ -97,33 +97,32 @@ class Hands:
             _REPAIR_LOG.debug(
                 "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
-            self.fold(self._reconcile(directory, names, changed=changed), now, trigger)
+            self.fold(self._reconcile(directory, entries, changed=changed), now, trigger)
         if todo:
             self.parts.held_dirs.used(now)
 
     def restore_first(self, todo: dict[str, list[Entry]], now: float) -> None:
         """A lone deletion whose gate is open (lone.py): created first, by the same targeted repair; then heard by
         the fight gate, told and folded, as deleted() does in the other order (same clock, same book after)."""
-        done = [
-            (directory, self._reconcile(directory, [entry.name for entry in entries]))
-            for directory, entries in todo.items()
-        ]
+        done, removed = [], []
+        for directory, entries in todo.items():  # loops, not comprehensions: each of those is a call before the create
+            done.append((directory, self._reconcile(directory, entries)))
+            for entry in entries:
+                removed.append((directory, entry.name))
         p = self.parts
-        _, changes = p.ledger.deleted(
-            [(entry.directory, entry.name) for entries in todo.values() for entry in entries], now
-        )
+        _, changes = p.ledger.deleted(removed, now)
         p.narrator.tell(changes, self.desired, now)
         for directory, outcomes in done:
             _REPAIR_LOG.debug("restored first in {}: {}", directory, _Names(outcomes), directory=directory)
             self.fold(outcomes, now, Trigger.DELETED)
         p.held_dirs.used(now)
 
-    def _reconcile(self, directory: str, names: list[str], *, changed: bool = False) -> list[Outcome]:
-        """Named snacks of one directory looked at (or created) through the held directory fds."""
-        outcomes = reconcile_names(
-            self.desired,
+    def _reconcile(self, directory: str, entries: list[Entry], *, changed: bool = False) -> list[Outcome]:
+        """Snacks of one directory looked at (or created) through the held directory fds."""
+        outcomes = reconcile_entries(
+            self.parts.specs.desired,
             directory,
-            names,
+            entries,
             dry_run=self.options.dry_run,
             recorder=self.parts.pruner,
             changed=changed,

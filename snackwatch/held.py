@@ -10,6 +10,7 @@ import select
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Container
 from typing import TYPE_CHECKING, NamedTuple
 
 from snackwatch.apply import PlainFixes, plain_fixes
@@ -45,6 +46,7 @@ class _Held(NamedTuple):
     fd: int
     wds: tuple[int, ...]  # the guard's watches this directory depends on
     fixes: list[PlainFixes]  # what a plain file created there needs (ACL, setgid group, umask): asked once
+    owners: Container[int] | None  # who may own it (the walk's rules, fixed while held: a new desired state drops it)
 
 
 class _Unguarded(Exception):
@@ -93,11 +95,12 @@ class HeldDirectories:
         if desired is not self.desired:
             self.drop_all()
             self.desired = desired
-        if self.guard is not None:
-            self._check()
+        if self.guard is not None and (ready := self.poller.poll(0)):
+            self._check(ready)
         held = self.entries.get(directory)
         if held is not None:
-            if self._owner_still_trusted(desired, directory, held.fd):
+            info = os.fstat(held.fd)  # the owner still trusted (a chown since is refused as the walk would), linked
+            if info.st_nlink > 0 and (held.owners is None or info.st_uid in held.owners):
                 self.entries.move_to_end(directory)
                 return held.fd, True
             self.drop(directory)
@@ -115,14 +118,9 @@ class HeldDirectories:
         if self.entries and now >= self.last_used + HOLD_IDLE:
             self.drop_all()
 
-    def _owner_still_trusted(self, desired: Desired, directory: str, fd: int) -> bool:
-        info = os.fstat(fd)
-        rules = desired.walk_rules(directory)
-        return info.st_nlink > 0 and (rules is None or info.st_uid in rules.owners)
-
-    def _check(self) -> None:
-        """Drop what the guard's events or a mount change may concern (one poll; a read only if something came)."""
-        for fd, _ in self.poller.poll(0):
+    def _check(self, ready: list[tuple[int, int]]) -> None:
+        """Drop what the guard's events or a mount change may concern (`ready`: its poll; a read of what came)."""
+        for fd, _ in ready:
             if fd == self.mounts:
                 self.drop_all()
                 return
@@ -184,7 +182,7 @@ class HeldDirectories:
             raise
         for wd, names in looked.items():
             self.watching.setdefault(wd, {})[directory] = frozenset(names)
-        self.entries[directory] = _Held(fd, tuple(looked), [])
+        self.entries[directory] = _Held(fd, tuple(looked), [], rules.owners if rules is not None else None)
         return fd, True
 
     def plain_fixes(self, directory: str) -> PlainFixes | None:

@@ -327,6 +327,22 @@ def reconcile_names(
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
+    return reconcile_entries(
+        desired, directory, entries, dry_run=dry_run, recorder=recorder, changed=changed, held_dirs=held_dirs
+    )
+
+
+def reconcile_entries(
+    desired: Desired,
+    directory: str,
+    entries: list[Entry],
+    *,
+    dry_run: bool = False,
+    recorder: Recorder | None = None,
+    changed: bool = False,
+    held_dirs: HeldDirectories | None = None,
+) -> list[Outcome]:
+    """reconcile_names() for entries of `directory` (at least one) already looked up."""
     opened = _open(desired, directory, entries, dry_run=dry_run, held_dirs=held_dirs)
     if isinstance(opened, list):
         return opened
@@ -340,6 +356,8 @@ def reconcile_names(
             return [o for o in looked if o.status is not Status.WOULD_CREATE] + [
                 _ensure(fd, entry, dry_run, recorder) for entry in gone
             ]
+        if not dry_run and _plain_unrecorded(entries, recorder):  # deleted empty snacks: the common case
+            return _plain_created(fd, entries, held_dirs.plain_fixes(directory) if held_dirs and kept else None)
         if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
             fixes = held_dirs.plain_fixes(directory) if held_dirs is not None and kept else None
             return [_ensure(fd, entry, dry_run, recorder, fixes) for entry in entries]
@@ -407,6 +425,31 @@ def _ensure(
         if looked.status is not Status.WOULD_CREATE:  # keeps who took the name first
             return settle(fd, outcome if looked.status is Status.PRESENT else looked, dry_run, recorder)
     return Outcome(entry, Status.FAILED, error=FileExistsError(errno.EEXIST, "the name keeps appearing and vanishing"))
+
+
+def _plain_unrecorded(entries: list[Entry], recorder: Recorder | None) -> bool:
+    """Every entry a plain snack (an empty file) that no ownership record needs before its name appears."""
+    for entry in entries:  # noqa: SIM110  (a loop, not all(): a generator is one more call on the hot path)
+        if not entry.snack.is_plain or (recorder is not None and entry.spec.prune):
+            return False
+    return True
+
+
+def _plain_created(fd: int, entries: list[Entry], fixes: PlainFixes | None) -> list[Outcome]:
+    """Plain snacks created in one loop, as _ensure's first create would; a name found taken goes the long way
+    (_ensure: looked at, created again if it went meanwhile)."""
+    names = []
+    for entry in entries:
+        names.append(entry.name)
+    outcomes = []
+    for entry, result in zip(entries, create_plain_snacks(fd, names, fixes), strict=True):
+        if result is True:
+            outcomes.append(Outcome(entry, Status.CREATED))
+        elif result is False:
+            outcomes.append(_ensure(fd, entry, False, None, fixes))
+        else:
+            outcomes.append(Outcome(entry, Status.FAILED, error=result))
+    return outcomes
 
 
 def settle(fd: int, outcome: Outcome, dry_run: bool, recorder: Recorder | None = None) -> Outcome:

@@ -164,8 +164,19 @@ class Daemon:
         p = self.parts
         try:
             meaningful = True
-            if p.reads.ready(ready):
-                lone: list[tuple[str, str]] | None = [] if len(ready) == 1 and self._lone_may_come() else None
+            if p.reads.fd in ready:
+                signals, deadline = self.signals, self.deadline
+                lone: list[tuple[str, str]] | None = (
+                    None  # anything else in this turn (a mark, a signal, a due part, paced reads: a storm, a dry run)
+                    if len(ready) > 1
+                    or p.dirty.pending
+                    or signals.stopping
+                    or signals.reload_asked
+                    or self.options.dry_run
+                    or p.reads.resume_at is not None
+                    or (deadline is not None and deadline <= p.clock())
+                    else []  # else a read of only snack removals is restored before the turn (_restore_lone)
+                )
                 meaningful = p.watcher.read_events(lone)
                 if lone:
                     self._restore_lone(lone)
@@ -186,19 +197,6 @@ class Daemon:
         return True
 
     # --- a lone deletion: restored before the turn ------------------------------------------------
-
-    def _lone_may_come(self) -> bool:
-        """Nothing but the watcher's read can be in this turn: no mark waiting, no signal, no part due, no paced
-        reads (a storm), no dry run. Then a read of only snack removals may be restored before the turn."""
-        p, signals, deadline = self.parts, self.signals, self.deadline
-        return not (
-            p.dirty.pending
-            or signals.stopping
-            or signals.reload_asked
-            or self.options.dry_run
-            or p.reads.resume_at is not None  # paced: a storm of noise
-            or (deadline is not None and deadline <= p.clock())
-        )
 
     def _restore_lone(self, removed: list[tuple[str, str]]) -> None:
         """A read brought only removals of snack names: restored at once if their gate is provably open (create

@@ -10,7 +10,15 @@ from loguru import logger
 from snackwatch.desired import Desired, Entry
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
-from snackwatch.reconcile import Outcome, Status, owners_drift, reconcile_all, reconcile_directory, reconcile_entries
+from snackwatch.reconcile import (
+    Outcome,
+    Status,
+    owners_drift,
+    reconcile_all,
+    reconcile_directory,
+    reconcile_entries,
+    reconcile_names,
+)
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 
@@ -97,32 +105,38 @@ class Hands:
             _REPAIR_LOG.debug(
                 "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
-            self.fold(self._reconcile(directory, entries, changed=changed), now, trigger)
+            self.fold(self._reconcile(directory, names, changed=changed), now, trigger)
         if todo:
             self.parts.held_dirs.used(now)
 
     def restore_first(self, todo: dict[str, list[Entry]], now: float) -> None:
         """A lone deletion whose gate is open (lone.py): created first, by the same targeted repair; then heard by
         the fight gate, told and folded, as deleted() does in the other order (same clock, same book after)."""
+        p = self.parts
+        desired, held_dirs = p.specs.desired, p.held_dirs
         done, removed = [], []
         for directory, entries in todo.items():  # loops, not comprehensions: each of those is a call before the create
-            done.append((directory, self._reconcile(directory, entries)))
+            outcomes = reconcile_entries(
+                desired, directory, entries, dry_run=self.options.dry_run, recorder=p.pruner, held_dirs=held_dirs
+            )
+            done.append((directory, outcomes))
             for entry in entries:
                 removed.append((directory, entry.name))
-        p = self.parts
         _, changes = p.ledger.deleted(removed, now)
-        p.narrator.tell(changes, self.desired, now)
+        p.narrator.tell(changes, desired, now)
         for directory, outcomes in done:
             _REPAIR_LOG.debug("restored first in {}: {}", directory, _Names(outcomes), directory=directory)
+            if any(outcome.status is Status.FAILED for outcome in outcomes):
+                held_dirs.drop(directory)  # the next try walks again
             self.fold(outcomes, now, Trigger.DELETED)
-        p.held_dirs.used(now)
+        held_dirs.used(now)
 
-    def _reconcile(self, directory: str, entries: list[Entry], *, changed: bool = False) -> list[Outcome]:
-        """Snacks of one directory looked at (or created) through the held directory fds."""
-        outcomes = reconcile_entries(
-            self.parts.specs.desired,
+    def _reconcile(self, directory: str, names: list[str], *, changed: bool = False) -> list[Outcome]:
+        """Named snacks of one directory looked at (or created) through the held directory fds."""
+        outcomes = reconcile_names(
+            self.desired,
             directory,
-            entries,
+            names,
             dry_run=self.options.dry_run,
             recorder=self.parts.pruner,
             changed=changed,

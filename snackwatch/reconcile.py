@@ -356,10 +356,10 @@ def reconcile_entries(
             return [o for o in looked if o.status is not Status.WOULD_CREATE] + [
                 _ensure(fd, entry, dry_run, recorder) for entry in gone
             ]
-        if not dry_run and _plain_unrecorded(entries, recorder):  # deleted empty snacks: the common case
-            return _plain_created(fd, entries, held_dirs.plain_fixes(directory) if held_dirs and kept else None)
-        if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
+        if recorder is None or dry_run or _unrecorded(entries):
             fixes = held_dirs.plain_fixes(directory) if held_dirs is not None and kept else None
+            if len(entries) == 1:  # a lone deletion: no comprehension, one call less before the create
+                return [_ensure(fd, entries[0], dry_run, recorder, fixes)]
             return [_ensure(fd, entry, dry_run, recorder, fixes) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
@@ -427,29 +427,12 @@ def _ensure(
     return Outcome(entry, Status.FAILED, error=FileExistsError(errno.EEXIST, "the name keeps appearing and vanishing"))
 
 
-def _plain_unrecorded(entries: list[Entry], recorder: Recorder | None) -> bool:
-    """Every entry a plain snack (an empty file) that no ownership record needs before its name appears."""
-    for entry in entries:  # noqa: SIM110  (a loop, not all(): a generator is one more call on the hot path)
-        if not entry.snack.is_plain or (recorder is not None and entry.spec.prune):
+def _unrecorded(entries: list[Entry]) -> bool:
+    """No entry is a file of a pruning spec (those are recorded before their name appears)."""
+    for entry in entries:  # noqa: SIM110  (a loop, not any(): a generator is one more call before the create)
+        if entry.spec.prune and entry.snack.type == "file":
             return False
     return True
-
-
-def _plain_created(fd: int, entries: list[Entry], fixes: PlainFixes | None) -> list[Outcome]:
-    """Plain snacks created in one loop, as _ensure's first create would; a name found taken goes the long way
-    (_ensure: looked at, created again if it went meanwhile)."""
-    names = []
-    for entry in entries:
-        names.append(entry.name)
-    outcomes = []
-    for entry, result in zip(entries, create_plain_snacks(fd, names, fixes), strict=True):
-        if result is True:
-            outcomes.append(Outcome(entry, Status.CREATED))
-        elif result is False:
-            outcomes.append(_ensure(fd, entry, False, None, fixes))
-        else:
-            outcomes.append(Outcome(entry, Status.FAILED, error=result))
-    return outcomes
 
 
 def settle(fd: int, outcome: Outcome, dry_run: bool, recorder: Recorder | None = None) -> Outcome:

@@ -381,15 +381,8 @@ class InotifySource(InotifyWatches):
             buffer = os.read(self.fd, _READ_SIZE)
         except BlockingIOError:
             return self._read(b"")
-        return self._lone(buffer, lone) or self._read(buffer)
-
-    def _lone(self, buffer: bytes, lone: list[tuple[str, str]]) -> bool:
-        """Whether `buffer` holds only removals of declared names in plain snack directories (put in `lone`)."""
-        end = len(buffer)
-        if end > _LONE_READ:
-            return False
-        offset, snacks_only, relevant, ignore = 0, self.snacks_only, self.relevant, self.ignore_text
-        while offset < end:
+        offset, end, snacks_only, relevant, ignore = 0, len(buffer), self.snacks_only, self.relevant, self.ignore_text
+        while offset < end <= _LONE_READ:  # parsed here, in this one call: the lone deletion's latency
             wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
             start, offset = offset + 16, offset + 16 + length
             directory = snacks_only.get(wd)
@@ -401,12 +394,13 @@ class InotifySource(InotifyWatches):
                 break
             lone.append((directory, name))
         else:
-            if self.change_storm.noise:  # as any read does: a storm of writes beside enforced entries is muted
-                for wd in self.change_storm.storms(time.monotonic()):
-                    self._readd(wd)
-            return bool(lone)
+            if lone:
+                if self.change_storm.noise:  # as any read does: a storm of writes beside enforced entries is muted
+                    for wd in self.change_storm.storms(time.monotonic()):
+                        self._readd(wd)
+                return True
         lone.clear()
-        return False
+        return self._read(buffer)
 
     def _read(self, first: bytes | None) -> bool:
         """Read (up to _READS_PER_WAKE full buffers, `first` already read: b"" for an empty queue) and mark."""

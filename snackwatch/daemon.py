@@ -20,7 +20,6 @@ from snackwatch.desired import Delta, Desired, Entry
 from snackwatch.dirty import DirtySet, Mark
 from snackwatch.hands import Hands
 from snackwatch.lock import SpecLock
-from snackwatch.lone import lone_restores
 from snackwatch.memory import Collector, give_back
 from snackwatch.neighbours import warn_about_neighbours
 from snackwatch.parts import Options, Parts
@@ -158,7 +157,7 @@ class Daemon:
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
         )
 
-    def turn(self, ready: set[int]) -> bool:
+    def turn(self, ready: Collection[int]) -> bool:
         """One turn, guarded: no exception kills the daemon (a backed-off full resync follows). Noise costs a read:
         False then, unless it started pacing or a storm (the deadlines to wait for are the same)."""
         p = self.parts
@@ -178,8 +177,8 @@ class Daemon:
                     else []  # else a read of only snack removals is restored before the turn (_restore_lone)
                 )
                 meaningful = p.watcher.read_events(lone)
-                if lone:
-                    self._restore_lone(lone)
+                if lone and not self.hands.restore_lone(lone, p.clock()):
+                    p.dirty.mark_snacks(set(lone))  # not provably lone (a fight, a backoff...): the normal turn
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
                 if not meaningful and len(ready) == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
                     return p.reads.pacing() or p.watcher.next_due() is not None
@@ -195,21 +194,6 @@ class Daemon:
                 "unexpected error while reconciling; continuing, full resync in {:.1f} s", delay
             )
         return True
-
-    # --- a lone deletion: restored before the turn ------------------------------------------------
-
-    def _restore_lone(self, removed: list[tuple[str, str]]) -> None:
-        """A read brought only removals of snack names: restored at once if their gate is provably open (create
-        first, then the fight gate's count, the lines and the fold); else marked for the normal turn. Either way the
-        turn then runs (a removal nudges failing repairs, as any does)."""
-        p = self.parts
-        now = p.clock()
-        todo = lone_restores(removed, p.specs.desired, p.ledger.health, now)
-        if todo is None:
-            p.dirty.mark_snacks(set(removed))
-            return
-        self.hands.restore_first(todo, now)
-        p.dirty.mark(Mark.NUDGE, "", "")
 
     # --- one turn: decide, then act -------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from collections.abc import Collection
 from loguru import logger
 
 from snackwatch.desired import Desired, Entry
+from snackwatch.dirty import Mark
+from snackwatch.lone import lone_restores
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
 from snackwatch.reconcile import (
@@ -16,8 +18,8 @@ from snackwatch.reconcile import (
     owners_drift,
     reconcile_all,
     reconcile_directory,
-    reconcile_entries,
     reconcile_names,
+    restore_plain,
 )
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
@@ -109,16 +111,18 @@ class Hands:
         if todo:
             self.parts.held_dirs.used(now)
 
-    def restore_first(self, todo: dict[str, list[Entry]], now: float) -> None:
-        """A lone deletion whose gate is open (lone.py): created first, by the same targeted repair; then heard by
-        the fight gate, told and folded, as deleted() does in the other order (same clock, same book after)."""
+    def restore_lone(self, removed: list[tuple[str, str]], now: float) -> bool:
+        """A read of only these removals, nothing else in the turn: restored first if their gate is provably open
+        (lone.py), by the same targeted repair; then heard by the fight gate, told and folded, as deleted() does in
+        the other order (same clock, same book after). False, nothing done: they take the normal turn."""
         p = self.parts
         desired, held_dirs = p.specs.desired, p.held_dirs
+        todo = lone_restores(removed, desired, p.ledger.health, now)
+        if todo is None:
+            return False
         done, removed = [], []
         for directory, entries in todo.items():  # loops, not comprehensions: each of those is a call before the create
-            outcomes = reconcile_entries(
-                desired, directory, entries, dry_run=self.options.dry_run, recorder=p.pruner, held_dirs=held_dirs
-            )
+            outcomes = restore_plain(desired, directory, entries, held_dirs)
             done.append((directory, outcomes))
             for entry in entries:
                 removed.append((directory, entry.name))
@@ -130,6 +134,8 @@ class Hands:
                 held_dirs.drop(directory)  # the next try walks again
             self.fold(outcomes, now, Trigger.DELETED)
         held_dirs.used(now)
+        p.dirty.mark(Mark.NUDGE, "", "")  # as any removal: failing repairs retry soon (in this turn's step)
+        return True
 
     def _reconcile(self, directory: str, names: list[str], *, changed: bool = False) -> list[Outcome]:
         """Named snacks of one directory looked at (or created) through the held directory fds."""

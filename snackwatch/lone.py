@@ -13,15 +13,16 @@ def lone_restores(
     removed: Sequence[tuple[str, str]], desired: Desired, health: Health, now: float
 ) -> dict[str, list[Entry]] | None:
     """The entries of `removed` (directory, name) by directory, if the turn would repair every one of them at once
-    and nothing else: each is a declared snack (not a nested snack directory, whose removal is a directory gone)
-    that neither fails, nor fights, nor waits out a backoff, and one flap more would not start a fight. None if any
-    one is not provably so: then they all take the normal turn (the fight gate first, then the repair)."""
+    and nothing else: each is a declared plain snack (an empty file of a spec that does not prune: its repair is
+    one create) that neither fails, nor fights, nor waits out a backoff, and one flap more would not start a
+    fight. None if any one is not provably so: then they all take the normal turn (the fight gate first, then the
+    repair). A nested snack directory is no plain snack: its removal is a directory gone."""
     todo: dict[str, list[Entry]] = {}
-    files, children = desired.files, desired.children
+    files = desired.files
     for directory, name in removed:
         entries = files.get(directory)
         entry = entries.get(name) if entries is not None else None
-        if entry is None or name in children.get(directory, ()) or not health.restores_now(entry.path, now):
+        if entry is None or entry.spec.prune or not entry.snack.is_plain or not health.restores_now(entry.path, now):
             return None
         listed = todo.get(directory)
         if listed is None:

@@ -137,6 +137,11 @@ class Health:
             return False
         return state.flaps + 1 < self.fight.threshold
 
+    def restores_all_now(self) -> bool:
+        """restores_now() for every name at once: nothing remembered of any snack (the common case: no snack failed,
+        flapped or fought since start), so no deletion can be held back or start a fight."""
+        return not self.snacks and self.fight.threshold > 1
+
     def changed(self, name: str, now: float) -> float:
         """An event says an enforced snack changed (in place, or a file renamed over it): how long to wait before
         looking (0: now). The first change since our last look is remembered: corrected() asks when it came."""

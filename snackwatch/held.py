@@ -139,20 +139,24 @@ class HeldDirectories:
             self._drain()
             self.flooded_at = time.monotonic()
             return
-        offset = 0
-        while offset + 16 <= len(buffer):
+        watching, offset, end = self.watching, 0, len(buffer)
+        while offset + 16 <= end:  # saves beside a held path (a busy parent) come here before each repair: lean
             wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
-            name = buffer[offset + 16 : offset + 16 + length].rstrip(b"\0")
-            offset += 16 + length
+            start, offset = offset + 16, offset + 16 + length
             if mask & _IN_Q_OVERFLOW:
                 self.drop_all()
                 return
-            concerned = self.watching.get(wd)
+            concerned = watching.get(wd)
             if not concerned:
                 continue
-            for directory, names in list(concerned.items()):
+            name = buffer[start:offset].rstrip(b"\0")
+            for names in concerned.values():  # the common case, another name: no list built, no call made
                 if mask & _SELF or not name or name in names:
-                    self.drop(directory)
+                    break
+            else:
+                continue
+            for directory in [d for d, names in concerned.items() if mask & _SELF or not name or name in names]:
+                self.drop(directory)
 
     def _fill(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """Walk to `directory`, watching each directory before a name is looked up in it; held if all could be."""

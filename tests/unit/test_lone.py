@@ -1,0 +1,108 @@
+"""The lone-deletion gate (lone.py) and the book's answer behind it (Health.restores_now): pure, injected clock.
+
+The loop restores a lone deletion before the fight gate hears of it, so the gate's answer must be the one the
+fight gate gives afterwards: these tests hold restores_now() to deleted() over random histories."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from snackwatch.backoff import BackoffPolicy, FightPolicy, Health
+from snackwatch.desired import Desired, merge
+from snackwatch.lone import lone_restores
+from snackwatch.spec import Snack, Spec
+
+FIGHT = FightPolicy(window=0.05, threshold=5, quiet_after=3, backoff=BackoffPolicy(initial=0.1, cap=5.0), quiet=1.0)
+PANTRY = "/pantry"
+
+
+def desired_of(*snacks: Snack, prune: bool = False) -> Desired:
+    return merge([Spec(Path("/etc/snacks.yaml"), Path(PANTRY), snacks, prune)])
+
+
+def test_plain_snacks_with_nothing_remembered_are_restored_first_each_once() -> None:
+    desired = desired_of(Snack("Goldfish", 3), Snack("Popcorn", 4), Snack("drinks/Juice", 5))
+    removed = [(PANTRY, "Goldfish"), (PANTRY, "Popcorn"), (PANTRY, "Goldfish"), (f"{PANTRY}/drinks", "Juice")]
+    todo = lone_restores(removed, desired, Health(fight=FIGHT), 10.0)
+    assert todo is not None
+    assert {d: [e.name for e in entries] for d, entries in todo.items()} == {
+        PANTRY: ["Goldfish", "Popcorn"],  # removed, made and removed again within one read: one repair
+        f"{PANTRY}/drinks": ["Juice"],
+    }
+
+
+def test_anything_but_a_plain_declared_snack_takes_the_normal_turn() -> None:
+    health = Health(fight=FIGHT)
+    kinds = desired_of(
+        Snack("Goldfish", 3),
+        Snack("Cheese", 4, content="mozzarella\n"),
+        Snack("Shelf", 5, type="directory"),
+        Snack("Link", 6, type="symlink", target="Goldfish"),
+        Snack("Locked", 7, mode=0o600),
+        Snack("drinks/Juice", 8),
+    )
+    for name in ("Cheese", "Shelf", "Link", "Locked", "drinks", "Unknown"):  # "drinks": a nested directory gone
+        assert lone_restores([(PANTRY, "Goldfish"), (PANTRY, name)], kinds, health, 10.0) is None, name
+    assert lone_restores([("/elsewhere", "Goldfish")], kinds, health, 10.0) is None
+    pruning = desired_of(Snack("Goldfish", 3), prune=True)  # recorded before its name appears: the normal repair
+    assert lone_restores([(PANTRY, "Goldfish")], pruning, health, 10.0) is None
+
+
+def test_a_snack_that_fails_fights_waits_or_would_start_a_fight_takes_the_normal_turn() -> None:
+    desired = desired_of(Snack("Goldfish", 3), Snack("Popcorn", 4))
+    goldfish, now = f"{PANTRY}/Goldfish", 10.0
+    health = Health(fight=FIGHT)
+    health.failed(goldfish, now, "No space left on device")  # backing off
+    assert lone_restores([(PANTRY, "Popcorn")], desired, health, now) is not None
+    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now) is None
+    assert lone_restores([(PANTRY, "Popcorn"), (PANTRY, "Goldfish")], desired, health, now) is None  # all or none
+    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now + 1.0) is None  # still failing
+    health.repaired(goldfish, now + 1.0)  # recovered
+    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now + 2.0) is not None
+
+    health = Health(fight=FIGHT)
+    for deletion in range(FIGHT.threshold + 1):  # deleted right after each restore: the first is no flap
+        answer = lone_restores([(PANTRY, "Goldfish")], desired, health, now)
+        delay, _ = health.deleted(goldfish, now)
+        assert (answer is not None) == (deletion < FIGHT.threshold)  # the flap that starts the fight is not lone
+        assert (delay == 0) == (deletion < FIGHT.threshold)
+        if delay == 0:
+            health.repaired(goldfish, now)
+        now += 0.01
+    assert health.snacks[goldfish].fighting
+    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now + 3.0) is None  # in a fight, even once quiet
+
+
+def test_the_gates_answer_is_the_fight_gates_over_random_histories() -> None:
+    """restores_now() (and restores_all_now()) say "now" only where deleted() then answers 0 with nothing to tell,
+    whatever came before: deletions, restores, failures, nudges, corrections, presence, on a random clock."""
+    rng = random.Random(23)
+    names = ["a", "b", "c"]
+    for _ in range(300):
+        health = Health(BackoffPolicy(), FightPolicy(window=0.05, threshold=rng.choice([1, 2, 3, 5]), quiet=0.3))
+        now = 0.0
+        for _ in range(60):
+            now += rng.choice([0.0, 0.001, 0.01, 0.04, 0.06, 0.2, 0.5, 2.0])
+            name, act = rng.choice(names), rng.randrange(7)
+            if act == 0:
+                said = health.restores_now(name, now)
+                every = health.restores_all_now()
+                delay, change = health.deleted(name, now)
+                assert not said or (delay == 0 and change is None), (name, now, health.snacks.get(name))
+                assert not every or said
+                if delay == 0:
+                    health.repaired(name, now)
+            elif act == 1:
+                health.repaired(name, now)
+            elif act == 2:
+                health.failed(name, now, "No space left on device")
+            elif act == 3:
+                health.nudge(now)
+            elif act == 4:
+                health.present(name, now)
+            elif act == 5:
+                health.changed(name, now)
+                health.corrected(name, now)
+            else:
+                health.pop_due(now)

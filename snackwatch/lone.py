@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from snackwatch.backoff import Health
+from snackwatch.backoff import Health, restores_all_now, restores_now
 from snackwatch.desired import Desired, Entry
 
 
@@ -18,13 +18,13 @@ def lone_restores(
     fight. None if any one is not provably so: then they all take the normal turn (the fight gate first, then the
     repair). A nested snack directory is no plain snack: its removal is a directory gone."""
     todo: dict[str, list[Entry]] = {}
-    files, every = desired.files, health.restores_all_now()
+    files, every = desired.files, restores_all_now(health)
     for directory, name in removed:
         entries = files.get(directory)
         entry = entries.get(name) if entries is not None else None
         if entry is None or entry.spec.prune or not entry.snack.is_plain:
             return None
-        if not every and not health.restores_now(entry.path, now):
+        if not every and not restores_now(health, entry.path, now):
             return None
         listed = todo.get(directory)
         if listed is None:

@@ -70,7 +70,7 @@ if HAVE_INOTIFY:
     _READS_PER_WAKE = 4  # full reads at most per wake-up: an attacker who keeps the queue full cannot hold the loop
     _EVENT_MAX = 16 + 256  # one event with the longest name (NAME_MAX + its NUL)
     _LONE_MASKS = frozenset((C.IN_DELETE, C.IN_MOVED_FROM))  # a file unlinked or renamed away, and nothing more
-    _LONE_READ = 8 * 32  # a read of more than a few removals is no lone deletion: the turn takes it (bursts)
+    _LONE_READ = 1024  # a read of more than a few removals is no lone deletion: the turn takes it (bursts)
 
 
 _OWN, _PARENT_NOISE, _MEANT, _QUIET = object(), object(), object(), object()  # what an event off the hot path was

@@ -1,4 +1,4 @@
-"""The lone-deletion gate (lone.py) and the book's answer behind it (Health.restores_now): pure, injected clock.
+"""The lone-deletion gate (lone.py) and the book's answer behind it (backoff.restores_now): pure, injected clock.
 
 The loop restores a lone deletion before the fight gate hears of it, so the gate's answer must be the one the
 fight gate gives afterwards: these tests hold restores_now() to deleted() over random histories."""
@@ -8,10 +8,15 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from snackwatch.backoff import BackoffPolicy, FightPolicy, Health
+import pytest
+from conftest import IS_LINUX
+
+from snackwatch.backoff import BackoffPolicy, FightPolicy, Health, restores_all_now, restores_now
 from snackwatch.desired import Desired, merge
+from snackwatch.dirty import DirtySet
 from snackwatch.lone import lone_restores
 from snackwatch.spec import Snack, Spec
+from snackwatch.watch import HAVE_INOTIFY, Watcher
 
 FIGHT = FightPolicy(window=0.05, threshold=5, quiet_after=3, backoff=BackoffPolicy(initial=0.1, cap=5.0), quiet=1.0)
 PANTRY = "/pantry"
@@ -86,8 +91,8 @@ def test_the_gates_answer_is_the_fight_gates_over_random_histories() -> None:
             now += rng.choice([0.0, 0.001, 0.01, 0.04, 0.06, 0.2, 0.5, 2.0])
             name, act = rng.choice(names), rng.randrange(7)
             if act == 0:
-                said = health.restores_now(name, now)
-                every = health.restores_all_now()
+                said = restores_now(health, name, now)
+                every = restores_all_now(health)
                 delay, change = health.deleted(name, now)
                 assert not said or (delay == 0 and change is None), (name, now, health.snacks.get(name))
                 assert not every or said
@@ -106,3 +111,33 @@ def test_the_gates_answer_is_the_fight_gates_over_random_histories() -> None:
                 health.corrected(name, now)
             else:
                 health.pop_due(now)
+
+
+@pytest.mark.skipif(not (IS_LINUX and HAVE_INOTIFY), reason="inotify is Linux only")
+def test_a_read_of_only_removals_of_declared_names_is_lone_and_any_other_read_is_marked(tmp_path: Path) -> None:
+    pantry = tmp_path / "pantry"
+    pantry.mkdir()
+    for name in ("Goldfish", "Popcorn", "junk"):
+        (pantry / name).touch()
+    where, dirty = str(pantry), DirtySet()
+    watcher = Watcher(dirty, "inotify", ignore_prefix=".snackwatch-")
+    try:
+        watcher.track({where: frozenset({"Goldfish", "Popcorn"})})
+        watcher.arm([where], [])
+        lone: list[tuple[str, str]] = []
+        (pantry / "Goldfish").unlink()
+        (pantry / "Popcorn").rename(tmp_path / "Popcorn")  # moved away: a removal too
+        assert watcher.read_events(lone) is True
+        assert lone == [(where, "Goldfish"), (where, "Popcorn")] and not dirty.pending  # unmarked: the loop's
+        (tmp_path / "Popcorn").rename(pantry / "Popcorn")  # something renamed over a snack's name: no removal
+        assert watcher.read_events(lone) is True and lone == [] and dirty.take().names == {(where, "Popcorn")}
+        (pantry / "Popcorn").unlink()
+        (pantry / "junk").unlink()  # another user's name beside it: noise, counted as always
+        assert watcher.read_events(lone) is True and lone == []
+        assert dirty.take().names == {(where, "Popcorn")} and watcher.noise_heard() == 1
+        (pantry / ".snackwatch-1-abc.tmp").touch()
+        (pantry / ".snackwatch-1-abc.tmp").unlink()  # our own temp file: never lone, never marked
+        assert watcher.read_events(lone) is False and lone == [] and not dirty.pending
+    finally:
+        watcher.close()
+        dirty.close()

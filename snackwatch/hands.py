@@ -9,7 +9,7 @@ from loguru import logger
 
 from snackwatch.desired import Desired, Entry
 from snackwatch.dirty import Mark
-from snackwatch.lone import lone_restores
+from snackwatch.lone import LoneGate
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
 from snackwatch.reconcile import (
@@ -35,6 +35,7 @@ class Hands:
         self.parts = parts
         self.options = parts.options
         self._sorted: tuple[Desired | None, list[str]] = (None, [])
+        self.lone = LoneGate()  # which removals may be restored before the turn (restore_lone)
 
     @property
     def desired(self) -> Desired:
@@ -117,7 +118,7 @@ class Hands:
         the other order (same clock, same book after). False, nothing done: they take the normal turn."""
         p = self.parts
         desired, held_dirs = p.specs.desired, p.held_dirs
-        todo = lone_restores(removed, desired, p.ledger.health, now)
+        todo = self.lone.restores(removed, desired, p.ledger.health, now)
         if todo is None:
             return False
         done, removed = [], []

@@ -1,4 +1,4 @@
-"""The lone-deletion gate (lone.py) and the book's answer behind it (backoff.restores_now): pure, injected clock.
+"""The lone-deletion gate (lone.LoneGate) and the book's answer behind it (backoff.restores_now): pure, injected clock.
 
 The loop restores a lone deletion before the fight gate hears of it, so the gate's answer must be the one the
 fight gate gives afterwards: these tests hold restores_now() to deleted() over random histories."""
@@ -14,7 +14,7 @@ from conftest import IS_LINUX
 from snackwatch.backoff import BackoffPolicy, FightPolicy, Health, restores_all_now, restores_now
 from snackwatch.desired import Desired, merge
 from snackwatch.dirty import DirtySet
-from snackwatch.lone import lone_restores
+from snackwatch.lone import LoneGate
 from snackwatch.spec import Snack, Spec
 from snackwatch.watch import HAVE_INOTIFY, Watcher
 
@@ -29,7 +29,7 @@ def desired_of(*snacks: Snack, prune: bool = False) -> Desired:
 def test_plain_snacks_with_nothing_remembered_are_restored_first_each_once() -> None:
     desired = desired_of(Snack("Goldfish", 3), Snack("Popcorn", 4), Snack("drinks/Juice", 5))
     removed = [(PANTRY, "Goldfish"), (PANTRY, "Popcorn"), (PANTRY, "Goldfish"), (f"{PANTRY}/drinks", "Juice")]
-    todo = lone_restores(removed, desired, Health(fight=FIGHT), 10.0)
+    todo = LoneGate().restores(removed, desired, Health(fight=FIGHT), 10.0)
     assert todo is not None
     assert {d: [e.name for e in entries] for d, entries in todo.items()} == {
         PANTRY: ["Goldfish", "Popcorn"],  # removed, made and removed again within one read: one repair
@@ -48,10 +48,20 @@ def test_anything_but_a_plain_declared_snack_takes_the_normal_turn() -> None:
         Snack("drinks/Juice", 8),
     )
     for name in ("Cheese", "Shelf", "Link", "Locked", "drinks", "Unknown"):  # "drinks": a nested directory gone
-        assert lone_restores([(PANTRY, "Goldfish"), (PANTRY, name)], kinds, health, 10.0) is None, name
-    assert lone_restores([("/elsewhere", "Goldfish")], kinds, health, 10.0) is None
+        assert LoneGate().restores([(PANTRY, "Goldfish"), (PANTRY, name)], kinds, health, 10.0) is None, name
+    assert LoneGate().restores([("/elsewhere", "Goldfish")], kinds, health, 10.0) is None
     pruning = desired_of(Snack("Goldfish", 3), prune=True)  # recorded before its name appears: the normal repair
-    assert lone_restores([(PANTRY, "Goldfish")], pruning, health, 10.0) is None
+    assert LoneGate().restores([(PANTRY, "Goldfish")], pruning, health, 10.0) is None
+
+
+def test_the_gate_remembers_which_names_are_plain_only_while_one_desired_state_is_in_force() -> None:
+    gate, health = LoneGate(), Health(fight=FIGHT)
+    plain = desired_of(Snack("Goldfish", 3))
+    assert gate.restores([(PANTRY, "Goldfish")], plain, health, 10.0) is not None
+    assert gate.restores([(PANTRY, "Goldfish")], plain, health, 10.1) is not None  # remembered
+    content = desired_of(Snack("Goldfish", 3, content="crackers\n"))  # a reload declared it otherwise
+    assert gate.restores([(PANTRY, "Goldfish")], content, health, 10.2) is None
+    assert gate.restores([(PANTRY, "Goldfish")], plain, health, 10.3) is not None
 
 
 def test_a_snack_that_fails_fights_waits_or_would_start_a_fight_takes_the_normal_turn() -> None:
@@ -59,16 +69,16 @@ def test_a_snack_that_fails_fights_waits_or_would_start_a_fight_takes_the_normal
     goldfish, now = f"{PANTRY}/Goldfish", 10.0
     health = Health(fight=FIGHT)
     health.failed(goldfish, now, "No space left on device")  # backing off
-    assert lone_restores([(PANTRY, "Popcorn")], desired, health, now) is not None
-    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now) is None
-    assert lone_restores([(PANTRY, "Popcorn"), (PANTRY, "Goldfish")], desired, health, now) is None  # all or none
-    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now + 1.0) is None  # still failing
+    assert LoneGate().restores([(PANTRY, "Popcorn")], desired, health, now) is not None
+    assert LoneGate().restores([(PANTRY, "Goldfish")], desired, health, now) is None
+    assert LoneGate().restores([(PANTRY, "Popcorn"), (PANTRY, "Goldfish")], desired, health, now) is None  # all or none
+    assert LoneGate().restores([(PANTRY, "Goldfish")], desired, health, now + 1.0) is None  # still failing
     health.repaired(goldfish, now + 1.0)  # recovered
-    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now + 2.0) is not None
+    assert LoneGate().restores([(PANTRY, "Goldfish")], desired, health, now + 2.0) is not None
 
     health = Health(fight=FIGHT)
     for deletion in range(FIGHT.threshold + 1):  # deleted right after each restore: the first is no flap
-        answer = lone_restores([(PANTRY, "Goldfish")], desired, health, now)
+        answer = LoneGate().restores([(PANTRY, "Goldfish")], desired, health, now)
         delay, _ = health.deleted(goldfish, now)
         assert (answer is not None) == (deletion < FIGHT.threshold)  # the flap that starts the fight is not lone
         assert (delay == 0) == (deletion < FIGHT.threshold)
@@ -76,7 +86,9 @@ def test_a_snack_that_fails_fights_waits_or_would_start_a_fight_takes_the_normal
             health.repaired(goldfish, now)
         now += 0.01
     assert health.snacks[goldfish].fighting
-    assert lone_restores([(PANTRY, "Goldfish")], desired, health, now + 3.0) is None  # in a fight, even once quiet
+    assert (
+        LoneGate().restores([(PANTRY, "Goldfish")], desired, health, now + 3.0) is None
+    )  # in a fight, even once quiet
 
 
 def test_the_gates_answer_is_the_fight_gates_over_random_histories() -> None:

@@ -174,7 +174,7 @@ class Daemon:
                     or self.options.dry_run
                     or p.reads.resume_at is not None
                     or (deadline is not None and deadline <= p.clock())
-                    else []  # else a read of only snack removals is restored before the turn (_restore_lone)
+                    else []  # else a read of only snack removals is restored before the turn (Hands.restore_lone)
                 )
                 meaningful = p.watcher.read_events(lone)
                 if lone and not self.hands.restore_lone(lone, p.clock()):

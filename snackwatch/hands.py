@@ -121,13 +121,13 @@ class Hands:
         todo = self.lone.restores(removed, desired, p.ledger.health, now)
         if todo is None:
             return False
-        done, removed = [], []
+        done, heard = [], []
         for directory, entries in todo.items():  # loops, not comprehensions: each of those is a call before the create
             outcomes = restore_plain(desired, directory, entries, held_dirs)
             done.append((directory, outcomes))
             for entry in entries:
-                removed.append((directory, entry.name))
-        _, changes = p.ledger.deleted(removed, now)
+                heard.append((directory, entry.name))
+        _, changes = p.ledger.deleted(heard, now)  # the fight gate counts them now (it said "now" before the create)
         p.narrator.tell(changes, desired, now)
         for directory, outcomes in done:
             _REPAIR_LOG.debug("restored first in {}: {}", directory, _Names(outcomes), directory=directory)

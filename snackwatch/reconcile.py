@@ -327,22 +327,6 @@ def reconcile_names(
     entries = [wanted[name] for name in names if name in wanted]
     if not entries:
         return []
-    return reconcile_entries(
-        desired, directory, entries, dry_run=dry_run, recorder=recorder, changed=changed, held_dirs=held_dirs
-    )
-
-
-def reconcile_entries(
-    desired: Desired,
-    directory: str,
-    entries: list[Entry],
-    *,
-    dry_run: bool = False,
-    recorder: Recorder | None = None,
-    changed: bool = False,
-    held_dirs: HeldDirectories | None = None,
-) -> list[Outcome]:
-    """reconcile_names() for entries of `directory` (at least one) already looked up."""
     opened = _open(desired, directory, entries, dry_run=dry_run, held_dirs=held_dirs)
     if isinstance(opened, list):
         return opened
@@ -356,10 +340,8 @@ def reconcile_entries(
             return [o for o in looked if o.status is not Status.WOULD_CREATE] + [
                 _ensure(fd, entry, dry_run, recorder) for entry in gone
             ]
-        if recorder is None or dry_run or _unrecorded(entries):
+        if recorder is None or dry_run or not any(_recorded(entry) for entry in entries):
             fixes = held_dirs.plain_fixes(directory) if held_dirs is not None and kept else None
-            if len(entries) == 1:  # a lone deletion: no comprehension, one call less before the create
-                return [_ensure(fd, entries[0], dry_run, recorder, fixes)]
             return [_ensure(fd, entry, dry_run, recorder, fixes) for entry in entries]
         outcomes: list[Outcome | None] = []
         owned: list[tuple[int, Entry]] = []  # missing files of pruning specs: recorded together, then published
@@ -431,7 +413,7 @@ def restore_plain(
     desired: Desired, directory: str, entries: list[Entry], held_dirs: HeldDirectories | None = None
 ) -> list[Outcome]:
     """Plain snacks (empty files, of specs that do not prune) of one directory restored after a deletion: the lone
-    deletion's repair, as reconcile_entries() would make it with fewer calls before the create. One create loop,
+    deletion's repair, as reconcile_names() would make it with fewer calls before the create. One create loop,
     what create_snack() does for them; a name found taken goes the long way (_ensure: looked at, made again if it
     went meanwhile)."""
     opened = _open(desired, directory, entries, dry_run=False, held_dirs=held_dirs)
@@ -455,14 +437,6 @@ def restore_plain(
     finally:
         if not kept:
             os.close(fd)
-
-
-def _unrecorded(entries: list[Entry]) -> bool:
-    """No entry is a file of a pruning spec (those are recorded before their name appears)."""
-    for entry in entries:  # noqa: SIM110  (a loop, not any(): a generator is one more call before the create)
-        if entry.spec.prune and entry.snack.type == "file":
-            return False
-    return True
 
 
 def settle(fd: int, outcome: Outcome, dry_run: bool, recorder: Recorder | None = None) -> Outcome:

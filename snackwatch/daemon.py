@@ -159,7 +159,8 @@ class Daemon:
 
     def turn(self, ready: Collection[int]) -> bool:
         """One turn, guarded: no exception kills the daemon (a backed-off full resync follows). Noise costs a read:
-        False then, unless it started pacing or a storm (the deadlines to wait for are the same)."""
+        False then, unless it started pacing or a storm (the deadlines to wait for are the same). A read of only
+        snack removals in a turn with nothing else in it is restored first (Hands.restore_lone), then the step."""
         p = self.parts
         try:
             meaningful = True

@@ -316,3 +316,22 @@ class Health:
         for table in (self.restored_at, self.corrected_at, self.changed_at):
             for name in [name for name in table if name not in keep]:
                 del table[name]
+
+
+def restores_now(health: Health, name: str, now: float) -> bool:
+    """Whether health.deleted(name, now) answers "now" (0) with no change to tell: the snack neither fails, nor
+    fights, nor waits, and one flap more stays below the threshold. Asks only, changes nothing: the lone-deletion
+    path restores on this answer, and deleted() then runs after the create as it would have before. Beside
+    Health, whose deleted() it mirrors (tests/unit/test_lone.py holds the two together)."""
+    state = health.snacks.get(name)
+    if state is None:
+        return health.fight.threshold > 1
+    if state.failures or state.fighting or state.held_until > now:
+        return False
+    return state.flaps + 1 < health.fight.threshold
+
+
+def restores_all_now(health: Health) -> bool:
+    """restores_now() for every name at once: nothing remembered of any snack (the common case: no snack failed,
+    flapped or fought since start), so no deletion can be held back or start a fight."""
+    return not health.snacks and health.fight.threshold > 1

@@ -157,14 +157,29 @@ class Daemon:
             "snackwatch stopped ({} repairs, {} created)", p.ledger.repairs, p.ledger.created
         )
 
-    def turn(self, ready: set[int]) -> bool:
+    def turn(self, ready: Collection[int]) -> bool:
         """One turn, guarded: no exception kills the daemon (a backed-off full resync follows). Noise costs a read:
-        False then, unless it started pacing or a storm (the deadlines to wait for are the same)."""
+        False then, unless it started pacing or a storm (the deadlines to wait for are the same). A read of only
+        snack removals in a turn with nothing else in it is restored first (Hands.restore_lone), then the step."""
         p = self.parts
         try:
             meaningful = True
-            if p.reads.ready(ready):
-                meaningful = p.watcher.read_events()
+            if p.reads.fd in ready:
+                signals, deadline = self.signals, self.deadline
+                lone: list[tuple[str, str]] | None = (
+                    None  # anything else in this turn (a mark, a signal, a due part, paced reads: a storm, a dry run)
+                    if len(ready) > 1
+                    or p.dirty.pending
+                    or signals.stopping
+                    or signals.reload_asked
+                    or self.options.dry_run
+                    or p.reads.resume_at is not None
+                    or (deadline is not None and deadline <= p.clock())
+                    else []  # else a read of only snack removals is restored before the turn (Hands.restore_lone)
+                )
+                meaningful = p.watcher.read_events(lone)
+                if lone and not self.hands.restore_lone(lone, p.clock()):
+                    p.dirty.mark_snacks(set(lone))  # not provably lone (a fight, a backoff...): the normal turn
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
                 if not meaningful and len(ready) == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
                     return p.reads.pacing() or p.watcher.next_due() is not None

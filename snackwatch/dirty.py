@@ -62,7 +62,7 @@ class DirtySet:
         self._marks: set[Mark] = set()
         self._spec_writes: dict[str, bool] = {}
         self._changed: set[tuple[str, str]] = set()
-        self._woken = False
+        self.pending = False  # something was marked since the loop last took a batch
 
     def mark(self, mark: Mark, directory: str, name: str) -> None:
         try:
@@ -80,9 +80,9 @@ class DirtySet:
                         self._spec_writes[os.path.join(directory, name)] = mark is Mark.SPEC_WRITE
                 else:
                     self._marks.add(mark)
-                if self._woken:
+                if self.pending:
                     return
-                self._woken = True
+                self.pending = True
             if threading.get_ident() != self.loop_thread:
                 self.wake()
         except Exception:  # never let anything escape into watchdog's thread
@@ -93,16 +93,11 @@ class DirtySet:
         with self._lock:
             self._names |= names
             self._marks.add(Mark.NUDGE)
-            if self._woken:
+            if self.pending:
                 return
-            self._woken = True
+            self.pending = True
         if threading.get_ident() != self.loop_thread:
             self.wake()
-
-    @property
-    def pending(self) -> bool:
-        """Something was marked since the loop last took a batch."""
-        return self._woken
 
     def wake(self) -> None:
         """Wake the loop (safe from a signal handler: no lock)."""
@@ -118,7 +113,7 @@ class DirtySet:
             names, gone, marks, writes = self._names, self._gone, self._marks, self._spec_writes
             self._names, self._gone, self._marks, self._spec_writes = set(), set(), set(), {}
             changed, self._changed = self._changed, set()
-            self._woken = False
+            self.pending = False
         names, scan = split_bursts(names)
         return Batch(names, gone, scan, marks, writes, changed)
 

@@ -8,9 +8,19 @@ from collections.abc import Collection
 from loguru import logger
 
 from snackwatch.desired import Desired, Entry
+from snackwatch.dirty import Mark
+from snackwatch.lone import LoneGate
 from snackwatch.mounts import under
 from snackwatch.parts import Parts
-from snackwatch.reconcile import Outcome, Status, owners_drift, reconcile_all, reconcile_directory, reconcile_names
+from snackwatch.reconcile import (
+    Outcome,
+    Status,
+    owners_drift,
+    reconcile_all,
+    reconcile_directory,
+    reconcile_names,
+    restore_plain,
+)
 from snackwatch.text import name_list
 from snackwatch.trigger import Trigger
 
@@ -25,6 +35,7 @@ class Hands:
         self.parts = parts
         self.options = parts.options
         self._sorted: tuple[Desired | None, list[str]] = (None, [])
+        self.lone = LoneGate()  # which removals may be restored before the turn (restore_lone)
 
     @property
     def desired(self) -> Desired:
@@ -97,20 +108,50 @@ class Hands:
             _REPAIR_LOG.debug(
                 "targeted repair in {} ({}): {}", directory, trigger.value, name_list(names), directory=directory
             )
-            outcomes = reconcile_names(
-                self.desired,
-                directory,
-                names,
-                dry_run=self.options.dry_run,
-                recorder=self.parts.pruner,
-                changed=changed,
-                held_dirs=self.parts.held_dirs,
-            )
-            if any(outcome.status is Status.FAILED for outcome in outcomes):
-                self.parts.held_dirs.drop(directory)  # the next try walks again
-            self.fold(outcomes, now, trigger)
+            self.fold(self._reconcile(directory, names, changed=changed), now, trigger)
         if todo:
             self.parts.held_dirs.used(now)
+
+    def restore_lone(self, removed: list[tuple[str, str]], now: float) -> bool:
+        """A read of only these removals, nothing else in the turn: restored first if their gate is provably open
+        (lone.py), by the same targeted repair; then heard by the fight gate, told and folded, as deleted() does in
+        the other order (same clock, same book after). False, nothing done: they take the normal turn."""
+        p = self.parts
+        desired, held_dirs = p.specs.desired, p.held_dirs
+        todo = self.lone.restores(removed, desired, p.ledger.health, now)
+        if todo is None:
+            return False
+        done, heard = [], []
+        for directory, entries in todo.items():  # loops, not comprehensions: each of those is a call before the create
+            outcomes = restore_plain(desired, directory, entries, held_dirs)
+            done.append((directory, outcomes))
+            for entry in entries:
+                heard.append((directory, entry.name))
+        _, changes = p.ledger.deleted(heard, now)  # the fight gate counts them now (it said "now" before the create)
+        p.narrator.tell(changes, desired, now)
+        for directory, outcomes in done:
+            _REPAIR_LOG.debug("restored first in {}: {}", directory, _Names(outcomes), directory=directory)
+            if any(outcome.status is Status.FAILED for outcome in outcomes):
+                held_dirs.drop(directory)  # the next try walks again
+            self.fold(outcomes, now, Trigger.DELETED)
+        held_dirs.used(now)
+        p.dirty.mark(Mark.NUDGE, "", "")  # as any removal: failing repairs retry soon (in this turn's step)
+        return True
+
+    def _reconcile(self, directory: str, names: list[str], *, changed: bool = False) -> list[Outcome]:
+        """Named snacks of one directory looked at (or created) through the held directory fds."""
+        outcomes = reconcile_names(
+            self.desired,
+            directory,
+            names,
+            dry_run=self.options.dry_run,
+            recorder=self.parts.pruner,
+            changed=changed,
+            held_dirs=self.parts.held_dirs,
+        )
+        if any(outcome.status is Status.FAILED for outcome in outcomes):
+            self.parts.held_dirs.drop(directory)  # the next try walks again
+        return outcomes
 
     def full_pass(self, now: float, trigger: Trigger, *, owners: bool = True) -> None:
         """Everything looked at; `owners=False` (the start) leaves the owner look of name-only snacks, a report
@@ -141,3 +182,13 @@ class Hands:
         p.narrator.tell(changes, self.desired, now)
         if outcomes or everything:
             p.state.changed(now)
+
+
+class _Names:
+    """The names of some outcomes, as a debug line lists them, formatted only if that line is written."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+
+    def __str__(self) -> str:
+        return name_list([outcome.entry.name for outcome in self.outcomes])

@@ -10,6 +10,7 @@ import select
 import struct
 import time
 from collections import OrderedDict
+from collections.abc import Container
 from typing import TYPE_CHECKING, NamedTuple
 
 from snackwatch.apply import PlainFixes, plain_fixes
@@ -45,6 +46,7 @@ class _Held(NamedTuple):
     fd: int
     wds: tuple[int, ...]  # the guard's watches this directory depends on
     fixes: list[PlainFixes]  # what a plain file created there needs (ACL, setgid group, umask): asked once
+    owners: Container[int] | None  # who may own it (the walk's rules, fixed while held: a new desired state drops it)
 
 
 class _Unguarded(Exception):
@@ -93,11 +95,12 @@ class HeldDirectories:
         if desired is not self.desired:
             self.drop_all()
             self.desired = desired
-        if self.guard is not None:
-            self._check()
+        if self.guard is not None and (ready := self.poller.poll(0)):
+            self._check(ready)
         held = self.entries.get(directory)
         if held is not None:
-            if self._owner_still_trusted(desired, directory, held.fd):
+            info = os.fstat(held.fd)  # the owner still trusted (a chown since is refused as the walk would), linked
+            if info.st_nlink > 0 and (held.owners is None or info.st_uid in held.owners):
                 self.entries.move_to_end(directory)
                 return held.fd, True
             self.drop(directory)
@@ -115,14 +118,9 @@ class HeldDirectories:
         if self.entries and now >= self.last_used + HOLD_IDLE:
             self.drop_all()
 
-    def _owner_still_trusted(self, desired: Desired, directory: str, fd: int) -> bool:
-        info = os.fstat(fd)
-        rules = desired.walk_rules(directory)
-        return info.st_nlink > 0 and (rules is None or info.st_uid in rules.owners)
-
-    def _check(self) -> None:
-        """Drop what the guard's events or a mount change may concern (one poll; a read only if something came)."""
-        for fd, _ in self.poller.poll(0):
+    def _check(self, ready: list[tuple[int, int]]) -> None:
+        """Drop what the guard's events or a mount change may concern (`ready`: its poll; a read of what came)."""
+        for fd, _ in ready:
             if fd == self.mounts:
                 self.drop_all()
                 return
@@ -141,20 +139,24 @@ class HeldDirectories:
             self._drain()
             self.flooded_at = time.monotonic()
             return
-        offset = 0
-        while offset + 16 <= len(buffer):
+        watching, offset, end = self.watching, 0, len(buffer)
+        while offset + 16 <= end:  # saves beside a held path (a busy parent) come here before each repair: lean
             wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
-            name = buffer[offset + 16 : offset + 16 + length].rstrip(b"\0")
-            offset += 16 + length
+            start, offset = offset + 16, offset + 16 + length
             if mask & _IN_Q_OVERFLOW:
                 self.drop_all()
                 return
-            concerned = self.watching.get(wd)
+            concerned = watching.get(wd)
             if not concerned:
                 continue
-            for directory, names in list(concerned.items()):
+            name = buffer[start:offset].rstrip(b"\0")
+            for names in concerned.values():  # the common case, another name: no list built, no call made
                 if mask & _SELF or not name or name in names:
-                    self.drop(directory)
+                    break
+            else:
+                continue
+            for directory in [d for d, names in concerned.items() if mask & _SELF or not name or name in names]:
+                self.drop(directory)
 
     def _fill(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """Walk to `directory`, watching each directory before a name is looked up in it; held if all could be."""
@@ -184,7 +186,7 @@ class HeldDirectories:
             raise
         for wd, names in looked.items():
             self.watching.setdefault(wd, {})[directory] = frozenset(names)
-        self.entries[directory] = _Held(fd, tuple(looked), [])
+        self.entries[directory] = _Held(fd, tuple(looked), [], rules.owners if rules is not None else None)
         return fd, True
 
     def plain_fixes(self, directory: str) -> PlainFixes | None:

@@ -71,7 +71,7 @@ class WatchSource(Protocol):
 
     def fileno(self) -> int | None: ...
 
-    def read_events(self) -> bool: ...
+    def read_events(self, lone: list[tuple[str, str]] | None = None) -> bool: ...
 
     def noise_heard(self) -> int: ...
 
@@ -167,10 +167,11 @@ class Parts:
         ]
         return min((deadline for deadline in deadlines if deadline is not None), default=None)
 
-    def wait(self, deadline: float | None) -> set[int]:
-        """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing)."""
+    def wait(self, deadline: float | None) -> dict[int, int]:
+        """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing); the ready fds
+        (with their poll events: a dict is built without a Python-level call, a set comprehension is one)."""
         timeout = None if deadline is None else max(0, int((deadline - self.clock()) * 1000) + 1)
-        return {fd for fd, _ in self.poller.poll(timeout)}
+        return dict(self.poller.poll(timeout))
 
     def close(self) -> None:
         self.held_dirs.close()

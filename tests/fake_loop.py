@@ -33,6 +33,7 @@ class FakeWatcher:
         self.noise_per_read = 0  # events each read brings that mean nothing (read pacing counts them)
         self.noise = 0
         self.resync_interval: float | None = None
+        self.queued: list[tuple[str, str]] = []  # removals the next read brings (read_brings)
 
     def track(self, relevant: Mapping[str, Container[str]]) -> None:
         self.relevant = relevant
@@ -63,11 +64,18 @@ class FakeWatcher:
     def fileno(self) -> int | None:
         return self.fd
 
-    def read_events(self) -> bool:
+    def read_events(self, lone: list[tuple[str, str]] | None = None) -> bool:
+        """As the inotify source: a read of removals alone goes to `lone` when the loop offers it, else is marked."""
         if self.fd is not None:
             os.read(self.fd, 4096)
         self.noise += self.noise_per_read
-        return self.meaningful
+        queued, self.queued = self.queued, []
+        if queued and lone is not None:
+            lone.extend(queued)
+            return True
+        if queued:
+            self.dirty.mark_snacks(set(queued))
+        return self.meaningful or bool(queued)
 
     def noise_heard(self) -> int:
         return self.noise
@@ -79,6 +87,10 @@ class FakeWatcher:
 
     def removed(self, directory: Path, *names: str) -> None:
         self.dirty.mark_snacks({(str(directory), name) for name in names})
+
+    def read_brings(self, directory: Path, *names: str) -> None:
+        """The next read of the watcher's fd brings these removals, and nothing else (a lone deletion)."""
+        self.queued += [(str(directory), name) for name in names]
 
     def changed(self, directory: Path, *names: str) -> None:
         """Enforced names written or chmod'ed in place (IN_CLOSE_WRITE, IN_ATTRIB)."""

@@ -69,6 +69,8 @@ if HAVE_INOTIFY:
     _PARENT_WEIGHT = 20
     _READS_PER_WAKE = 4  # full reads at most per wake-up: an attacker who keeps the queue full cannot hold the loop
     _EVENT_MAX = 16 + 256  # one event with the longest name (NAME_MAX + its NUL)
+    _LONE_MASKS = frozenset((C.IN_DELETE, C.IN_MOVED_FROM))  # a file unlinked or renamed away, and nothing more
+    _LONE_READ = 1024  # a read of more than a few removals is no lone deletion: the turn takes it (bursts)
 
 
 _OWN, _PARENT_NOISE, _MEANT, _QUIET = object(), object(), object(), object()  # what an event off the hot path was
@@ -279,6 +281,32 @@ class InotifyWatches(Source):
         os.close(self.fd)
 
 
+def _lone_removals(
+    buffer: bytes,
+    snacks_only: Mapping[int, str],
+    relevant: Mapping[str, Container[str]],
+    ignore: str | None,
+    lone: list[tuple[str, str]],
+) -> bool:
+    """Whether `buffer` (at most _LONE_READ bytes) holds only removals of declared names in plain snack
+    directories, each appended to `lone` as (directory, name); parsed in this one call: the lone deletion's latency."""
+    offset, end = 0, len(buffer)
+    if not end or end > _LONE_READ:
+        return False
+    while offset < end:
+        wd, mask, _, length = _EVENT.unpack_from(buffer, offset)
+        start, offset = offset + 16, offset + 16 + length
+        directory = snacks_only.get(wd)
+        if directory is None or mask not in _LONE_MASKS:
+            return False
+        name = buffer[start:offset].rstrip(b"\0").decode(_FS_ENCODING, "surrogateescape")
+        wanted = relevant.get(directory)
+        if wanted is None or name not in wanted or (ignore is not None and name.startswith(ignore)):
+            return False
+        lone.append((directory, name))
+    return True
+
+
 class InotifySource(InotifyWatches):
     """inotify read on the loop's own thread: the daemon polls fileno() and calls read_events(); storms are muted
     in the kernel mask and looked at on the storm guard's schedule."""
@@ -365,13 +393,32 @@ class InotifySource(InotifyWatches):
                 self.sink(Mark.SPEC, path, "")
         self.link_ids[wd] = now_ids
 
-    def read_events(self) -> bool:
+    def read_events(self, lone: list[tuple[str, str]] | None = None) -> bool:
         """The hot path: removals in snack directories, marked in one batch. A name that no snack or nested directory
         has is noise (another user's churn in a shared pantry, an app saving beside a pantry): counted for the storm
         guard and dropped here, at most a nudge. Our own temp files are dropped before anything is counted. One read
-        per wake-up: a short read emptied the queue, so no second read is made to hear EAGAIN. A full read holding
-        more than a burst of removals ends the reading when the last one did not: the first of a mass deletion is
-        repaired before the rest of it is read (its scan restores the rest too)."""
+        per wake-up (_read: a mass deletion's first buffer is repaired before the rest is read). `lone` (an empty
+        list): a read of only removals (unlink, rename away) of declared names in plain snack directories puts them
+        there unmarked and answers True (the loop restores them before its turn); any other is marked as always."""
+        if lone is None:
+            return self._read(None)
+        try:
+            buffer = os.read(self.fd, _READ_SIZE)
+        except BlockingIOError:
+            return self._read(b"")
+        if _lone_removals(buffer, self.snacks_only, self.relevant, self.ignore_text, lone):
+            if self.change_storm.noise:  # as any read does: a storm of writes beside enforced entries is muted
+                for wd in self.change_storm.storms(time.monotonic()):
+                    self._readd(wd)
+            return True
+        lone.clear()
+        return self._read(buffer)
+
+    def _read(self, first: bytes | None) -> bool:
+        """Read (up to _READS_PER_WAKE full buffers, `first` already read: b"" for an empty queue) and mark. A short
+        read emptied the queue, so no second read is made to hear EAGAIN. A full read holding more than a burst of
+        removals ends the reading when the last one did not: the first of a mass deletion is repaired before the
+        rest of it is read (its scan restores the rest too)."""
         removed: set[tuple[str, str]] = set()
         changed: set[tuple[str, str]] = set()  # enforced names written or chmod'ed in place
         relevant, ignore, storm = self.relevant, self.ignore_text, self.storm
@@ -380,9 +427,10 @@ class InotifySource(InotifyWatches):
         reads = 0
         while True:
             try:
-                buffer = os.read(self.fd, _READ_SIZE)
+                buffer = os.read(self.fd, _READ_SIZE) if first is None else first
             except BlockingIOError:
                 break
+            first = None
             offset, end = 0, len(buffer)
             while offset + 16 <= end:
                 wd, mask, _, length = _EVENT.unpack_from(buffer, offset)

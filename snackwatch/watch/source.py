@@ -183,8 +183,9 @@ class Source:
         """An fd for the loop to poll and then call read_events(); None where watchdog's threads deliver."""
         return None
 
-    def read_events(self) -> bool:
-        """Read what is pending on fileno() and mark it; never blocks. False if it was only noise."""
+    def read_events(self, lone: list[tuple[str, str]] | None = None) -> bool:
+        """Read what is pending on fileno() and mark it; never blocks. False if it was only noise. `lone`: see
+        InotifySource.read_events (a source that cannot tell leaves it empty and marks everything)."""
         return False
 
     def noise_heard(self) -> int:

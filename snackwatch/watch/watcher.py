@@ -142,9 +142,10 @@ class Watcher:
     def fileno(self) -> int | None:
         return self._source.fileno() if self._source is not None else None
 
-    def read_events(self) -> bool:
-        """Read what the kernel queued (inotify backend); False if it was only noise (nothing to repair)."""
-        return self._source.read_events() if self._source is not None else False
+    def read_events(self, lone: list[tuple[str, str]] | None = None) -> bool:
+        """Read what the kernel queued (inotify backend); False if it was only noise (nothing to repair). `lone`
+        (an empty list): a read of only removals of declared snack names puts them there instead of marking them."""
+        return self._source.read_events(lone) if self._source is not None else False
 
     def noise_heard(self) -> int:
         """Events read so far that meant nothing (a running count; a new source starts again from 0)."""

@@ -182,7 +182,8 @@ class Daemon:
                     p.dirty.mark_snacks(set(lone))  # not provably lone (a fight, a backoff...): the normal turn
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
                 if not meaningful and len(ready) == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
-                    return p.reads.pacing() or p.watcher.next_due() is not None
+                    dropped = p.held_dirs.catch_up()  # noise beside a held path: its guard events read now, not later
+                    return dropped or p.reads.pacing() or p.watcher.next_due() is not None
             if p.mounts.fd is not None and p.mounts.fd in ready:
                 _mounts_changed(p, self.hands.sorted_directories())
             if self.step(p.clock(), drain=p.dirty.read_fd in ready or not ready):

@@ -21,7 +21,7 @@ from snackwatch.libc import libc
 if TYPE_CHECKING:
     import ctypes
 
-# The kernel's inotify ABI (linux/inotify.h): the guard's own instance, never polled by the loop.
+# The kernel's inotify ABI (linux/inotify.h): the guard's own instance, polled by the loop only while something is held.
 _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x4, 0x40, 0x80, 0x100, 0x200
 _IN_DELETE_SELF, _IN_MOVE_SELF, _IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED = 0x400, 0x800, 0x2000, 0x4000, 0x8000
 _IN_ONLYDIR = 0x1000000
@@ -113,10 +113,10 @@ class HeldDirectories:
         self.backlog = 0
 
     def catch_up(self) -> bool:
-        """While something is held, a turn the loop takes anyway (noise beside a held path: an app's saves in the
-        pantry's parent) polls the guard and reads what came, as a use would: the next repair's poll then finds the
-        queue empty instead of parsing it on the deletion's path. Never a wake-up of its own (the guard is not in
-        the loop's poll set). True if anything was dropped (the release deadline moved)."""
+        """While something is held, the loop's turn woken by the guard (an app's saves in the pantry's parent) polls
+        it and the mount fd and reads what came, as a use would: the next repair's poll then finds the queue empty
+        instead of parsing it on the deletion's path. With nothing held, nothing is polled or read. True if
+        anything was dropped (the release deadline moved)."""
         if not self.entries or not (ready := self.poller.poll(0)):
             return False
         count = len(self.entries)

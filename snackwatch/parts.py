@@ -171,9 +171,9 @@ class Parts:
     def wait(self, deadline: float | None) -> dict[int, int]:
         """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing); the ready fds
         (with their poll events: a dict is built without a Python-level call, a set comprehension is one)."""
-        held = self.held_dirs
-        if (held.guard if held.entries else None) != self.guard_polled:
-            self._poll_guard(held.guard if held.entries else None)
+        guard = self.held_dirs.guard if self.held_dirs.entries else None
+        if guard != self.guard_polled:
+            self._poll_guard(guard)
         timeout = None if deadline is None else max(0, int((deadline - self.clock()) * 1000) + 1)
         return dict(self.poller.poll(timeout))
 

@@ -163,12 +163,16 @@ class Daemon:
         snack removals in a turn with nothing else in it is restored first (Hands.restore_lone), then the step."""
         p = self.parts
         try:
-            meaningful = True
+            others, meaningful = len(ready), True
+            if p.guard_polled is not None and p.guard_polled in ready:  # saves beside a held path: read as they come
+                dropped, others = p.held_dirs.catch_up(), others - 1
+                if not others and not _past(self.deadline, p.clock()):
+                    return dropped  # a turn of its own: not noise, not a storm; the release moves only if dropped
             if p.reads.fd in ready:
                 signals, deadline = self.signals, self.deadline
                 lone: list[tuple[str, str]] | None = (
                     None  # anything else in this turn (a mark, a signal, a due part, paced reads: a storm, a dry run)
-                    if len(ready) > 1
+                    if others > 1
                     or p.dirty.pending
                     or signals.stopping
                     or signals.reload_asked
@@ -181,7 +185,7 @@ class Daemon:
                 if lone and not self.hands.restore_lone(lone, p.clock()):
                     p.dirty.mark_snacks(set(lone))  # not provably lone (a fight, a backoff...): the normal turn
                 p.reads.after_read(p.clock(), p.watcher.noise_heard())
-                if not meaningful and len(ready) == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
+                if not meaningful and others == 1 and not p.dirty.pending and not _past(self.deadline, p.clock()):
                     return p.reads.pacing() or p.watcher.next_due() is not None
             if p.mounts.fd is not None and p.mounts.fd in ready:
                 _mounts_changed(p, self.hands.sorted_directories())

@@ -21,7 +21,7 @@ from snackwatch.libc import libc
 if TYPE_CHECKING:
     import ctypes
 
-# The kernel's inotify ABI (linux/inotify.h): the guard's own instance, never polled by the loop.
+# The kernel's inotify ABI (linux/inotify.h): the guard's own instance, polled by the loop only while something is held.
 _IN_ATTRIB, _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x4, 0x40, 0x80, 0x100, 0x200
 _IN_DELETE_SELF, _IN_MOVE_SELF, _IN_UNMOUNT, _IN_Q_OVERFLOW, _IN_IGNORED = 0x400, 0x800, 0x2000, 0x4000, 0x8000
 _IN_ONLYDIR = 0x1000000
@@ -33,7 +33,7 @@ GUARD_MASK = (
 )
 _SELF = _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT | _IN_IGNORED  # the watched directory itself: all it guards
 _EVENT = struct.Struct("iIII")
-GUARD_READ = 4096  # at most this much is parsed per use: a fuller queue (churn in /tmp) drops everything instead
+GUARD_READ = 4096  # at most this much is parsed between repairs: a fuller queue (churn in /tmp) drops everything
 _EVENT_MAX = 16 + 256
 HELD_MAX = 256  # held directories at most (and an eighth of the fd limit): the least recently used one goes
 # Released this long after the last repair that used one: an fd pins its mount (`umount` says busy), a watch does
@@ -88,6 +88,7 @@ class HeldDirectories:
         self.loaded = False
         self.last_used = 0.0  # the loop's clock at the last repair served or filled here
         self.flooded_at: float | None = None  # time.monotonic() of the last flood
+        self.backlog = 0  # bytes of the guard's queue read since the last repair here (uses and catch-ups)
 
     def open(self, desired: Desired, directory: str) -> tuple[int, bool]:
         """An fd for `directory` (a desired snack directory, created if missing) and whether it is held here (then
@@ -109,6 +110,18 @@ class HeldDirectories:
     def used(self, now: float) -> None:
         """A repair used the held directories at `now` (the loop's clock): they are kept HOLD_IDLE longer."""
         self.last_used = now
+        self.backlog = 0
+
+    def catch_up(self) -> bool:
+        """While something is held, the loop's turn woken by the guard (an app's saves in the pantry's parent) polls
+        it and the mount fd and reads what came, as a use would: the next repair's poll then finds the queue empty
+        instead of parsing it on the deletion's path. With nothing held, nothing is polled or read. True if
+        anything was dropped (the release deadline moved)."""
+        if not self.entries or not (ready := self.poller.poll(0)):
+            return False
+        count = len(self.entries)
+        self._check(ready)
+        return len(self.entries) != count
 
     def next_due(self) -> float | None:
         """When the held fds are released if no repair uses them meanwhile (None: nothing held, nothing due)."""
@@ -134,7 +147,8 @@ class HeldDirectories:
             buffer = os.read(self.guard, GUARD_READ)
         except BlockingIOError:
             return
-        if len(buffer) > GUARD_READ - _EVENT_MAX:  # flooded: cheaper to walk again than to parse it all
+        self.backlog += len(buffer)
+        if self.backlog > GUARD_READ - _EVENT_MAX:  # flooded since the last repair: walking again is cheaper
             self.drop_all()
             self._drain()
             self.flooded_at = time.monotonic()
@@ -244,6 +258,7 @@ class HeldDirectories:
         for held in self.entries.values():
             os.close(held.fd)
         self.entries.clear()
+        self.backlog = 0
         if self.guard is not None and self.libc is not None:
             for wd in self.watching:
                 self.libc.inotify_rm_watch(self.guard, wd)

@@ -99,6 +99,7 @@ class Parts:
     armer: DirectoryArmer
     clock: Callable[[], float] = time.monotonic
     held_dirs: HeldDirectories = field(default_factory=HeldDirectories)  # snack directories kept open between repairs
+    guard_polled: int | None = None  # the held set's guard fd, in the poll set while something is held (wait)
 
     @classmethod
     def real(
@@ -170,8 +171,21 @@ class Parts:
     def wait(self, deadline: float | None) -> dict[int, int]:
         """Sleep until an fd is ready or the deadline passes (None: no timeout, so idle costs nothing); the ready fds
         (with their poll events: a dict is built without a Python-level call, a set comprehension is one)."""
+        guard = self.held_dirs.guard if self.held_dirs.entries else None
+        if guard != self.guard_polled:
+            self._poll_guard(guard)
         timeout = None if deadline is None else max(0, int((deadline - self.clock()) * 1000) + 1)
         return dict(self.poller.poll(timeout))
+
+    def _poll_guard(self, guard: int | None) -> None:
+        """While something is held its guard is polled too, so what it hears (an app's saves in the pantry's parent)
+        is read as it comes, not on the next deletion's path; with nothing held (idle, a flood's pause) it is not:
+        nothing wakes the loop."""
+        if self.guard_polled is not None:
+            self.poller.unregister(self.guard_polled)
+        if guard is not None:
+            self.poller.register(guard, select.POLLIN)
+        self.guard_polled = guard
 
     def close(self) -> None:
         self.held_dirs.close()

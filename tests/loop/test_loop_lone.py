@@ -16,6 +16,7 @@ from fake_loop import Loop, start_loop
 
 import snackwatch.reconcile as reconcile_module
 from snackwatch.dirty import Mark
+from snackwatch.held import HOLD_IDLE
 
 pytestmark = pytest.mark.usefixtures("own_state_dirs")
 
@@ -123,3 +124,31 @@ def test_a_snack_backing_off_a_failing_repair_is_not_restored_by_the_lone_path(
     assert not goldfish.exists()  # held back: its backoff decides, not the lone path
     loop.until_idle(limit=1.0)
     assert goldfish.exists() and len(events(log_lines, "failing")) == 1 and events(log_lines, "recovered")
+
+
+def test_an_apps_saves_beside_a_held_pantry_wake_a_turn_of_their_own_and_are_not_parsed_on_the_deletions_path(
+    lone: Lone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop, parts, held = lone.loop, lone.loop.parts, lone.loop.parts.held_dirs
+    for name in ("Goldfish", "Popcorn", "Goldfish", "Popcorn"):
+        lone.deleted(name)
+    entry = held.entries[str(loop.pantry)]
+    reads = spy(monkeypatch, held, "_read", lambda: None)
+    noise = spy(monkeypatch, parts.reads, "after_read", lambda: None)
+
+    for index in range(2):  # in the pantry's parent, which the guard watches (the loop's watcher hears none of it)
+        temp = loop.pantry.parent / f".settings.json.{index}"
+        temp.write_text("{}")
+        temp.rename(loop.pantry.parent / "settings.json")
+    ready = parts.wait(loop.clock.now + 5.0)
+    assert ready.keys() == {held.guard}  # while something is held, the guard wakes the loop
+    assert loop.daemon.turn(ready) is False  # a turn of its own: no deadline moved
+    assert len(reads) == 1 and not noise and held.entries[str(loop.pantry)] is entry  # read, not counted as noise
+
+    lone.deleted("Goldfish")
+    assert (loop.pantry / "Goldfish").exists() and held.entries[str(loop.pantry)] is entry
+    assert len(reads) == 1  # nothing left to parse before the create
+
+    loop.turn(advance=HOLD_IDLE)  # released: the guard's queue holds the removed watches' IN_IGNORED...
+    assert not held.entries and held.poller.poll(0)
+    assert parts.wait(loop.clock.now) == {} and parts.guard_polled is None  # ...and nothing wakes the loop for it

@@ -204,3 +204,66 @@ def test_a_default_acl_or_setgid_group_given_to_a_held_pantry_is_heard_before_th
     made = (pantry / SNACK).stat()
     assert made.st_gid == os.getegid() and made.st_mode & 0o777 == 0o644
     assert "system.posix_acl_access" not in os.listxattr(pantry / SNACK)
+
+
+class CountedPolls:
+    """The guard's poller, counting its polls."""
+
+    def __init__(self, real: object) -> None:
+        self.real, self.polls = real, 0
+
+    def poll(self, timeout: int) -> list[tuple[int, int]]:
+        self.polls += 1
+        return self.real.poll(timeout)  # type: ignore[attr-defined,no-any-return]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+def save(directory: Path, times: int = 2) -> None:
+    """An app's atomic saves: a temp file written, then renamed over its settings (create, moved from, moved to)."""
+    for index in range(times):
+        temp = directory / f".settings.json.{index}"
+        temp.write_text("{}")
+        temp.rename(directory / "settings.json")
+
+
+def test_a_catch_up_between_repairs_reads_the_guard_as_a_use_would_and_polls_nothing_while_nothing_is_held(
+    tmp_path: Path, held: HeldDirectories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pantry = tmp_path / "pantry"
+    desired = desired_for(pantry)
+    hold(desired, held, pantry)
+    entry = held.entries[str(pantry)]
+    save(tmp_path)  # beside the held pantry, in its parent: nothing on the way changed
+    assert held.catch_up() is False and held.entries[str(pantry)] is entry
+    assert held.poller.poll(0) == []  # read: the next repair's use has nothing to parse
+    assert repair(desired, held, pantry).status is Status.CREATED and held.entries[str(pantry)] is entry
+
+    pantry.rename(tmp_path / "old")  # a change of the way, heard by a catch-up as by a use
+    pantry.mkdir()
+    assert held.catch_up() is True and not held.entries
+
+    counted = CountedPolls(held.poller)
+    monkeypatch.setattr(held, "poller", counted)
+    save(tmp_path)
+    assert held.catch_up() is False and counted.polls == 0  # nothing held: nothing polled, nothing read
+
+
+def test_more_than_one_bounded_read_heard_between_two_repairs_floods_the_guard_even_in_small_catch_ups(
+    tmp_path: Path, held: HeldDirectories
+) -> None:
+    pantry = tmp_path / "pantry"
+    desired = desired_for(pantry)
+    hold(desired, held, pantry)
+    for i in range(200):  # 32 bytes of events a file (its creation), read 10 files at a time: each read is small
+        (tmp_path / f"junk{i:03}").touch()
+        if i % 10 == 9:
+            held.catch_up()
+            held.used(0.0)  # a repair between: the bound counts from there
+    assert str(pantry) in held.entries and held.flooded_at is None
+    for i in range(200):  # the same churn with no repair between: flooded, as one read of it all would be
+        (tmp_path / f"junk{i:03}").unlink()
+        if i % 10 == 9:
+            held.catch_up()
+    assert not held.entries and not held.watching and held.flooded_at is not None

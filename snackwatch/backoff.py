@@ -244,9 +244,6 @@ class Health:
     def has_failing(self) -> bool:
         return bool(self._failing)
 
-    def is_failing(self, name: str) -> bool:
-        return name in self._failing
-
     @property
     def failing_count(self) -> int:
         """How many names fail (status counts, every turn: no sort)."""

@@ -14,11 +14,10 @@ KEPT = 4096  # names whose answer the gate remembers per desired state; past tha
 def plain_entry(desired: Desired, directory: str, name: str) -> Entry | None:
     """The entry of a declared plain snack (an empty file with every default, of a spec that does not prune: its
     repair is one create), or None. A nested snack directory is no plain snack: its removal is a directory gone."""
-    snacks = desired.files.get(directory)
-    snack = snacks.get(name) if snacks is not None else None
-    if snack is None or snack.home.spec.prune or not snack.is_plain:
+    entry = desired.entry(directory, name)
+    if entry is None or entry.spec.prune or not entry.snack.is_plain:
         return None
-    return Entry(snack)
+    return entry
 
 
 class LoneGate:

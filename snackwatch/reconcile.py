@@ -577,14 +577,9 @@ def _created_plain(fd: int, missing: list[Entry]) -> list[Outcome]:
 
 def _create_plain(fd: int, outcomes: list[Outcome | None], plain: list[tuple[int, Entry]]) -> None:
     """Create the plain snacks (`plain`: their places in `outcomes`) in one tight loop: the burst path."""
-    results = create_plain_snacks(fd, [entry.name for _, entry in plain])
-    for (index, entry), result in zip(plain, results, strict=True):
-        if result is True:
-            outcomes[index] = Outcome(entry, Status.CREATED)
-        elif result is False:
-            outcomes[index] = Outcome(entry, Status.PRESENT, reason=squatter(fd, entry))
-        else:
-            outcomes[index] = Outcome(entry, Status.FAILED, error=result)
+    made = _created_plain(fd, [entry for _, entry in plain])
+    for (index, _), outcome in zip(plain, made, strict=True):
+        outcomes[index] = outcome
 
 
 def _create_recorded(

@@ -183,6 +183,7 @@ class SpecReloader:
             self._trouble(path, error, now, again=forced)  # a SIGHUP is answered with the error, not "no change"
         if busy and forced:  # a SIGHUP during a write: it is answered once the writer closes the file
             self.requested, forced = True, False
+            self._wait_for_writer(now)  # told now, and bounded: the loop may hear nothing more before the close
         if result.desired is None:
             if not forced and not result.problems:
                 logger.bind(event="reread").debug("spec re-read: unchanged")
